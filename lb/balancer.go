@@ -1,0 +1,406 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrClosed is returned by Run when the Balancer was already closed.
+var ErrClosed = errors.New("lb: balancer closed")
+
+// Balancer accepts TCP connections on the VIP and proxies each one, bytes
+// untouched, to the ready backend with the fewest active connections.
+type Balancer struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	ln       *net.TCPListener
+	backends []*backend
+	rr       atomic.Uint64 // rotates the start of the least-connections scan
+
+	mu      sync.Mutex
+	conns   map[*proxyConn]struct{}
+	closed  bool
+	stop    context.CancelFunc // set by Run
+	running bool
+	done    chan struct{} // closed by Close
+
+	wg sync.WaitGroup // accept loop, health loops, proxied connections
+
+	// onCheck, if set (tests), is called after every health check.
+	onCheck func(backend string, ok, up bool)
+}
+
+// backend is the live state of one Backend.
+type backend struct {
+	cfg     Backend
+	checker *checker
+	up      atomic.Bool
+	active  atomic.Int64
+	total   atomic.Uint64
+
+	mu         sync.Mutex
+	lastCheck  time.Time
+	lastChange time.Time
+	lastErr    string
+}
+
+// BackendStatus is one backend as `masterd status` shows it.
+type BackendStatus struct {
+	Name    string
+	Address netip.AddrPort
+	// Up: passes its readiness check and gets new connections.
+	Up bool
+	// Active connections now; Total connections proxied since start.
+	Active int64
+	Total  uint64
+	// LastCheck is when the latest check started (zero before the first);
+	// LastChange when Up last changed; LastError the latest check's error
+	// ("" if it succeeded).
+	LastCheck  time.Time
+	LastChange time.Time
+	LastError  string
+}
+
+// New validates cfg, registers the lb metrics on reg and binds the listener
+// (IP_FREEBIND, so the VIP need not be present). Nothing is accepted and no
+// backend is checked until Run. log may be nil (discard).
+func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Balancer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lb: invalid config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tc, err := healthTLS(cfg.HealthCheck)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	lb := &Balancer{
+		cfg:   cfg,
+		log:   log.With("component", "lb"),
+		m:     m,
+		conns: map[*proxyConn]struct{}{},
+		done:  make(chan struct{}),
+	}
+	for _, bc := range cfg.Backends {
+		lb.backends = append(lb.backends, &backend{cfg: bc, checker: newChecker(bc, cfg.HealthCheck, tc)})
+		m.initBackend(bc.Name)
+	}
+	m.total.WithLabelValues(noBackend, resultNoBackend)
+	lb.ln, err = listenFreebind(context.Background(), cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	return lb, nil
+}
+
+// Addr is the bound listen address (useful when Config.Listen had port 0).
+func (lb *Balancer) Addr() netip.AddrPort {
+	return lb.ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// Run checks the backends and proxies connections until ctx is cancelled or
+// Close is called, then closes the listener and every proxied connection and
+// returns once all its goroutines have ended. It returns nil on such a stop,
+// ErrClosed if Close came first, and an error if Run is called twice.
+func (lb *Balancer) Run(ctx context.Context) error {
+	lb.mu.Lock()
+	if lb.closed {
+		lb.mu.Unlock()
+		return ErrClosed
+	}
+	if lb.running {
+		lb.mu.Unlock()
+		return errors.New("lb: run called twice")
+	}
+	lb.running = true
+	ctx, cancel := context.WithCancel(ctx)
+	lb.stop = cancel
+	lb.mu.Unlock()
+	defer cancel()
+
+	lb.log.Info("balancer started", "listen", lb.Addr().String(), "backends", len(lb.backends))
+	for _, b := range lb.backends {
+		lb.wg.Add(1)
+		go func() {
+			defer lb.wg.Done()
+			lb.healthLoop(ctx, b)
+		}()
+	}
+	lb.wg.Add(1)
+	go func() {
+		defer lb.wg.Done()
+		lb.acceptLoop(ctx)
+	}()
+
+	<-ctx.Done()
+	lb.shutdown()
+	lb.wg.Wait()
+	lb.log.Info("balancer stopped")
+	return nil
+}
+
+// Close stops the balancer: the listener closes, proxied connections are
+// closed, health checks stop. It waits for Run to finish its teardown when
+// Run is active. Safe to call more than once and concurrently.
+func (lb *Balancer) Close() error {
+	lb.mu.Lock()
+	if lb.closed {
+		lb.mu.Unlock()
+		<-lb.done
+		return nil
+	}
+	lb.closed = true
+	stop := lb.stop
+	lb.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	lb.shutdown()
+	lb.wg.Wait()
+	close(lb.done)
+	return nil
+}
+
+// shutdown closes the listener and every proxied connection.
+func (lb *Balancer) shutdown() {
+	lb.mu.Lock()
+	lb.closed = true
+	conns := make([]*proxyConn, 0, len(lb.conns))
+	for pc := range lb.conns {
+		conns = append(conns, pc)
+	}
+	lb.mu.Unlock()
+	_ = lb.ln.Close()
+	for _, pc := range conns {
+		pc.close()
+	}
+}
+
+// Status reports every backend, in configuration order.
+func (lb *Balancer) Status() []BackendStatus {
+	out := make([]BackendStatus, 0, len(lb.backends))
+	for _, b := range lb.backends {
+		b.mu.Lock()
+		s := BackendStatus{
+			Name:       b.cfg.Name,
+			Address:    b.cfg.Address,
+			Up:         b.up.Load(),
+			Active:     b.active.Load(),
+			Total:      b.total.Load(),
+			LastCheck:  b.lastCheck,
+			LastChange: b.lastChange,
+			LastError:  b.lastErr,
+		}
+		b.mu.Unlock()
+		out = append(out, s)
+	}
+	return out
+}
+
+func (b *backend) recordCheck(at time.Time, err error, up, changed bool) {
+	b.mu.Lock()
+	b.lastCheck = at
+	b.lastErr = errString(err)
+	if changed {
+		b.lastChange = at
+	}
+	b.mu.Unlock()
+	b.up.Store(up)
+}
+
+// acceptLoop accepts until the listener closes.
+func (lb *Balancer) acceptLoop(ctx context.Context) {
+	var backoff time.Duration
+	for {
+		c, err := lb.ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: wait a little instead of spinning,
+			// as net/http does.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			lb.log.Warn("accept failed", "error", err.Error(), "retry_seconds", backoff.Seconds())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		lb.wg.Add(1)
+		go func() {
+			defer lb.wg.Done()
+			lb.serve(ctx, c)
+		}()
+	}
+}
+
+// pick returns the up backend with the fewest active connections, skipping
+// those in tried, and counts the new connection on it. Ties go to the first
+// candidate after a rotating start, so sequential short connections spread
+// round-robin instead of all landing on the first backend.
+func (lb *Balancer) pick(tried []*backend) *backend {
+	n := len(lb.backends)
+	start := int(lb.rr.Add(1) % uint64(n))
+	var best *backend
+	var bestActive int64
+scan:
+	for i := range n {
+		b := lb.backends[(start+i)%n]
+		if !b.up.Load() {
+			continue
+		}
+		for _, t := range tried {
+			if t == b {
+				continue scan
+			}
+		}
+		if a := b.active.Load(); best == nil || a < bestActive {
+			best, bestActive = b, a
+		}
+	}
+	if best != nil {
+		best.active.Add(1)
+	}
+	return best
+}
+
+// serve connects client c to a backend and proxies until both directions end.
+func (lb *Balancer) serve(ctx context.Context, c *net.TCPConn) {
+	lb.setKeepAlive(c)
+	var tried []*backend
+	for {
+		b := lb.pick(tried)
+		if b == nil {
+			lb.m.total.WithLabelValues(noBackend, resultNoBackend).Inc()
+			lb.log.Debug("no backend for connection", "client", c.RemoteAddr().String())
+			_ = c.Close()
+			return
+		}
+		d := net.Dialer{Timeout: lb.cfg.DialTimeout, KeepAlive: -1}
+		bc, err := d.DialContext(ctx, "tcp", b.cfg.Address.String())
+		if err != nil {
+			b.active.Add(-1)
+			lb.m.total.WithLabelValues(b.cfg.Name, resultDialError).Inc()
+			lb.log.Debug("dial backend failed", "backend", b.cfg.Name, "error", err.Error())
+			if ctx.Err() != nil {
+				_ = c.Close()
+				return
+			}
+			tried = append(tried, b)
+			continue
+		}
+		lb.m.total.WithLabelValues(b.cfg.Name, resultOK).Inc()
+		b.total.Add(1)
+		lb.m.active.WithLabelValues(b.cfg.Name).Inc()
+		lb.proxy(c, bc.(*net.TCPConn), b)
+		lb.m.active.WithLabelValues(b.cfg.Name).Dec()
+		b.active.Add(-1)
+		return
+	}
+}
+
+func (lb *Balancer) setKeepAlive(c *net.TCPConn) {
+	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     lb.cfg.KeepAlive,
+		Interval: lb.cfg.KeepAlive,
+		Count:    lb.cfg.KeepAliveCount,
+	})
+}
+
+// proxyConn is one client connection and its backend connection.
+type proxyConn struct {
+	client, backend *net.TCPConn
+	once            sync.Once
+}
+
+func (pc *proxyConn) close() {
+	pc.once.Do(func() {
+		_ = pc.client.Close()
+		_ = pc.backend.Close()
+	})
+}
+
+// proxy copies both directions until each has ended. A clean EOF on one side
+// is passed on as a half-close (FIN) to the other, so protocols that close
+// their sending side first keep working; an error on either direction closes
+// both connections at once, so the peer sees the failure instead of a hang.
+func (lb *Balancer) proxy(client, back *net.TCPConn, b *backend) {
+	lb.setKeepAlive(back)
+	pc := &proxyConn{client: client, backend: back}
+	lb.mu.Lock()
+	if lb.closed {
+		lb.mu.Unlock()
+		pc.close()
+		return
+	}
+	lb.conns[pc] = struct{}{}
+	lb.mu.Unlock()
+	defer func() {
+		lb.mu.Lock()
+		delete(lb.conns, pc)
+		lb.mu.Unlock()
+		pc.close()
+	}()
+
+	up := lb.m.bytes.WithLabelValues(b.cfg.Name, dirToBackend)
+	down := lb.m.bytes.WithLabelValues(b.cfg.Name, dirToClient)
+	errc := make(chan error, 1)
+	go func() { errc <- lb.pipe(back, client, up) }()
+	err1 := lb.pipe(client, back, down)
+	if err1 != nil {
+		pc.close()
+	}
+	err2 := <-errc
+	if err2 != nil {
+		pc.close()
+	}
+}
+
+// pipe copies src to dst and half-closes dst at src's EOF. It returns the
+// error that ended the copy, nil at a clean EOF. Each round is an io.Copy
+// between two *net.TCPConn (through an io.LimitedReader, which Go still
+// recognises), so Linux moves the bytes with splice(2) and they never enter
+// user space; the limit only bounds how stale the byte counter can get.
+func (lb *Balancer) pipe(dst, src *net.TCPConn, counter prometheus.Counter) error {
+	lr := &io.LimitedReader{R: src}
+	for {
+		lr.N = lb.cfg.ChunkSize
+		n, err := io.Copy(dst, lr)
+		if n > 0 {
+			counter.Add(float64(n))
+		}
+		if err != nil {
+			return err
+		}
+		if lr.N > 0 { // the round ended before the limit: EOF
+			if err := dst.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			return nil
+		}
+	}
+}
