@@ -1,0 +1,56 @@
+// Package pki owns masterd's key material: the one cluster secret that is
+// copied to every master, and the per-node certificates and kubeconfigs
+// derived from it.
+//
+// # The cluster secret
+//
+// `masterd init` calls [GenerateSecret] and [WriteSecret]. The secret holds
+// everything that must be identical on every master:
+//
+//   - the gossip keys (32-byte AES-256 keys for memberlist; the first is the
+//     primary used to encrypt, the others are still accepted, for rotation);
+//   - the etcd CA, the Kubernetes CA and the front-proxy CA (ECDSA P-256,
+//     valid 10 years), certificate and private key each;
+//   - the service-account signing key pair (ECDSA P-256, ES256 tokens).
+//
+// The file is a PEM bundle readable by openssl: a first block of type
+// "MASTERD CLUSTER SECRET" carries the format version and a "Blocks" header
+// naming, in order, the role of every following block ("gossip-key",
+// "etcd-ca-cert", "etcd-ca-key", ...). Gossip keys are "MASTERD GOSSIP KEY"
+// blocks, certificates "CERTIFICATE" and keys PKCS#8 "PRIVATE KEY" blocks.
+// [LoadSecret] refuses a file readable by group or others and says how to fix
+// it; [DecodeSecret] reports what is wrong and never panics (it is fuzzed).
+//
+// # Node material
+//
+// At start the agent calls [Ensure] with the secret and the node's [Params].
+// Ensure writes into the pki directory (mode 0700; private keys and
+// kubeconfigs 0600, certificates 0644) the CA certificates, the etcd server,
+// peer and client certificates, the apiserver's etcd client, serving and
+// kubelet-client certificates, the front-proxy client certificate, the
+// service-account key pair and the kubeconfigs admin.conf,
+// scheduler.conf and controller-manager.conf. It leaves every file that is
+// still good alone and regenerates only what is missing, unparsable, signed by
+// another CA, not matching Params (names, addresses, usages, kubeconfig
+// server) or within Params.RenewBefore of expiry, judged at the injected time.
+// The returned [Files] names every path and lists what was regenerated and why,
+// for the agent to log.
+//
+// # Bring your own PKI
+//
+// Operators who create certificates themselves (cfssl, an enterprise CA)
+// name the files in the config; [UseFiles] checks them — key matches
+// certificate, chain to the named CA, required names and addresses, not
+// expired — and generates nothing.
+//
+// # Metrics
+//
+//	masterd_cert_expiry_timestamp_seconds{cert}  NotAfter of each certificate
+//	                                             (Unix seconds), see [Metrics].
+//
+// Keys are ECDSA P-256 everywhere: every consumer (etcd, kube-apiserver,
+// kubelet, client-go, openssl) accepts it, while Ed25519 is still refused by
+// some Kubernetes clients. Randomness comes from crypto/rand; GenerateSecret
+// takes a reader for serial numbers and gossip keys, but Go's ECDSA key
+// generation always draws from the system source.
+package pki
