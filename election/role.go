@@ -1,0 +1,449 @@
+package election
+
+import (
+	"slices"
+	"time"
+)
+
+type roleStateKind uint8
+
+const (
+	stateFollower roleStateKind = iota
+	statePreCandidate
+	stateCandidate
+	stateLeader
+	stateReleasing
+)
+
+func (s roleStateKind) String() string {
+	return [...]string{"follower", "precandidate", "candidate", "leader", "releasing"}[s]
+}
+
+// role is the state machine of one role on one node: voter, candidate and
+// leader at once.
+type role struct {
+	n    *Node
+	name string
+	t    Timing
+	hash uint64
+	st   RoleState
+
+	quietUntil time.Duration
+
+	// Voter side: the promise currently given (to may be this node).
+	promiseTo    string
+	promiseTerm  uint64
+	promiseUntil time.Duration
+	// releasedBy remembers the highest term each peer released, so a late
+	// Vote or Heartbeat of it cannot re-create the promise.
+	releasedBy map[string]uint64
+	// During a handover only successor may be granted, until successorUntil.
+	successor      string
+	successorUntil time.Duration
+
+	// Own side.
+	state      roleStateKind
+	term       uint64 // term of the current or last own campaign
+	maxSeen    uint64 // highest term learned from others
+	seq        uint64
+	sendTimes  map[uint64]time.Duration
+	acked      map[string]time.Duration // voter -> latest acknowledged send time in term
+	nacks      map[string]bool
+	nackWait   time.Duration // longest promise to others reported by Nacks
+	preOK      map[string]bool
+	preNo      map[string]bool
+	preTerm    uint64
+	roundSeq   uint64
+	roundStart time.Duration
+	resendAt   time.Duration
+	deadline   time.Duration
+	nextBeat   time.Duration
+	campaignAt time.Duration
+	immediate  bool // successor of a handover: campaign now, no PreVote
+	failures   int
+	handoverTo string
+
+	healthy       bool
+	healthChanged time.Duration
+}
+
+func (r *role) jitter(d time.Duration) time.Duration { return r.n.rand(d) }
+
+// rankDelay orders candidates: the best-ranked eligible node waits nothing,
+// each following one two retry periods more; unhealthy nodes come after all
+// healthy ones. Bounded by 2·N·retryPeriod, so the best node's timer always
+// fires first even when eligibility gossip is stale.
+func (r *role) rankDelay() time.Duration {
+	rank := slices.Index(r.n.ranked(r.name), r.n.cfg.ID)
+	return time.Duration(max(rank, 0)) * 2 * r.t.RetryPeriod
+}
+
+func (r *role) promiseActive(now time.Duration) bool { return now < r.promiseUntil && r.promiseTo != "" }
+
+func (r *role) quiet(now time.Duration) bool { return now < r.quietUntil }
+
+func (r *role) handoverWindow() time.Duration { return min(4*r.t.RetryPeriod, r.t.LeaseDuration) }
+
+func (r *role) next() time.Duration {
+	switch r.state {
+	case stateLeader:
+		return min(r.deadline, r.nextBeat)
+	case statePreCandidate, stateCandidate:
+		return min(r.resendAt, r.roundStart+r.t.RenewDeadline)
+	case stateReleasing:
+		return 1<<62 - 1
+	}
+	return r.campaignAt
+}
+
+// reschedule sets the follower's campaign timer after the promise it holds.
+func (r *role) reschedule(now time.Duration) {
+	base := max(now, r.quietUntil)
+	if r.promiseActive(now) {
+		base = max(base, r.promiseUntil)
+	}
+	r.campaignAt = base + r.rankDelay() + r.jitter(r.t.RetryPeriod/2)
+}
+
+func (r *role) persist() { r.n.dirty = true }
+
+func (r *role) tick(now time.Duration) {
+	switch r.state {
+	case stateLeader:
+		r.tickLeader(now)
+	case statePreCandidate, stateCandidate:
+		r.tickCandidate(now)
+	case stateFollower:
+		r.tickFollower(now)
+	}
+}
+
+func (r *role) tickFollower(now time.Duration) {
+	if now < r.campaignAt {
+		return
+	}
+	if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) || r.successorBlocks(now, r.n.cfg.ID) {
+		r.immediate = false
+		r.reschedule(now)
+		return
+	}
+	if r.immediate || len(r.n.cfg.Voters) == 1 {
+		r.immediate = false
+		r.campaign(now)
+		return
+	}
+	r.preVote(now)
+}
+
+func (r *role) successorBlocks(now time.Duration, who string) bool {
+	return r.successor != "" && now < r.successorUntil && r.successor != who
+}
+
+func (r *role) nextTerm() uint64 { return max(r.st.MaxTerm, r.st.LastTerm, r.maxSeen, r.term) + 1 }
+
+func (r *role) preVote(now time.Duration) {
+	r.state = statePreCandidate
+	r.preTerm = r.nextTerm()
+	clear(r.preOK)
+	clear(r.preNo)
+	r.preOK[r.n.cfg.ID] = true
+	r.seq++
+	r.roundSeq = r.seq
+	r.roundStart = now
+	r.resendAt = now + r.t.RetryPeriod
+	r.n.broadcast(r, Message{Type: MsgPreVote, Term: r.preTerm, Seq: r.roundSeq})
+}
+
+func (r *role) campaign(now time.Duration) {
+	if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) {
+		r.state = stateFollower
+		r.reschedule(now)
+		return
+	}
+	id := r.n.cfg.ID
+	r.term = max(r.nextTerm(), r.preTerm)
+	r.st.MaxTerm, r.st.VotedFor, r.st.LastTerm, r.st.LeaseDuration = r.term, id, r.term, r.t.LeaseDuration
+	r.persist()
+	// The candidacy is a promise to itself, set atomically with the campaign.
+	r.promiseTo, r.promiseTerm, r.promiseUntil = id, r.term, now+r.t.LeaseDuration
+	r.state = stateCandidate
+	clear(r.acked)
+	clear(r.nacks)
+	clear(r.sendTimes)
+	r.nackWait = 0
+	r.seq++
+	r.roundSeq = r.seq
+	r.sendTimes[r.seq] = now // lease start: before the Vote is handed over
+	r.acked[id] = now
+	r.roundStart = now
+	r.resendAt = now + r.t.RetryPeriod
+	r.n.broadcast(r, Message{Type: MsgVote, Term: r.term, Seq: r.roundSeq})
+	r.maybeLead(now)
+}
+
+func (r *role) tickCandidate(now time.Duration) {
+	if now >= r.roundStart+r.t.RenewDeadline {
+		r.giveUp(now)
+		return
+	}
+	if now >= r.resendAt {
+		// Resend to voters that have not answered; Grants still count from
+		// the first send time.
+		r.resendAt = now + r.t.RetryPeriod
+		typ, term := MsgPreVote, r.preTerm
+		if r.state == stateCandidate {
+			typ, term = MsgVote, r.term
+		}
+		for _, v := range r.n.cfg.Voters {
+			if v == r.n.cfg.ID || r.acked[v] != 0 && r.state == stateCandidate || r.nacks[v] || r.preOK[v] || r.preNo[v] {
+				continue
+			}
+			r.n.send(r, Message{Type: typ, To: v, Term: term, Seq: r.roundSeq})
+		}
+	}
+}
+
+// giveUp abandons a campaign: Release to every voter (it never acts on the
+// term again), then back off exponentially, timed from the Nacks' remaining.
+func (r *role) giveUp(now time.Duration) {
+	if r.state == stateCandidate {
+		r.n.broadcast(r, Message{Type: MsgRelease, Term: r.term})
+		r.releasedBy[r.n.cfg.ID] = r.term
+		if r.promiseTo == r.n.cfg.ID && r.promiseTerm == r.term {
+			r.promiseUntil = now
+		}
+	}
+	r.state = stateFollower
+	r.failures = min(r.failures+1, 6)
+	backoff := min(r.t.RetryPeriod<<r.failures, r.t.LeaseDuration)
+	wait := max(backoff, min(r.nackWait, r.t.LeaseDuration))
+	r.campaignAt = max(now+wait, r.quietUntil) + r.rankDelay() + r.jitter(r.t.RetryPeriod)
+}
+
+// leaseStart is the Q-th latest acknowledged send time in the current term.
+func (r *role) leaseStart() (time.Duration, bool) {
+	if len(r.acked) < r.n.q {
+		return 0, false
+	}
+	ts := make([]time.Duration, 0, len(r.acked))
+	for _, t := range r.acked {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	return ts[len(ts)-r.n.q], true
+}
+
+func (r *role) maybeLead(now time.Duration) {
+	start, ok := r.leaseStart()
+	if !ok {
+		return
+	}
+	deadline := start + r.t.RenewDeadline
+	if now >= deadline {
+		return // too late: the round times out and gives up
+	}
+	r.state = stateLeader
+	r.failures = 0
+	r.deadline = deadline
+	r.nextBeat = r.sendTimes[r.roundSeq] + r.t.RetryPeriod
+	r.n.change(RoleChange{Role: r.name, Kind: Acquired, Term: r.term, Deadline: deadline})
+	if now >= r.nextBeat {
+		r.heartbeat(now)
+	}
+}
+
+func (r *role) tickLeader(now time.Duration) {
+	if now >= r.deadline {
+		r.lapse(now, "")
+		return
+	}
+	if !r.healthy && now-r.healthChanged >= r.t.LeaseDuration {
+		if best := r.bestPeer(); best != "" && r.n.eligibility(best, r.name).Healthy {
+			r.lapse(now, best)
+			return
+		}
+	}
+	if now >= r.nextBeat {
+		r.heartbeat(now)
+	}
+}
+
+func (r *role) heartbeat(now time.Duration) {
+	id := r.n.cfg.ID
+	r.seq++
+	r.sendTimes[r.seq] = now
+	r.acked[id] = now
+	r.promiseTo, r.promiseTerm, r.promiseUntil = id, r.term, now+r.t.LeaseDuration
+	r.nextBeat = now + r.t.RetryPeriod
+	for s, t := range r.sendTimes {
+		if now-t > r.t.LeaseDuration {
+			delete(r.sendTimes, s)
+		}
+	}
+	r.n.broadcast(r, Message{Type: MsgHeartbeat, Term: r.term, Seq: r.seq})
+	r.recompute(now)
+}
+
+func (r *role) recompute(now time.Duration) {
+	start, ok := r.leaseStart()
+	if !ok {
+		return
+	}
+	if d := start + r.t.RenewDeadline; d > r.deadline && now < r.deadline {
+		r.deadline = d
+		r.n.change(RoleChange{Role: r.name, Kind: Renewed, Term: r.term, Deadline: d})
+	}
+}
+
+// lapse lets the role go: a Lost change; Release follows in released().
+func (r *role) lapse(now time.Duration, successor string) {
+	r.state = stateReleasing
+	r.handoverTo = successor
+	r.n.change(RoleChange{Role: r.name, Kind: Lost, Term: r.term})
+	if r.n.rules.noReleaseOnLapse {
+		r.released(now, r.term)
+	}
+}
+
+func (r *role) released(now time.Duration, term uint64) {
+	if r.state != stateReleasing || term != r.term {
+		return
+	}
+	id := r.n.cfg.ID
+	r.n.broadcast(r, Message{Type: MsgRelease, Term: term, Successor: r.handoverTo})
+	r.releasedBy[id] = term
+	if r.promiseTo == id && r.promiseTerm == term {
+		r.promiseUntil = now
+	}
+	r.state = stateFollower
+	if r.handoverTo != "" {
+		r.successor, r.successorUntil = r.handoverTo, now+r.handoverWindow()
+	}
+	r.handoverTo = ""
+	r.reschedule(now)
+	if r.successor != "" && now < r.successorUntil {
+		r.campaignAt = max(r.campaignAt, r.successorUntil)
+	}
+}
+
+func (r *role) bestPeer() string {
+	for _, v := range r.n.ranked(r.name) {
+		if v != r.n.cfg.ID {
+			return v
+		}
+	}
+	return ""
+}
+
+func (r *role) step(now time.Duration, m Message) {
+	r.maxSeen = max(r.maxSeen, m.MaxTerm)
+	switch m.Type {
+	case MsgPreVote:
+		ok := !r.quiet(now) && !(r.promiseActive(now) && r.promiseTo != m.From) &&
+			!r.successorBlocks(now, m.From) && m.Term > r.releasedBy[m.From] &&
+			(m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From)
+		r.n.send(r, Message{Type: MsgPreVoteResp, To: m.From, Term: m.Term, Seq: m.Seq, OK: ok, MaxTerm: r.st.MaxTerm})
+	case MsgVote:
+		r.stepBinding(now, m, MsgGrant)
+	case MsgHeartbeat:
+		r.stepBinding(now, m, MsgAck)
+	case MsgRelease:
+		r.stepRelease(now, m)
+	case MsgPreVoteResp:
+		if r.state != statePreCandidate || m.Seq != r.roundSeq || m.Term != r.preTerm {
+			return
+		}
+		if m.OK {
+			r.preOK[m.From] = true
+		} else {
+			r.preNo[m.From] = true
+		}
+		if len(r.preOK) >= r.n.q {
+			r.campaign(now)
+		} else if len(r.preNo) > len(r.n.cfg.Voters)-r.n.q {
+			r.giveUp(now)
+		}
+	case MsgGrant, MsgAck:
+		if (r.state != stateCandidate && r.state != stateLeader) || m.Term != r.term {
+			return
+		}
+		sent, ok := r.sendTimes[m.Seq]
+		if !ok {
+			return
+		}
+		if sent > r.acked[m.From] {
+			r.acked[m.From] = sent
+		}
+		if r.state == stateCandidate {
+			r.maybeLead(now)
+		} else {
+			r.recompute(now)
+		}
+	case MsgNack:
+		if m.Term != r.term {
+			return
+		}
+		switch r.state {
+		case stateLeader:
+			if m.MaxTerm > r.term {
+				r.lapse(now, "")
+			}
+		case stateCandidate:
+			r.nacks[m.From] = true
+			if m.PromisedTo != r.n.cfg.ID {
+				r.nackWait = max(r.nackWait, m.Remaining)
+			}
+			if len(r.nacks) > len(r.n.cfg.Voters)-r.n.q || m.MaxTerm > r.term {
+				r.giveUp(now)
+			}
+		}
+	}
+}
+
+// stepBinding answers a Vote or Heartbeat: a promise (Grant/Ack) or a Nack.
+func (r *role) stepBinding(now time.Duration, m Message, reply MsgType) {
+	nack := Message{Type: MsgNack, To: m.From, Term: m.Term, Seq: m.Seq, MaxTerm: r.st.MaxTerm}
+	switch {
+	case r.quiet(now):
+		nack.Remaining = r.quietUntil - now
+	case r.promiseActive(now) && r.promiseTo != m.From && !r.n.rules.noPromise:
+		nack.PromisedTo, nack.PromisedTerm, nack.Remaining = r.promiseTo, r.promiseTerm, r.promiseUntil-now
+	case r.successorBlocks(now, m.From):
+		nack.PromisedTo, nack.Remaining = r.successor, r.successorUntil-now
+	case m.Term <= r.releasedBy[m.From]:
+	case m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From:
+		if m.Term != r.st.MaxTerm || r.st.VotedFor != m.From {
+			r.st.MaxTerm, r.st.VotedFor, r.st.LeaseDuration = m.Term, m.From, r.t.LeaseDuration
+			r.persist()
+		}
+		r.promiseTo, r.promiseTerm, r.promiseUntil = m.From, m.Term, now+r.t.LeaseDuration
+		if r.state == statePreCandidate {
+			r.state = stateFollower
+		}
+		r.failures = 0
+		r.reschedule(now)
+		r.n.send(r, Message{Type: reply, To: m.From, Term: m.Term, Seq: m.Seq})
+		return
+	}
+	r.n.send(r, nack)
+}
+
+// stepRelease drops the promise to the sender for exactly that term.
+func (r *role) stepRelease(now time.Duration, m Message) {
+	if m.Term <= r.releasedBy[m.From] {
+		return
+	}
+	r.releasedBy[m.From] = m.Term
+	if r.promiseTo == m.From && r.promiseTerm == m.Term && r.promiseActive(now) {
+		r.promiseUntil = now
+		r.reschedule(now)
+	}
+	if m.Successor != "" && r.n.voters[m.Successor] {
+		r.successor, r.successorUntil = m.Successor, now+r.handoverWindow()
+		if m.Successor == r.n.cfg.ID && r.state == stateFollower {
+			r.immediate = true
+			r.campaignAt = now
+			r.tickFollower(now)
+		}
+	}
+}
