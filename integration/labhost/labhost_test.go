@@ -171,3 +171,34 @@ func TestBootCleansLeftoversOfACrashedRun(t *testing.T) {
 		t.Errorf("processes of the lab remain: %s", out)
 	}
 }
+
+func TestDialContextReachesAListenerInsideTheHost(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs /usr/bin/python3 for a listener inside the lab")
+	}
+	h := boot(t, ctx, "dial")
+	// A one-shot TCP server inside the lab on its loopback.
+	if _, err := h.Exec(ctx, "systemd-run", "--unit=labt-echo", "/bin/sh", "-c",
+		"exec /usr/bin/python3 -c 'import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((\"127.0.0.1\",7777));s.listen();c,_=s.accept();c.sendall(b\"lab\");c.close()'"); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for ctx.Err() == nil {
+		c, err := h.DialContext(ctx, "tcp", "127.0.0.1:7777")
+		if err != nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf)
+		got = buf[:n]
+		c.Close()
+		break
+	}
+	if string(got) != "lab" {
+		t.Errorf("read %q from the lab's 127.0.0.1:7777, want %q", got, "lab")
+	}
+}
