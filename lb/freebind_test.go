@@ -139,10 +139,19 @@ func freebindCase(vipStr, backendIP string) error {
 	}
 	defer func() { _ = netlink.AddrDel(lo, addr) }()
 
-	// The same listener, never re-bound, now accepts.
-	c, err := net.DialTimeout("tcp", listen.String(), 5*time.Second)
-	if err != nil {
-		return fmt.Errorf("dial the VIP after adding it: %w", err)
+	// The same listener, never re-bound, now accepts. The kernel installs
+	// an IPv6 address's local route from a work queue (DAD completion, even
+	// with nodad), so the address becomes usable a moment after AddrAdd
+	// returns: retry until it is.
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err = net.DialTimeout("tcp", listen.String(), 2*time.Second)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ENETUNREACH) || time.Now().After(deadline) {
+			return fmt.Errorf("dial the VIP after adding it: %w", err)
+		}
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
