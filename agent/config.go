@@ -1,0 +1,231 @@
+package agent
+
+import (
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Config is the schema of /etc/masterd/masterd.yaml. Every field has a yaml key and
+// a doc tag; the README's configuration reference and deploy/masterd.yaml are
+// checked against these tags by tests, so the documentation cannot drift.
+//
+// DefaultConfig fills every default; LoadConfig decodes a file over it strictly
+// (unknown keys and wrong types are errors naming the key path) and then
+// validates it.
+type Config struct {
+	Name           string     `yaml:"name" doc:"this master's name; must be one of peers[].name (default: the hostname)"`
+	Address        netip.Addr `yaml:"address" doc:"this master's own address: gossip, etcd, kube-apiserver bind here; never the VIP (default: peers[name].address)"`
+	Peers          []Peer     `yaml:"peers" doc:"every master of the cluster, this one included; they are the voters of every election and the etcd members"`
+	ClusterKeyFile string     `yaml:"clusterKeyFile" doc:"the cluster secret made by 'masterd init', identical on every master, mode 0600"`
+	DataDir        string     `yaml:"dataDir" doc:"etcd data, snapshots, generated PKI, election state (mode 0700)"`
+	Priority       int        `yaml:"priority" doc:"election preference among healthy masters, higher wins (0..1000)"`
+
+	Gossip     GossipConfig     `yaml:"gossip" doc:"memberlist transport between masters"`
+	Election   ElectionConfig   `yaml:"election" doc:"settings shared by every role's election"`
+	VIP        VIPConfig        `yaml:"vip" doc:"the floating address of the Kubernetes API"`
+	Roles      RolesConfig      `yaml:"roles" doc:"lease timings of the leader-only components"`
+	Etcd       EtcdConfig       `yaml:"etcd" doc:"the embedded etcd member"`
+	Kubernetes KubernetesConfig `yaml:"kubernetes" doc:"the control-plane components masterd supervises"`
+	Metrics    MetricsConfig    `yaml:"metrics" doc:"HTTP endpoint for /metrics, /healthz, /readyz and /status"`
+	Log        LogConfig        `yaml:"log" doc:"logging to stderr (journald)"`
+}
+
+// Peer is one master.
+type Peer struct {
+	Name    string     `yaml:"name" doc:"the master's name (unique)"`
+	Address netip.Addr `yaml:"address" doc:"the master's address (unique)"`
+}
+
+// GossipConfig configures memberlist.
+type GossipConfig struct {
+	Port        int    `yaml:"port" doc:"UDP and TCP port of memberlist on address"`
+	ClusterName string `yaml:"clusterName" doc:"label on every gossip packet, so two clusters on one network never merge"`
+}
+
+// ElectionConfig holds what is common to every role.
+type ElectionConfig struct {
+	ClockDriftPPM int `yaml:"clockDriftPPM" doc:"tolerated clock-rate error ε in parts per million, used in the lease safety inequality"`
+}
+
+// VIPConfig configures the floating address and the balancer behind it.
+type VIPConfig struct {
+	Enabled   bool       `yaml:"enabled" doc:"hold a floating VIP; false when an external load balancer fronts the apiservers"`
+	Address   netip.Addr `yaml:"address" doc:"the VIP; required when enabled"`
+	Interface string     `yaml:"interface" doc:"interface for the VIP (default: the one whose subnet holds the VIP)"`
+	Profile   string     `yaml:"profile" doc:"timing profile: default (about 1 s failover), fast (about 0.25 s, needs fence), or custom (use timings)"`
+	Fence     bool       `yaml:"fence" doc:"install the nftables kernel fence that silences the VIP when the lease lapses; required by the fast profile"`
+	Timings   Timings    `yaml:"timings" doc:"lease timings when profile is custom"`
+	Balancer  LBConfig   `yaml:"balancer" doc:"TCP balancer on the VIP over every ready kube-apiserver"`
+}
+
+// LBConfig configures the built-in balancer.
+type LBConfig struct {
+	Enabled bool `yaml:"enabled" doc:"balance VIP:port over all ready apiservers (false: the VIP leads to the holder's apiserver only)"`
+	Port    int  `yaml:"port" doc:"port the balancer listens on at the VIP"`
+}
+
+// Timings are one role's lease timings, measured on each node's own monotonic clock.
+type Timings struct {
+	LeaseDuration Duration `yaml:"leaseDuration" doc:"how long a voter's promise lasts from the moment it answers"`
+	RenewDeadline Duration `yaml:"renewDeadline" doc:"a leader that has not renewed within this time of its lease start gives the role up"`
+	RetryPeriod   Duration `yaml:"retryPeriod" doc:"interval between a leader's heartbeats and between candidates' attempts"`
+}
+
+// RolesConfig holds the leader-only components' timings.
+type RolesConfig struct {
+	Scheduler         Timings `yaml:"scheduler" doc:"lease timings of the kube-scheduler role"`
+	ControllerManager Timings `yaml:"controllerManager" doc:"lease timings of the kube-controller-manager role"`
+}
+
+// EtcdConfig configures the embedded member.
+type EtcdConfig struct {
+	ClientPort        int      `yaml:"clientPort" doc:"client port (mutual TLS) on address and 127.0.0.1"`
+	PeerPort          int      `yaml:"peerPort" doc:"peer port (mutual TLS) on address"`
+	QuotaBytes        int64    `yaml:"quotaBytes" doc:"backend size quota in bytes"`
+	SnapshotInterval  Duration `yaml:"snapshotInterval" doc:"interval between automatic snapshots into dataDir/snapshots (0 disables)"`
+	SnapshotRetention int      `yaml:"snapshotRetention" doc:"automatic snapshots kept"`
+}
+
+// KubernetesConfig configures the supervised components.
+type KubernetesConfig struct {
+	Mode              string          `yaml:"mode" doc:"managed (masterd writes the units) or existing (masterd starts and stops units already installed) or none"`
+	BinDir            string          `yaml:"binDir" doc:"directory of kube-apiserver, kube-scheduler and kube-controller-manager"`
+	ServiceCIDR       netip.Prefix    `yaml:"serviceCIDR" doc:"the Service IP range (--service-cluster-ip-range)"`
+	ClusterDomain     string          `yaml:"clusterDomain" doc:"the cluster DNS domain, used in the apiserver certificate"`
+	APIServerPort     int             `yaml:"apiserverPort" doc:"kube-apiserver's secure port on address"`
+	APIServer         ComponentConfig `yaml:"apiserver" doc:"kube-apiserver, on every master"`
+	Scheduler         ComponentConfig `yaml:"scheduler" doc:"kube-scheduler, only on the scheduler role's holder"`
+	ControllerManager ComponentConfig `yaml:"controllerManager" doc:"kube-controller-manager, only on the controller-manager role's holder"`
+}
+
+// ComponentConfig configures one kube component.
+type ComponentConfig struct {
+	Unit      string            `yaml:"unit" doc:"existing mode: the name of the installed unit"`
+	ExtraArgs map[string]string `yaml:"extraArgs" doc:"flags without leading dashes; they override generated ones"`
+}
+
+// MetricsConfig configures the HTTP endpoint.
+type MetricsConfig struct {
+	Listen string `yaml:"listen" doc:"host:port of /metrics, /healthz, /readyz and /status; 'masterd status' reads it"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Format string `yaml:"format" doc:"text or json"`
+	Level  string `yaml:"level" doc:"debug, info, warn or error"`
+}
+
+// Role names as they appear in metrics, status and callbacks.
+const (
+	RoleVIP               = "vip"
+	RoleScheduler         = "scheduler"
+	RoleControllerManager = "controller-manager"
+)
+
+// VIP timing profiles.
+var (
+	// ProfileDefault fails over in about one second and tolerates daemon stalls of
+	// a few hundred milliseconds: (lease 800 ms − renew 500 ms) leaves ~300 ms for
+	// a late deadline check plus the VIP's removal.
+	ProfileDefault = Timings{
+		LeaseDuration: Duration(800 * time.Millisecond),
+		RenewDeadline: Duration(500 * time.Millisecond),
+		RetryPeriod:   Duration(100 * time.Millisecond),
+	}
+	// ProfileFast fails over in about a quarter second. Its ~100 ms of slack is
+	// only safe with the kernel fence, which silences the VIP at the deadline even
+	// if the daemon is stalled or dead.
+	ProfileFast = Timings{
+		LeaseDuration: Duration(250 * time.Millisecond),
+		RenewDeadline: Duration(150 * time.Millisecond),
+		RetryPeriod:   Duration(30 * time.Millisecond),
+	}
+	// leaderComponentTimings are the classic leader-election defaults of
+	// kube-scheduler and kube-controller-manager (15 s / 10 s / 2 s).
+	leaderComponentTimings = Timings{
+		LeaseDuration: Duration(15 * time.Second),
+		RenewDeadline: Duration(10 * time.Second),
+		RetryPeriod:   Duration(2 * time.Second),
+	}
+)
+
+// DefaultConfig returns the configuration used for every key a file leaves out.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Name:           host,
+		ClusterKeyFile: "/etc/masterd/cluster.key",
+		DataDir:        "/var/lib/masterd",
+		Gossip: GossipConfig{
+			Port:        7946, // memberlist's customary port
+			ClusterName: "masterd",
+		},
+		// 1000 ppm is ten times the worst crystal drift NTP tolerates (500 ppm),
+		// with room for VMs whose clocks run unevenly.
+		Election: ElectionConfig{ClockDriftPPM: 1000},
+		VIP: VIPConfig{
+			Enabled: true,
+			Profile: "default",
+			Fence:   false,
+			Balancer: LBConfig{
+				Enabled: true,
+				Port:    6443,
+			},
+		},
+		Roles: RolesConfig{
+			Scheduler:         leaderComponentTimings,
+			ControllerManager: leaderComponentTimings,
+		},
+		Etcd: EtcdConfig{
+			ClientPort:        2379,
+			PeerPort:          2380,
+			QuotaBytes:        8 << 30, // etcd's recommended maximum
+			SnapshotInterval:  Duration(12 * time.Hour),
+			SnapshotRetention: 5,
+		},
+		Kubernetes: KubernetesConfig{
+			Mode:          "managed",
+			BinDir:        "/usr/local/bin",
+			ServiceCIDR:   netip.MustParsePrefix("10.96.0.0/12"), // kubeadm's default
+			ClusterDomain: "cluster.local",
+			APIServerPort: 6443,
+		},
+		Metrics: MetricsConfig{Listen: "127.0.0.1:9990"},
+		Log:     LogConfig{Format: "text", Level: "info"},
+	}
+}
+
+// VIPTimings returns the effective timings of the vip role.
+func (c *Config) VIPTimings() Timings {
+	switch c.VIP.Profile {
+	case "fast":
+		return ProfileFast
+	case "custom":
+		return c.VIP.Timings
+	default:
+		return ProfileDefault
+	}
+}
+
+// RoleTimings returns every role's effective timings, keyed by role name.
+func (c *Config) RoleTimings() map[string]Timings {
+	m := map[string]Timings{
+		RoleScheduler:         c.Roles.Scheduler,
+		RoleControllerManager: c.Roles.ControllerManager,
+	}
+	if c.VIP.Enabled {
+		m[RoleVIP] = c.VIPTimings()
+	}
+	return m
+}
+
+// Self returns this node's peer entry, if it is in peers.
+func (c *Config) Self() (Peer, bool) {
+	for _, p := range c.Peers {
+		if p.Name == c.Name {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}

@@ -1,0 +1,364 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Release budgets: how long after a missed renew deadline a holder may still act
+// (T_detect + T_release in DESIGN.md's safety inequality).
+const (
+	// vipBudget: the deadline timer may run late by a GC pause or a scheduling
+	// delay (T_detect, ~100 ms on a loaded host) and the address removal is one
+	// netlink call (T_release, ~1 ms) — with room to spare.
+	vipBudget = 200 * time.Millisecond
+	// vipFencedBudget: with the nftables fence armed the kernel silences the VIP
+	// at the deadline minus a margin, whatever the daemon does; what is left is
+	// the fence's timer granularity (one 4 ms jiffy) and ARP already in flight.
+	vipFencedBudget = 20 * time.Millisecond
+	// unitBudget: a leader-only component is stopped by killing its control
+	// group: SIGTERM, SIGKILL after a 2 s grace, and the wait for it to be gone.
+	unitBudget = 4 * time.Second
+)
+
+// LoadConfig reads, decodes and validates the file at path. Every problem found
+// is reported at once.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	cfg, lines, decodeErr := decodeConfig(f)
+	cfg.derive()
+	validateErr := cfg.Validate()
+	for _, e := range unjoin(validateErr) {
+		if fe, ok := e.(*FieldError); ok && fe.Line == 0 {
+			fe.Line = lines[fe.Path]
+		}
+	}
+	if err := mergeErrors(decodeErr, validateErr); err != nil {
+		return cfg, fmt.Errorf("config %s:\n%w", path, indent(err))
+	}
+	return cfg, nil
+}
+
+// mergeErrors joins decoding and validation problems, dropping a validation
+// problem about a key whose value already failed to decode (it kept its default
+// or zero value, so the second message would only confuse).
+func mergeErrors(decodeErr, validateErr error) error {
+	if decodeErr == nil || validateErr == nil {
+		return errors.Join(decodeErr, validateErr)
+	}
+	bad := map[string]bool{}
+	for _, e := range unjoin(decodeErr) {
+		if fe, ok := e.(*FieldError); ok {
+			bad[fe.Path] = true
+		}
+	}
+	errs := unjoin(decodeErr)
+	for _, e := range unjoin(validateErr) {
+		if fe, ok := e.(*FieldError); ok && bad[fe.Path] {
+			continue
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// derive fills values that default from other keys.
+func (c *Config) derive() {
+	if !c.Address.IsValid() {
+		if self, ok := c.Self(); ok {
+			c.Address = self.Address
+		}
+	}
+}
+
+// indent prefixes each line of a joined error so a list of problems reads as one.
+func indent(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+
+// Validate reports every semantic problem of c, each naming its key. It changes
+// nothing.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if !nameRE.MatchString(c.Name) {
+		bad("name", "%q must be a lowercase DNS name (a-z, 0-9, '-', '.'), 1-63 characters", c.Name)
+	}
+	if len(c.Peers) == 0 {
+		bad("peers", "must list every master, this one included")
+	}
+	names, addrs := map[string]int{}, map[netip.Addr]int{}
+	for i, p := range c.Peers {
+		path := fmt.Sprintf("peers[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			bad(path+".name", "%q must be a lowercase DNS name", p.Name)
+		} else if j, dup := names[p.Name]; dup {
+			bad(path+".name", "%q is also peers[%d].name", p.Name, j)
+		} else {
+			names[p.Name] = i
+		}
+		switch {
+		case !p.Address.IsValid():
+			bad(path+".address", "is required")
+		case p.Address.IsUnspecified() || p.Address.IsMulticast():
+			bad(path+".address", "%s is not a unicast address", p.Address)
+		default:
+			if j, dup := addrs[p.Address]; dup {
+				bad(path+".address", "%s is also peers[%d].address", p.Address, j)
+			} else {
+				addrs[p.Address] = i
+			}
+		}
+	}
+	if len(c.Peers) > 0 && nameRE.MatchString(c.Name) {
+		if _, ok := names[c.Name]; !ok {
+			bad("peers", "this node %q (key name) is not listed", c.Name)
+		}
+	}
+	if len(c.Peers) > 7 {
+		bad("peers", "%d masters: at most 7 are supported (every master votes)", len(c.Peers))
+	}
+	if !c.Address.IsValid() {
+		if _, ok := c.Self(); ok {
+			bad("address", "is required")
+		}
+	} else if c.Address.IsUnspecified() {
+		bad("address", "%s: give the node's own address, not a wildcard", c.Address)
+	}
+	checkAbs := func(path, v string) {
+		if v == "" {
+			bad(path, "is required")
+		} else if !filepath.IsAbs(v) {
+			bad(path, "%q must be an absolute path", v)
+		}
+	}
+	checkAbs("clusterKeyFile", c.ClusterKeyFile)
+	checkAbs("dataDir", c.DataDir)
+	if c.Priority < 0 || c.Priority > 1000 {
+		bad("priority", "%d is outside 0..1000", c.Priority)
+	}
+
+	ports := portSet{bad: bad}
+	ports.add("gossip.port", c.Gossip.Port)
+	if c.Gossip.ClusterName == "" || len(c.Gossip.ClusterName) > 64 {
+		bad("gossip.clusterName", "must be 1-64 characters")
+	}
+	if c.Election.ClockDriftPPM < 0 || c.Election.ClockDriftPPM > 100_000 {
+		bad("election.clockDriftPPM", "%d is outside 0..100000", c.Election.ClockDriftPPM)
+	}
+	eps := float64(c.Election.ClockDriftPPM) / 1e6
+
+	if c.VIP.Enabled {
+		c.validateVIP(bad, eps, addrs, &ports)
+	}
+	checkTimings(bad, "roles.scheduler", c.Roles.Scheduler, eps, unitBudget)
+	checkTimings(bad, "roles.controllerManager", c.Roles.ControllerManager, eps, unitBudget)
+
+	ports.add("etcd.clientPort", c.Etcd.ClientPort)
+	ports.add("etcd.peerPort", c.Etcd.PeerPort)
+	if c.Etcd.QuotaBytes < 64<<20 || c.Etcd.QuotaBytes > 100<<30 {
+		bad("etcd.quotaBytes", "%d is outside 64 MiB..100 GiB", c.Etcd.QuotaBytes)
+	}
+	if c.Etcd.SnapshotInterval.D() != 0 && c.Etcd.SnapshotInterval.D() < time.Minute {
+		bad("etcd.snapshotInterval", "%s is shorter than 1m (0 disables snapshots)", c.Etcd.SnapshotInterval)
+	}
+	if c.Etcd.SnapshotRetention < 1 || c.Etcd.SnapshotRetention > 1000 {
+		bad("etcd.snapshotRetention", "%d is outside 1..1000", c.Etcd.SnapshotRetention)
+	}
+
+	c.validateKubernetes(bad, &ports)
+
+	if host, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+		bad("metrics.listen", "%q is not host:port", c.Metrics.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		bad("metrics.listen", "%q: port must be 1..65535", c.Metrics.Listen)
+	} else {
+		if a, err := netip.ParseAddr(host); host != "" && err != nil {
+			bad("metrics.listen", "%q: host must be an IP address", c.Metrics.Listen)
+		} else if host == "" || a.IsUnspecified() || a == c.Address || a.IsLoopback() {
+			ports.add("metrics.listen", n)
+		}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q must be text or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateVIP(bad func(string, string, ...any), eps float64, peers map[netip.Addr]int, ports *portSet) {
+	v := c.VIP
+	switch {
+	case !v.Address.IsValid():
+		bad("vip.address", "is required when vip.enabled is true")
+	case v.Address.IsUnspecified() || v.Address.IsMulticast() || v.Address.IsLoopback():
+		bad("vip.address", "%s cannot float between hosts", v.Address)
+	default:
+		if i, ok := peers[v.Address]; ok {
+			bad("vip.address", "%s is peers[%d].address; the VIP must be an address no master owns", v.Address, i)
+		}
+		if c.Kubernetes.ServiceCIDR.IsValid() && c.Kubernetes.ServiceCIDR.Contains(v.Address) {
+			bad("vip.address", "%s is inside kubernetes.serviceCIDR %s", v.Address, c.Kubernetes.ServiceCIDR)
+		}
+	}
+	if len(v.Interface) > 15 || strings.ContainsAny(v.Interface, "/ \t") {
+		bad("vip.interface", "%q is not an interface name", v.Interface)
+	}
+	budget := vipBudget
+	if v.Fence {
+		budget = vipFencedBudget
+	}
+	switch v.Profile {
+	case "default":
+	case "fast":
+		if !v.Fence {
+			bad("vip.profile", "fast needs vip.fence: true (its ~100 ms of slack is only safe with the kernel fence)")
+		}
+	case "custom":
+		checkTimings(bad, "vip.timings", v.Timings, eps, budget)
+	default:
+		bad("vip.profile", "%q must be default, fast or custom", v.Profile)
+	}
+	if v.Profile == "default" || v.Profile == "fast" {
+		checkTimings(bad, "vip.profile", c.VIPTimings(), eps, budget)
+	}
+	if v.Profile != "custom" && v.Timings != (Timings{}) {
+		bad("vip.timings", "only used with vip.profile: custom (profile is %q)", v.Profile)
+	}
+	if v.Balancer.Enabled {
+		if v.Balancer.Port < 1 || v.Balancer.Port > 65535 {
+			bad("vip.balancer.port", "%d is outside 1..65535", v.Balancer.Port)
+		}
+	}
+}
+
+func (c *Config) validateKubernetes(bad func(string, string, ...any), ports *portSet) {
+	k := c.Kubernetes
+	switch k.Mode {
+	case "managed":
+		if !filepath.IsAbs(k.BinDir) {
+			bad("kubernetes.binDir", "%q must be an absolute path", k.BinDir)
+		}
+	case "existing":
+		for path, comp := range map[string]ComponentConfig{
+			"kubernetes.apiserver.unit": k.APIServer, "kubernetes.scheduler.unit": k.Scheduler,
+			"kubernetes.controllerManager.unit": k.ControllerManager,
+		} {
+			if comp.Unit == "" {
+				bad(path, "is required when kubernetes.mode is existing")
+			} else if !strings.Contains(comp.Unit, ".") {
+				bad(path, "%q must be a full unit name such as kube-apiserver.service", comp.Unit)
+			}
+		}
+	case "none":
+	default:
+		bad("kubernetes.mode", "%q must be managed, existing or none", k.Mode)
+	}
+	if !k.ServiceCIDR.IsValid() {
+		bad("kubernetes.serviceCIDR", "is required")
+	} else {
+		for i, p := range c.Peers {
+			if k.ServiceCIDR.Contains(p.Address) {
+				bad("kubernetes.serviceCIDR", "%s contains peers[%d].address %s", k.ServiceCIDR, i, p.Address)
+			}
+		}
+	}
+	if !regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`).MatchString(k.ClusterDomain) {
+		bad("kubernetes.clusterDomain", "%q is not a DNS domain", k.ClusterDomain)
+	}
+	ports.add("kubernetes.apiserverPort", k.APIServerPort)
+	for path, comp := range map[string]ComponentConfig{
+		"kubernetes.apiserver": k.APIServer, "kubernetes.scheduler": k.Scheduler,
+		"kubernetes.controllerManager": k.ControllerManager,
+	} {
+		for flag := range comp.ExtraArgs {
+			if strings.HasPrefix(flag, "-") || flag == "" || strings.ContainsAny(flag, "= ") {
+				bad(path+".extraArgs."+flag, "give the flag name without dashes or '=' (e.g. v: \"2\")")
+			}
+		}
+	}
+}
+
+// checkTimings enforces leaseDuration > renewDeadline > 1.2·retryPeriod (client-go's
+// rule) and DESIGN.md's safety inequality:
+//
+//	leaseDuration ≥ renewDeadline·(1+ε)/(1−ε) + (1+ε)·budget
+//
+// where budget is how long a lapsed holder may still act (T_detect + T_release).
+func checkTimings(bad func(string, string, ...any), path string, t Timings, eps float64, budget time.Duration) {
+	l, r, p := t.LeaseDuration.D(), t.RenewDeadline.D(), t.RetryPeriod.D()
+	if l <= 0 || r <= 0 || p <= 0 {
+		for k, v := range map[string]time.Duration{"leaseDuration": l, "renewDeadline": r, "retryPeriod": p} {
+			if v <= 0 {
+				bad(path+"."+k, "is required and must be positive")
+			}
+		}
+		return
+	}
+	if float64(r) <= 1.2*float64(p) {
+		bad(path+".renewDeadline", "%s must exceed 1.2 × retryPeriod (%s)", r, p)
+	}
+	need := time.Duration(float64(r)*(1+eps)/(1-eps) + (1+eps)*float64(budget))
+	if l < need {
+		bad(path+".leaseDuration", "%s is too short: with renewDeadline %s, clock drift %.0f ppm and %s to release, it must be at least %s",
+			l, r, eps*1e6, budget, need.Round(time.Millisecond))
+	}
+}
+
+// portSet reports a port used twice on this node.
+type portSet struct {
+	bad  func(string, string, ...any)
+	seen map[int]string
+}
+
+func (s *portSet) add(path string, port int) {
+	if port < 1 || port > 65535 {
+		s.bad(path, "%d is outside 1..65535", port)
+		return
+	}
+	if s.seen == nil {
+		s.seen = map[int]string{}
+	}
+	if other, ok := s.seen[port]; ok {
+		s.bad(path, "port %d is also %s", port, other)
+		return
+	}
+	s.seen[port] = path
+}

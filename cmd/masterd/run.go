@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/masterd/masterd/agent"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const defaultConfig = "/etc/masterd/masterd.yaml"
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", "", `Run the masterd daemon for this master. With --check, only load and
+validate the configuration: every problem is printed with its key path, and
+the exit code is 2 when there is any.`, stdout)
+	configPath := fs.String("config", defaultConfig, "configuration `file`")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	logFormat := fs.String("log-format", "", "log format, text or json (overrides log.format)")
+	logLevel := fs.String("log-level", "", "log level (overrides log.level)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	cfg, err := agent.LoadConfig(*configPath)
+	if err != nil {
+		return configError{err}
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok (node %s, %d peers)\n", *configPath, cfg.Name, len(cfg.Peers))
+		return nil
+	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	log, err := agent.NewLogger(stderr, cfg.Log.Format, cfg.Log.Level)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	build := agent.BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()}
+	node, err := agent.Build(cfg, log, reg)
+	if err != nil {
+		log.Error("build failed", "err", err)
+		return err
+	}
+	a := agent.New(cfg, agent.Options{
+		Logger:     log,
+		Registry:   reg,
+		Gatherer:   node.Gatherer,
+		Components: node.Components,
+		Build:      build,
+		Liveness:   node.Liveness,
+	})
+	log.Info("masterd starting", "version", version, "revision", revision, "node", cfg.Name, "pid", os.Getpid())
+	if err := a.Run(ctx); err != nil {
+		log.Error("masterd failed", "err", err)
+		return err
+	}
+	return nil
+}
