@@ -94,10 +94,9 @@ type RoleStatus struct {
 // rules switches protocol rules off; only tests use it, to show the
 // simulation finds the overlap a missing rule allows.
 type rules struct {
-	noQuietPeriod     bool
-	noPromise         bool
-	noReleaseOnLapse  bool
-	ignoreRenewWindow bool
+	noQuietPeriod    bool
+	noPromise        bool
+	noReleaseOnLapse bool
 }
 
 // Node is the election state machine of one master for every role. It is

@@ -337,6 +337,9 @@ func (r *role) bestPeer() string {
 
 func (r *role) step(now time.Duration, m Message) {
 	r.maxSeen = max(r.maxSeen, m.MaxTerm)
+	if m.Type == MsgVote || m.Type == MsgHeartbeat {
+		r.maxSeen = max(r.maxSeen, m.Term)
+	}
 	switch m.Type {
 	case MsgPreVote:
 		ok := !r.quiet(now) && !(r.promiseActive(now) && r.promiseTo != m.From) &&
@@ -415,6 +418,11 @@ func (r *role) stepBinding(now time.Duration, m Message, reply MsgType) {
 		if m.Term != r.st.MaxTerm || r.st.VotedFor != m.From {
 			r.st.MaxTerm, r.st.VotedFor, r.st.LeaseDuration = m.Term, m.From, r.t.LeaseDuration
 			r.persist()
+		}
+		if r.state == stateCandidate {
+			// Own promise ran out before the round's timer ran (a stall):
+			// abandon the campaign before promising someone else.
+			r.giveUp(now)
 		}
 		r.promiseTo, r.promiseTerm, r.promiseUntil = m.From, m.Term, now+r.t.LeaseDuration
 		if r.state == statePreCandidate {
