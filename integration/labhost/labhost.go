@@ -202,7 +202,14 @@ func (h *Host) writeEtc(extraMasks []string) error {
 		"hosts":      "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n127.0.1.1 " + h.name + "\n",
 		"fstab":      "# lab host: nothing to mount\n",
 		"systemd/system/lab.target": "[Unit]\nDescription=masterd lab host\n" +
-			"Requires=basic.target\nAfter=basic.target\nAllowIsolate=yes\n",
+			"Requires=basic.target\nAfter=basic.target\nAllowIsolate=yes\nWants=labhost-private.socket\n",
+		// systemd refuses private-socket clients whose PID it cannot see
+		// (any process outside the lab's PID namespace). A proxy inside the
+		// lab relays such clients: see PrivateSocket.
+		"systemd/system/labhost-private.socket": "[Unit]\nDescription=relay of systemd's private socket for the lab's test process\n" +
+			"DefaultDependencies=no\n[Socket]\nListenStream=" + PrivateSocketInLab + "\nSocketMode=0600\n",
+		"systemd/system/labhost-private.service": "[Unit]\nDescription=relay of systemd's private socket\nDefaultDependencies=no\n" +
+			"[Service]\nExecStart=/lib/systemd/systemd-socket-proxyd /run/systemd/private\n",
 	}
 	for name, content := range files {
 		p := filepath.Join(etc, name)
@@ -293,6 +300,18 @@ func (h *Host) PID1() int { return h.pid1 }
 func (h *Host) Path(p string) string {
 	return fmt.Sprintf("/proc/%d/root%s", h.pid1, filepath.Clean("/"+p))
 }
+
+// PrivateSocketInLab is where, inside a lab host, a relay (socket-activated
+// systemd-socket-proxyd) forwards to systemd's private socket. systemd 252
+// refuses private-socket clients whose PID is not visible in its PID
+// namespace, which is every process outside the lab; the relay runs inside.
+const PrivateSocketInLab = "/run/labhost/systemd-private"
+
+// PrivateSocket returns the path, openable by the calling process, of the
+// relay to the lab's systemd private socket (for a D-Bus client such as
+// github.com/coreos/go-systemd/v22/dbus). The relay's connection ends when
+// systemd re-executes, like a direct one.
+func (h *Host) PrivateSocket() string { return h.Path(PrivateSocketInLab) }
 
 // Exec runs argv inside all of the host's namespaces (nsenter -a) and returns
 // its combined output. The error wraps the exit status and quotes the output.

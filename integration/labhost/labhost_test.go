@@ -2,7 +2,10 @@ package labhost
 
 import (
 	"context"
+
 	"fmt"
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,4 +204,38 @@ func TestDialContextReachesAListenerInsideTheHost(t *testing.T) {
 	if string(got) != "lab" {
 		t.Errorf("read %q from the lab's 127.0.0.1:7777, want %q", got, "lab")
 	}
+}
+
+func TestPrivateSocketRelayReachesTheLabsSystemd(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h := boot(t, ctx, "priv")
+	c, err := sdbus.NewConnection(func() (*dbus.Conn, error) {
+		conn, err := dbus.Dial("unix:path=" + h.PrivateSocket())
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.Auth([]dbus.Auth{dbus.AuthExternal("0")}); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	})
+	if err != nil {
+		t.Fatalf("connect over %s: %v", h.PrivateSocket(), err)
+	}
+	defer c.Close()
+	v, err := c.GetManagerProperty("Virtualization")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v == `""` {
+		t.Errorf("Virtualization = %s over the relay, want the lab's container mode", v)
+	}
+	st, err := c.GetUnitPropertyContext(ctx, "lab.target", "ActiveState")
+	if err != nil || st.Value.Value() != "active" {
+		t.Errorf("lab.target ActiveState = %v (%v), want active", st, err)
+	}
+	t.Logf("Virtualization over the relay: %s", v)
 }
