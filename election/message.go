@@ -35,7 +35,9 @@ func (t MsgType) String() string {
 }
 
 // binding reports whether sending a message of this type promises something.
-func (t MsgType) binding() bool { return t == MsgVote || t == MsgGrant || t == MsgHeartbeat || t == MsgAck }
+func (t MsgType) binding() bool {
+	return t == MsgVote || t == MsgGrant || t == MsgHeartbeat || t == MsgAck
+}
 
 // Message is one election message. Every message carries sender, receiver,
 // the sender's incarnation, role, term and config hash.

@@ -78,7 +78,9 @@ func (r *role) rankDelay() time.Duration {
 	return time.Duration(max(rank, 0)) * 2 * r.t.RetryPeriod
 }
 
-func (r *role) promiseActive(now time.Duration) bool { return now < r.promiseUntil && r.promiseTo != "" }
+func (r *role) promiseActive(now time.Duration) bool {
+	return now < r.promiseUntil && r.promiseTo != ""
+}
 
 func (r *role) quiet(now time.Duration) bool { return now < r.quietUntil }
 

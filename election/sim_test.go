@@ -69,6 +69,7 @@ type host struct {
 	maxTerm uint64
 	lastAcq uint64
 	quietTo time.Duration // local time the quiet period ends (checked independently)
+	prio    int
 }
 
 func (h *host) local(t time.Duration) time.Duration {
@@ -200,7 +201,7 @@ func (s *sim) at(t time.Duration, fn func()) { s.push(&event{at: t, kind: evFunc
 func (s *sim) cfg(h *host) Config {
 	return Config{
 		ID: h.id, Voters: s.voters, Roles: map[string]Timing{s.role: s.o.timing}, Drift: s.o.eps,
-		Rand: func() uint64 { return s.rng.Uint64() }, rules: s.o.rules,
+		Rand: func() uint64 { return s.rng.Uint64() }, rules: s.o.rules, Priority: h.prio,
 	}
 }
 
