@@ -1,0 +1,163 @@
+#!/bin/sh
+# package.sh builds bin/masterd and the masterd .deb and .rpm into dist/.
+#
+#   deploy/package.sh            # from anywhere inside the repository
+#
+# Environment (all optional):
+#   VERSION      package version; default: derived from `git describe --tags
+#                --always --dirty` in a form dpkg and rpm both order correctly
+#   REVISION     full commit id baked into the binary; default: git rev-parse HEAD
+#   GOARCH       target architecture (Go name); default: go env GOARCH
+#   DIST         output directory; default: <repo>/dist
+#   MASTERD_BIN  package this prebuilt binary instead of building ./cmd/masterd
+#   PACKAGERS    which packages to build; default: "deb rpm"
+#
+# Prints the path of every package it wrote, one per line, last.
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+# pkg_version turns `git describe` output into a version dpkg and rpm both
+# accept and order by history:
+#   v1.2.0                    -> 1.2.0
+#   v1.2.0-3-gabc1234         -> 1.2.0+git3.gabc1234
+#   abc1234 (no tag yet)      -> 0.0.0~git<commits>.gabc1234
+#   ...-dirty                 -> ... with .dirty appended
+# '-' is not allowed in an rpm version and a deb version must start with a
+# digit; '~' sorts before everything, so untagged builds precede 0.0.0.
+pkg_version() {
+	d=$(git describe --tags --always --dirty 2>/dev/null || echo unknown)
+	dirty=
+	case $d in *-dirty) dirty=.dirty; d=${d%-dirty} ;; esac
+	if git describe --tags >/dev/null 2>&1; then
+		d=${d#v}
+		case $d in
+		*-*-g*)
+			base=${d%-*-g*}
+			rest=${d#"$base"-}
+			n=${rest%%-g*}
+			sha=${rest#*-g}
+			v="$base+git$n.g$sha"
+			;;
+		*) v=$d ;;
+		esac
+	else
+		n=$(git rev-list --count HEAD 2>/dev/null || echo 0)
+		v="0.0.0~git$n.g$d"
+	fi
+	# Anything else a tag may carry that the package managers reject.
+	printf '%s%s\n' "$v" "$dirty" | tr -c 'A-Za-z0-9.+~\n' '.'
+}
+
+VERSION=${VERSION:-$(pkg_version)}
+REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+GOARCH=${GOARCH:-$(go env GOARCH)}
+DIST=${DIST:-$repo/dist}
+PACKAGERS=${PACKAGERS:-deb rpm}
+export VERSION REVISION GOARCH
+
+case $VERSION in
+[0-9]*) ;;
+*) echo "package.sh: VERSION $VERSION must start with a digit" >&2; exit 1 ;;
+esac
+
+mkdir -p bin "$DIST"
+if [ -n "${MASTERD_BIN:-}" ]; then
+	if ! [ "$MASTERD_BIN" -ef bin/masterd ]; then
+		cp "$MASTERD_BIN" bin/masterd
+	fi
+else
+	CGO_ENABLED=0 GOOS=linux go build -trimpath \
+		-ldflags "-s -w -X main.version=$VERSION -X main.revision=$REVISION" \
+		-o bin/masterd ./cmd/masterd
+fi
+
+# Staging area for generated package files (docs, man page, license).
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT INT TERM
+export STAGE="$stage"
+
+# The example configuration: the lead's deploy/masterd.yaml once it exists.
+if [ -f deploy/masterd.yaml ]; then
+	cp deploy/masterd.yaml "$stage/masterd.yaml"
+else
+	cp deploy/masterd.placeholder.yaml "$stage/masterd.yaml"
+fi
+
+# License: the repository's LICENSE, else the Apache-2.0 text Debian ships
+# (the project's planned license) so the packages stay complete.
+if [ -f LICENSE ]; then
+	cp LICENSE "$stage/LICENSE"
+elif [ -f /usr/share/common-licenses/Apache-2.0 ]; then
+	echo "package.sh: no LICENSE at the repository root, using Apache-2.0" >&2
+	cp /usr/share/common-licenses/Apache-2.0 "$stage/LICENSE"
+else
+	echo "package.sh: no LICENSE at the repository root" >&2
+	exit 1
+fi
+
+if [ -f README.md ]; then
+	cp README.md "$stage/README.md"
+else
+	printf '# masterd\n\nSee https://github.com/masterd/masterd\n' >"$stage/README.md"
+fi
+
+# `masterd --help` goes into the docs and becomes the man page. The binary is
+# built for the target architecture; only run it when it runs here.
+help=
+if [ "$GOARCH" = "$(go env GOHOSTARCH)" ]; then
+	help=$(bin/masterd --help 2>&1 || true)
+fi
+[ -n "$help" ] || help="masterd $VERSION: run \`masterd --help\` for usage."
+printf '%s\n' "$help" >"$stage/masterd-help.txt"
+
+date=$(git log -1 --format=%cd --date=format:%Y-%m-%d 2>/dev/null || date -u +%Y-%m-%d)
+{
+	printf '.TH MASTERD 8 "%s" "masterd %s" "System Administration"\n' "$date" "$VERSION"
+	printf '.SH NAME\nmasterd \\- highly available Kubernetes control plane daemon\n'
+	printf '.SH SYNOPSIS\n.B masterd\n.I command\n.RI [ options ]\n'
+	printf '.SH DESCRIPTION\n'
+	printf 'masterd runs on every master: an embedded etcd member, a quorum-lease\n'
+	printf 'election per role, the floating API address (VIP) and the supervision of\n'
+	printf 'kube-apiserver, kube-scheduler and kube-controller-manager as systemd units.\n'
+	printf 'The service is \\fBmasterd.service\\fR; its configuration is\n'
+	printf '\\fI/etc/masterd/masterd.yaml\\fR, its state \\fI/var/lib/masterd\\fR.\n'
+	printf '.SH USAGE\nThe output of \\fBmasterd \\-\\-help\\fR:\n.PP\n.nf\n'
+	# Escape backslashes and leading dots/quotes so troff prints the text as is.
+	sed -e 's/\\/\\e/g' -e 's/^\([.'"'"']\)/\\\&\1/' "$stage/masterd-help.txt"
+	printf '.fi\n'
+	printf '.SH FILES\n.TP\n.I /etc/masterd/masterd.yaml\nconfiguration (kept on upgrade)\n'
+	printf '.TP\n.I /etc/masterd/cluster.key\nthe cluster secret, made by \\fBmasterd init\\fR\n'
+	printf '.TP\n.I /var/lib/masterd\netcd data, snapshots and generated certificates\n'
+	printf '.SH SEE ALSO\n.BR systemctl (1),\n.BR journalctl (1)\n'
+} >"$stage/masterd.8"
+gzip -9n <"$stage/masterd.8" >"$stage/masterd.8.gz"
+
+# Debian changelog (lintian wants one; the version must match the package's).
+{
+	printf 'masterd (%s-1) unstable; urgency=medium\n\n' "$VERSION"
+	printf '  * Built from commit %s.\n\n' "$REVISION"
+	printf ' -- masterd developers <masterd@lists.masterd.dev>  %s\n' \
+		"$(git log -1 --format=%cD 2>/dev/null || date -uR)"
+} | gzip -9n >"$stage/changelog.Debian.gz"
+
+# nfpm expands environment variables in its scalar fields but not in content
+# paths: resolve ${STAGE} ourselves.
+sed "s|\${STAGE}|$stage|g" deploy/nfpm.yaml >"$stage/nfpm.yaml"
+
+case $GOARCH in
+amd64) deb_arch=amd64 rpm_arch=x86_64 ;;
+arm64) deb_arch=arm64 rpm_arch=aarch64 ;;
+*) deb_arch=$GOARCH rpm_arch=$GOARCH ;;
+esac
+
+for p in $PACKAGERS; do
+	case $p in
+	deb) out="$DIST/masterd_${VERSION}-1_$deb_arch.deb" ;;
+	rpm) out="$DIST/masterd-${VERSION}-1.$rpm_arch.rpm" ;;
+	*) echo "package.sh: unknown packager $p" >&2; exit 1 ;;
+	esac
+	go tool nfpm package --config "$stage/nfpm.yaml" --packager "$p" --target "$out" >&2
+	echo "$out"
+done
