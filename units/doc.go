@@ -1,0 +1,60 @@
+// Package units runs the Kubernetes control-plane components as systemd
+// units: kube-apiserver on every master, kube-scheduler and
+// kube-controller-manager only where this node leads their role.
+//
+// # Talking to systemd
+//
+// A Supervisor talks to PID 1 over its private socket (/run/systemd/private,
+// root only) with github.com/coreos/go-systemd/v22/dbus: no dbus-daemon in
+// the path. The connection is opened lazily and re-opened when it dies
+// (systemctl daemon-reexec closes it, so does a systemd restart); a call that
+// fails because the connection died is retried on the new one. Unit state is
+// followed through PropertiesChanged signals plus a periodic re-read
+// (Config.ResyncInterval) that also covers signals lost across reconnections.
+//
+// # Start, Stop, Restart
+//
+// Start is done when the unit is active/running AND its Probe passes (a job
+// result of "done" only means systemd forked the process). It fails early
+// when the process exits during the start — the error quotes the unit's
+// journal, which is how a flag the component rejects reaches the operator —
+// and after Config.StartTimeout otherwise.
+//
+// Stop sends the stop job (SIGTERM to the unit's cgroup), waits the grace
+// (Config.LeaderStopGrace for leader-only units, Config.StopGrace for the
+// apiserver), then SIGKILLs every process of the unit's cgroup
+// (KillUnit who=all) and waits Config.KillWait for systemd to report it
+// inactive. It never waits systemd's default 90 s, whatever the unit file
+// says, so the election can bound a role move: Config.LeaderStopTimeout is
+// the most a leader-only Stop takes, and the role's
+// leaseDuration - renewDeadline slack must cover it.
+//
+// # Managed and existing units
+//
+// Managed mode (Unit.Definition set, the default for masterd) writes the unit
+// as a runtime unit file under /run/systemd/system and an environment file
+// with MASTERD_TERM under /run/masterd/units before each start. Runtime files
+// rather than transient units, because: `systemctl status/cat` and the
+// journal keep showing the same unit name between starts; the unit survives
+// masterd crashing, so masterd.service's ExecStopPost= and the next start-up
+// can still stop it by name; systemd keeps it across daemon-reload/reexec; and
+// /run is empty after a reboot, so no stale definition outlives masterd. The
+// unit file is rewritten (and systemd reloaded) only when its text changes;
+// the term changes through the environment file without a reload. Units get
+// Restart=always, StartLimitIntervalSec=0, KillMode=control-group and a short
+// TimeoutStopSec so that even a manual `systemctl stop` is bounded.
+// APIServer, Scheduler and ControllerManager build the command lines from
+// KubeConfig; extra args override generated flags of the same name.
+//
+// Existing-units mode (Definition nil): the operator's installed units are
+// only started, stopped and watched; they get no MASTERD_TERM.
+//
+// # Metrics
+//
+//	masterd_unit_active{unit}                   1 while ActiveState=active
+//	masterd_unit_restarts_total{unit}           automatic restarts (NRestarts)
+//	masterd_unit_failures_total{unit}           exits masterd did not ask for
+//	masterd_unit_start_duration_seconds{unit}   start request to healthy
+//	masterd_unit_stop_duration_seconds{unit}    stop request to inactive
+//	masterd_unit_systemd_reconnects_total       connections after the first
+package units
