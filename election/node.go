@@ -77,7 +77,8 @@ type Eligibility struct {
 type RoleStatus struct {
 	// Holder is the node this node is currently promised to ("" if none).
 	Holder string
-	// Term is the highest term this node knows for the role.
+	// Term is the highest term this node granted or campaigned for (its
+	// leader term while it leads).
 	Term uint64
 	// Leader is true while this node holds the role.
 	Leader bool
@@ -387,7 +388,7 @@ func (n *Node) Status(now time.Duration) map[string]RoleStatus {
 	}
 	out := map[string]RoleStatus{}
 	for name, r := range n.roles {
-		s := RoleStatus{Term: max(r.st.MaxTerm, r.maxSeen), State: r.state.String(), Quorum: heard >= n.q}
+		s := RoleStatus{Term: r.st.MaxTerm, State: r.state.String(), Quorum: heard >= n.q}
 		if now < r.promiseUntil {
 			s.Holder = r.promiseTo
 		}

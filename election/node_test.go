@@ -1,0 +1,426 @@
+package election
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testNet is a synchronous in-memory network for scenario tests: every
+// message is delivered one millisecond after it was sent unless drop says
+// otherwise; Lost roles are released at once unless holdRelease is set.
+type testNet struct {
+	t           *testing.T
+	now         time.Duration
+	ids         []string
+	timing      Timing
+	nodes       map[string]*Node
+	state       map[string]map[string]RoleState
+	inc         map[string]uint64
+	inflight    []flight
+	drop        func(Message) bool
+	holdRelease bool
+	events      []string // "n1 acquired 1", "n2 lost 1"
+	sent        []Message
+	rng         *rand.Rand
+	prio        map[string]int
+}
+
+type flight struct {
+	at time.Duration
+	m  Message
+}
+
+func newTestNet(t *testing.T, n int, timing Timing) *testNet {
+	tn := &testNet{t: t, timing: timing, nodes: map[string]*Node{}, state: map[string]map[string]RoleState{},
+		inc: map[string]uint64{}, rng: rand.New(rand.NewPCG(1, 2)), prio: map[string]int{}}
+	for i := range n {
+		tn.ids = append(tn.ids, string(rune('a'+i)))
+	}
+	return tn
+}
+
+func (tn *testNet) start(id string) {
+	tn.inc[id]++
+	cfg := Config{ID: id, Voters: tn.ids, Roles: map[string]Timing{RoleVIP: tn.timing}, Drift: DefaultDrift,
+		Rand: tn.rng.Uint64, Priority: tn.prio[id]}
+	n, err := NewNode(cfg, tn.state[id], tn.inc[id], tn.now)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	tn.nodes[id] = n
+	tn.collect(id)
+}
+
+func (tn *testNet) startAll() *testNet {
+	for _, id := range tn.ids {
+		tn.start(id)
+	}
+	return tn
+}
+
+func (tn *testNet) stop(id string) { delete(tn.nodes, id) }
+
+func (tn *testNet) collect(id string) {
+	n := tn.nodes[id]
+	for n != nil && n.HasReady() {
+		rd := n.Ready()
+		if rd.State != nil {
+			tn.state[id] = rd.State
+		}
+		for _, m := range rd.Messages {
+			tn.sent = append(tn.sent, m)
+			if tn.drop == nil || !tn.drop(m) {
+				tn.inflight = append(tn.inflight, flight{at: tn.now + time.Millisecond, m: m})
+			}
+		}
+		n.Advance()
+		for _, c := range rd.Changes {
+			if c.Kind == Renewed {
+				continue
+			}
+			tn.events = append(tn.events, id+" "+c.Kind.String())
+			if c.Kind == Lost && !tn.holdRelease {
+				n.Released(tn.now, c.Role, c.Term)
+			}
+		}
+	}
+}
+
+// run advances time by d in 1ms steps, delivering and ticking.
+func (tn *testNet) run(d time.Duration) {
+	end := tn.now + d
+	for tn.now < end {
+		tn.now += time.Millisecond
+		var due []flight
+		rest := tn.inflight[:0]
+		for _, f := range tn.inflight {
+			if f.at <= tn.now {
+				due = append(due, f)
+			} else {
+				rest = append(rest, f)
+			}
+		}
+		tn.inflight = rest
+		for _, f := range due {
+			if n := tn.nodes[f.m.To]; n != nil {
+				n.Step(tn.now, f.m)
+				tn.collect(f.m.To)
+			}
+		}
+		for _, id := range tn.ids {
+			if n := tn.nodes[id]; n != nil {
+				n.Tick(tn.now)
+				tn.collect(id)
+			}
+		}
+	}
+}
+
+func (tn *testNet) leader() string {
+	var ls []string
+	for _, id := range tn.ids {
+		if n := tn.nodes[id]; n != nil && n.Status(tn.now)[RoleVIP].State == "leader" {
+			ls = append(ls, id)
+		}
+	}
+	if len(ls) > 1 {
+		tn.t.Fatalf("two leaders: %v", ls)
+	}
+	if len(ls) == 0 {
+		return ""
+	}
+	return ls[0]
+}
+
+func (tn *testNet) term() uint64 {
+	if l := tn.leader(); l != "" {
+		return tn.nodes[l].Status(tn.now)[RoleVIP].Term
+	}
+	return 0
+}
+
+func (tn *testNet) sentSince(i int, typ MsgType, from string) []Message {
+	var out []Message
+	for _, m := range tn.sent[i:] {
+		if m.Type == typ && (from == "" || m.From == from) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func isolate(id string) func(Message) bool {
+	return func(m Message) bool { return m.From == id || m.To == id }
+}
+
+func TestScenarios(t *testing.T) {
+	vip := DefaultVIPTiming()
+	cases := []struct {
+		name string
+		run  func(t *testing.T, tn *testNet)
+	}{
+		{"a fresh three-node cluster elects the best-ranked node in one round", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			if l := tn.leader(); l != "a" {
+				t.Fatalf("leader %q, want a (first by name)", l)
+			}
+			if tn.term() != 1 {
+				t.Fatalf("term %d, want 1", tn.term())
+			}
+		}},
+		{"a higher priority wins the first round", func(t *testing.T, tn *testNet) {
+			tn.prio["c"] = 5
+			tn.startAll()
+			for _, id := range tn.ids {
+				tn.nodes[id].SetPeerEligibility("c", RoleVIP, Eligibility{Healthy: true, Priority: 5})
+			}
+			tn.run(200 * time.Millisecond)
+			if l := tn.leader(); l != "c" {
+				t.Fatalf("leader %q, want c", l)
+			}
+		}},
+		{"a healthy leader is not replaced", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			tn.run(10 * time.Second)
+			if tn.leader() != l || tn.term() != term {
+				t.Fatalf("leader %s/%d became %s/%d", l, term, tn.leader(), tn.term())
+			}
+		}},
+		{"a voter promised to a leader nacks another candidate whatever its term", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l := tn.leader()
+			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
+			v := tn.nodes[voter]
+			other := tn.ids[(slices.Index(tn.ids, l)+2)%3]
+			before := len(tn.sent)
+			v.Step(tn.now, Message{Type: MsgVote, From: other, To: voter, Role: RoleVIP, Term: 99, Seq: 1,
+				ConfigHash: ConfigHash(tn.ids, RoleVIP, tn.timing), Incarnation: tn.inc[other]})
+			tn.collect(voter)
+			nacks := tn.sentSince(before, MsgNack, voter)
+			if len(nacks) != 1 || nacks[0].PromisedTo != l || nacks[0].Remaining <= 0 {
+				t.Fatalf("want one nack naming %s with time remaining, got %v", l, nacks)
+			}
+			if got := v.Status(tn.now)[RoleVIP].Term; got != 1 {
+				t.Fatalf("a rejected vote raised the voter's term to %d", got)
+			}
+			if len(tn.sentSince(before, MsgGrant, voter)) != 0 {
+				t.Fatal("voter granted while promised")
+			}
+		}},
+		{"a leader cut off from everyone lets go at its deadline and another takes over after the lease", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			tn.drop = isolate(l)
+			tn.run(vip.RenewDeadline + 10*time.Millisecond)
+			if tn.nodes[l].Status(tn.now)[RoleVIP].Leader {
+				t.Fatalf("%s still leads after renewDeadline", l)
+			}
+			tn.run(vip.LeaseDuration + 500*time.Millisecond)
+			if nl := tn.leader(); nl == "" || nl == l || tn.term() <= term {
+				t.Fatalf("after the lease: leader %q term %d (old %s/%d)", nl, tn.term(), l, term)
+			}
+		}},
+		{"a leader sends release only after the release completed", func(t *testing.T, tn *testNet) {
+			tn.holdRelease = true
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			before := len(tn.sent)
+			if !tn.nodes[l].Handover(tn.now, RoleVIP, "") {
+				t.Fatal("handover refused")
+			}
+			tn.collect(l)
+			tn.run(50 * time.Millisecond)
+			if n := len(tn.sentSince(before, MsgRelease, l)); n != 0 {
+				t.Fatalf("%d releases sent before Released", n)
+			}
+			if tn.leader() != "" {
+				t.Fatal("someone leads while the old leader is still releasing")
+			}
+			tn.nodes[l].Released(tn.now, RoleVIP, term)
+			tn.collect(l)
+			if n := len(tn.sentSince(before, MsgRelease, l)); n != 2 {
+				t.Fatalf("%d releases after Released, want 2", n)
+			}
+		}},
+		{"a graceful handover makes the successor leader in one round trip", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l := tn.leader()
+			succ := tn.ids[(slices.Index(tn.ids, l)+2)%3]
+			tn.nodes[l].Handover(tn.now, RoleVIP, succ)
+			tn.collect(l)
+			tn.run(5 * time.Millisecond)
+			if nl := tn.leader(); nl != succ {
+				t.Fatalf("leader %q 5ms after handover, want %s", nl, succ)
+			}
+		}},
+		{"a release of an old term does not drop a newer promise", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
+			tn.nodes[voter].Step(tn.now, Message{Type: MsgRelease, From: l, To: voter, Role: RoleVIP, Term: term - 1,
+				ConfigHash: ConfigHash(tn.ids, RoleVIP, tn.timing), Incarnation: tn.inc[l]})
+			if h := tn.nodes[voter].Status(tn.now)[RoleVIP].Holder; h != l {
+				t.Fatalf("holder %q after a stale release, want %s", h, l)
+			}
+		}},
+		{"a late heartbeat of a released term does not re-create the promise", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
+			hash := ConfigHash(tn.ids, RoleVIP, tn.timing)
+			v := tn.nodes[voter]
+			v.Step(tn.now, Message{Type: MsgRelease, From: l, To: voter, Role: RoleVIP, Term: term, ConfigHash: hash, Incarnation: tn.inc[l]})
+			before := len(tn.sent)
+			v.Step(tn.now, Message{Type: MsgHeartbeat, From: l, To: voter, Role: RoleVIP, Term: term, Seq: 1, ConfigHash: hash, Incarnation: tn.inc[l]})
+			tn.collect(voter)
+			if len(tn.sentSince(before, MsgAck, voter)) != 0 || v.Status(tn.now)[RoleVIP].Holder == l {
+				t.Fatal("a late heartbeat of a released term re-created the promise")
+			}
+		}},
+		{"a restarted node sends nothing binding during its quiet period", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l := tn.leader()
+			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
+			tn.stop(voter)
+			tn.run(10 * time.Millisecond)
+			before := len(tn.sent)
+			tn.start(voter)
+			quiet := time.Duration(float64(vip.LeaseDuration) * (1 + 2*DefaultDrift))
+			tn.run(quiet - 5*time.Millisecond)
+			for _, typ := range []MsgType{MsgGrant, MsgAck, MsgVote, MsgHeartbeat} {
+				if n := len(tn.sentSince(before, typ, voter)); n != 0 {
+					t.Fatalf("restarted voter sent %d %s in its quiet period", n, typ)
+				}
+			}
+			tn.run(200 * time.Millisecond)
+			if len(tn.sentSince(before, MsgAck, voter)) == 0 {
+				t.Fatal("voter never acked after its quiet period")
+			}
+		}},
+		{"a restarted leader releases its persisted term and never reuses it", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			tn.stop(l)
+			before := len(tn.sent)
+			tn.start(l)
+			rels := tn.sentSince(before, MsgRelease, l)
+			if len(rels) != 2 || rels[0].Term != term {
+				t.Fatalf("restart sent %v, want Release{term %d} to both peers", rels, term)
+			}
+			tn.run(5 * time.Second)
+			if tn.term() <= term {
+				t.Fatalf("term %d after restart, want > %d", tn.term(), term)
+			}
+		}},
+		{"terms never go backwards after every node power-cycles", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			term := tn.term()
+			for _, id := range tn.ids {
+				tn.stop(id)
+			}
+			tn.run(time.Second)
+			tn.startAll().run(3 * time.Second)
+			if tn.term() <= term {
+				t.Fatalf("term %d after power cycle, want > %d", tn.term(), term)
+			}
+		}},
+		{"a leader steps down at once on a nack with a higher term", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l, term := tn.leader(), tn.term()
+			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
+			tn.nodes[l].Step(tn.now, Message{Type: MsgNack, From: voter, To: l, Role: RoleVIP, Term: term, MaxTerm: term + 5,
+				ConfigHash: ConfigHash(tn.ids, RoleVIP, tn.timing), Incarnation: tn.inc[voter]})
+			tn.collect(l)
+			if tn.nodes[l].Status(tn.now)[RoleVIP].Leader {
+				t.Fatal("leader kept the role after a nack with a higher term")
+			}
+		}},
+		{"an unhealthy leader hands over to a healthy peer after a lease", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l := tn.leader()
+			tn.nodes[l].SetHealthy(tn.now, RoleVIP, false)
+			for _, id := range tn.ids {
+				if id != l {
+					tn.nodes[id].SetPeerEligibility(l, RoleVIP, Eligibility{Healthy: false})
+				}
+			}
+			tn.run(vip.LeaseDuration / 2)
+			if tn.leader() != l {
+				t.Fatal("handed over before the hysteresis")
+			}
+			tn.run(vip.LeaseDuration)
+			if nl := tn.leader(); nl == "" || nl == l {
+				t.Fatalf("leader %q, want a healthy peer", nl)
+			}
+		}},
+		{"a minority never elects a leader", func(t *testing.T, tn *testNet) {
+			tn.drop = func(m Message) bool { return m.From == "a" || m.To == "a" || m.From == "b" || m.To == "b" }
+			tn.startAll().run(5 * time.Second)
+			if l := tn.leader(); l != "" {
+				t.Fatalf("%s leads with no quorum", l)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, newTestNet(t, 3, vip))
+		})
+	}
+}
+
+func TestStepRejectsForeignMessagesWithAReason(t *testing.T) {
+	tn := newTestNet(t, 3, DefaultVIPTiming()).startAll()
+	hash := ConfigHash(tn.ids, RoleVIP, tn.timing)
+	n := tn.nodes["a"]
+	cases := []struct {
+		reason string
+		m      Message
+	}{
+		{"misdirected", Message{Type: MsgVote, From: "b", To: "c", Role: RoleVIP, ConfigHash: hash}},
+		{"unknown_sender", Message{Type: MsgVote, From: "z", To: "a", Role: RoleVIP, ConfigHash: hash}},
+		{"unknown_role", Message{Type: MsgVote, From: "b", To: "a", Role: "nope", ConfigHash: hash}},
+		{"config_hash", Message{Type: MsgVote, From: "b", To: "a", Role: RoleVIP, ConfigHash: hash + 1}},
+		{"stale_incarnation", Message{Type: MsgVote, From: "b", To: "a", Role: RoleVIP, ConfigHash: hash, Incarnation: 0}},
+	}
+	n.Step(0, Message{Type: MsgPreVote, From: "b", To: "a", Role: RoleVIP, ConfigHash: hash, Incarnation: 5})
+	for _, c := range cases {
+		err := n.Step(0, c.m)
+		var re *RejectError
+		if !errors.As(err, &re) || re.Reason != c.reason {
+			t.Errorf("%s: got %v", c.reason, err)
+		}
+	}
+}
+
+func TestConfigValidateReportsEveryProblem(t *testing.T) {
+	bad := Config{ID: "x", Voters: []string{"a", "a"}, Drift: 0.5,
+		Roles: map[string]Timing{"vip": {LeaseDuration: time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 3 * time.Second}}}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"id \"x\": must be one of voters", "listed twice", "drift 0.5", "renewDeadline", "leaseDuration", "rand: must be set"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestTimingProfilesSatisfyTheSafetyInequality(t *testing.T) {
+	for name, tm := range map[string]Timing{"vip": DefaultVIPTiming(), "fast": FastVIPTiming(), "unit": DefaultUnitTiming()} {
+		if err := tm.Validate(DefaultDrift); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// fast is only safe with its small release slack (the kernel fence).
+	f := FastVIPTiming()
+	f.ReleaseSlack = DefaultVIPTiming().ReleaseSlack
+	if err := f.Validate(DefaultDrift); err == nil || !strings.Contains(err.Error(), "must be at least") {
+		t.Errorf("fast with the default release slack validated: %v", err)
+	}
+}
