@@ -111,6 +111,11 @@ if [ "$GOARCH" = "$(go env GOHOSTARCH)" ]; then
 fi
 [ -n "$help" ] || help="masterd $VERSION: run \`masterd --help\` for usage."
 printf '%s\n' "$help" >"$stage/masterd-help.txt"
+# Then every subcommand's own --help (the commands listed under "Commands:").
+for c in $(printf '%s\n' "$help" | awk '/^Commands:/ { f = 1; next } f && /^  [a-z]/ { print $1 } f && /^$/ { f = 0 }'); do
+	printf '\n$ masterd %s --help\n' "$c"
+	bin/masterd "$c" --help 2>&1 || true
+done >>"$stage/masterd-help.txt"
 
 date=$(git log -1 --format=%cd --date=format:%Y-%m-%d 2>/dev/null || date -u +%Y-%m-%d)
 {
