@@ -308,8 +308,10 @@ func testConfig(t testing.TB, listen string, backends ...*testBackend) Config {
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, Backend{Name: b.name, Address: b.addrPort()})
 	}
-	cfg.HealthCheck.Interval = 50 * time.Millisecond
-	cfg.HealthCheck.Timeout = 45 * time.Millisecond
+	// Fast, but with room for a TLS handshake on a loaded machine under
+	// -race: a check timing out would take a backend down mid-test.
+	cfg.HealthCheck.Interval = 200 * time.Millisecond
+	cfg.HealthCheck.Timeout = 200 * time.Millisecond
 	cfg.HealthCheck.CA = getPKI(t).pool
 	cfg.DialTimeout = time.Second
 	return cfg

@@ -171,31 +171,12 @@ func TestUnreadyBackendGetsNoNewConnectionsAfterFallChecks(t *testing.T) {
 		t.Fatalf("three connections reached %d backends, want 3", len(held))
 	}
 
-	from := log.len("m2")
 	bs[1].ready.Store(false)
 	waitFor(t, "m2 down", func() bool { return !lb.Status()[1].Up })
 	if got := value(t, lb.m.up.WithLabelValues("m2")); got != 0 {
 		t.Errorf("masterd_lb_backend_up{backend=m2} = %v after going down, want 0", got)
 	}
-	failures := 0
-	for _, e := range log.since("m2", from) {
-		if e.ok {
-			if failures > 0 {
-				t.Fatalf("a success interrupted the failure streak: %v", log.since("m2", from))
-			}
-			continue // a check that was in flight when readiness flipped
-		}
-		failures++
-		if wantUp := failures < cfg.HealthCheck.Fall; e.up != wantUp {
-			t.Fatalf("failure %d: up=%v, want %v (Fall=%d)", failures, e.up, wantUp, cfg.HealthCheck.Fall)
-		}
-		if !e.up {
-			break
-		}
-	}
-	if failures != cfg.HealthCheck.Fall {
-		t.Fatalf("went down after %d failures, want Fall=%d", failures, cfg.HealthCheck.Fall)
-	}
+	checkAgainstReference(t, log.since("m2", 0), cfg.HealthCheck.Rise, cfg.HealthCheck.Fall)
 
 	// New connections avoid m2 although it has the fewest connections...
 	for range 20 {
@@ -208,31 +189,47 @@ func TestUnreadyBackendGetsNoNewConnectionsAfterFallChecks(t *testing.T) {
 	// ...while its existing connection keeps working.
 	echo(t, heldConn["m2"], held["m2"], "still served")
 
-	// Back to ready: up again after exactly Rise successes, and as the
+	// Back to ready: up again after Rise successes, and as the
 	// least loaded backend it takes the next connection.
-	from = log.len("m2")
 	bs[1].ready.Store(true)
 	waitFor(t, "m2 up", func() bool { return lb.Status()[1].Up })
-	successes := 0
-	for _, e := range log.since("m2", from) {
-		if !e.ok {
-			continue
-		}
-		successes++
-		if !e.up && successes >= cfg.HealthCheck.Rise || e.up && successes < cfg.HealthCheck.Rise {
-			t.Fatalf("success %d: up=%v (Rise=%d)", successes, e.up, cfg.HealthCheck.Rise)
-		}
-		if e.up {
-			break
-		}
-	}
-	if successes != cfg.HealthCheck.Rise {
-		t.Fatalf("came up after %d successes, want Rise=%d", successes, cfg.HealthCheck.Rise)
-	}
+	checkAgainstReference(t, log.since("m2", 0), cfg.HealthCheck.Rise, cfg.HealthCheck.Fall)
 	if name, c, _ := who(t, lb.Addr()); name != "m2" {
 		t.Errorf("least loaded backend m2 is up again but the next connection went to %s", name)
 	} else {
 		_ = c.Close()
+	}
+}
+
+// checkAgainstReference replays a backend's check results through a naive
+// model and compares the up state after every check: the first result
+// decides; later, an up backend is down once its last fall results all
+// failed, and a down backend up once its last rise results all succeeded.
+// Besides the rise/fall rule this pins "stops getting new connections within
+// Fall checks": the check that completes the Fall-th failure marks it down.
+func checkAgainstReference(t *testing.T, events []checkEvent, rise, fall int) {
+	t.Helper()
+	all := func(es []checkEvent, ok bool) bool {
+		for _, e := range es {
+			if e.ok != ok {
+				return false
+			}
+		}
+		return true
+	}
+	up := false
+	for i, e := range events {
+		switch {
+		case i == 0:
+			up = e.ok
+		case up && i+1 >= fall && all(events[i+1-fall:i+1], false):
+			up = false
+		case !up && i+1 >= rise && all(events[i+1-rise:i+1], true):
+			up = true
+		}
+		if e.up != up {
+			t.Fatalf("check %d of %v: up=%v, reference says %v (rise %d, fall %d)", i, events, e.up, up, rise, fall)
+		}
 	}
 }
 
@@ -303,9 +300,10 @@ func TestIdleConnectionIsNotCutByKeepaliveOrChecks(t *testing.T) {
 	cfg := testConfig(t, "127.0.0.30:0", b)
 	// Shortened clock: keepalive probes every 100 ms and a single
 	// unanswered probe would end the connection. An idle period of 30
-	// probe intervals and ~60 health checks stands in for a watch that is
+	// probe intervals and ~30 health checks stands in for a watch that is
 	// silent for many minutes behind the default 10 s keepalive.
 	cfg.KeepAlive, cfg.KeepAliveCount = 100*time.Millisecond, 1
+	cfg.HealthCheck.Interval, cfg.HealthCheck.Timeout = 100*time.Millisecond, 100*time.Millisecond
 	var log checkLog
 	lb, _ := startBalancer(t, cfg, log.hook)
 	waitAllUp(t, lb)
