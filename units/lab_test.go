@@ -59,9 +59,9 @@ func newSup(t *testing.T, h *labhost.Host, mut func(*Config)) (*Supervisor, *pro
 
 func shUnit(name, script string) Unit {
 	return Unit{Name: name, Definition: &Definition{
-		Description: "units test " + name,
-		ExecStart:   []string{"/bin/sh", "-c", script},
-		RestartSec:  100 * time.Millisecond,
+		Description:  "units test " + name,
+		ExecStart:    []string{"/bin/sh", "-c", script},
+		RestartDelay: 100 * time.Millisecond,
 	}}
 }
 
@@ -298,5 +298,35 @@ func TestLeaderOnlyUnitIgnoringSIGTERMIsKilledWithoutSystemdsStopTimeout(t *test
 	}
 	if out, _ := h.Exec(ctx, "pgrep", "-x", "sleep"); strings.TrimSpace(string(out)) != "" {
 		t.Errorf("sleep processes survive the stop: %s", out)
+	}
+}
+
+func TestSystemdPassesGeneratedArgumentsThroughUnchanged(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h := bootLab(t, ctx, "argv")
+	s, _ := newSup(t, h, nil)
+	args := []string{"a b", "$HOME", "${X}", "100%", "%n", `"q"`, `back\slash`, "it's", "--flag=x;y"}
+	u := Unit{Name: "unitst-argv.service", Definition: &Definition{
+		ExecStart:   append([]string{"/bin/sh", "-c", `for a in "$@"; do printf '%s\n' "$a"; done > /run/unitst-argv; printf '%s\n' "$E" > /run/unitst-env; exec sleep infinity`, "sh"}, args...),
+		Environment: map[string]string{"E": "$x %n \"q\""},
+	}}
+	if err := s.Register(u); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, u.Name, 3); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	waitFor(t, ctx, "argv file", func() bool {
+		got, _ = os.ReadFile(h.Path("/run/unitst-env"))
+		return len(got) > 0
+	})
+	argv, _ := os.ReadFile(h.Path("/run/unitst-argv"))
+	if want := strings.Join(args, "\n") + "\n"; string(argv) != want {
+		t.Errorf("process got argv\n%s\nwant\n%s", argv, want)
+	}
+	if want := "$x %n \"q\"\n"; string(got) != want {
+		t.Errorf("process got E=%q, want %q", got, want)
 	}
 }

@@ -17,9 +17,9 @@ type Definition struct {
 	Environment map[string]string
 	// After and Wants order the unit (e.g. network-online.target).
 	After []string
-	// RestartSec is the pause before systemd restarts the exited process
+	// RestartDelay (RestartSec=) is the pause before systemd restarts the exited process
 	// (Restart=always).
-	RestartSec time.Duration
+	RestartDelay time.Duration
 	// MemoryMax, CPUWeight, TasksMax, LimitNOFILE and Nice are resource
 	// settings; zero values are left out.
 	MemoryMax   string
@@ -47,7 +47,7 @@ func (d Definition) render(envFile string, stopTimeout time.Duration) (string, e
 		fmt.Fprintf(&b, "After=%s\nWants=%s\n", strings.Join(d.After, " "), strings.Join(d.After, " "))
 	}
 	b.WriteString("StartLimitIntervalSec=0\n\n[Service]\nType=exec\nRestart=always\n")
-	rs := d.RestartSec
+	rs := d.RestartDelay
 	if rs <= 0 {
 		rs = time.Second
 	}
