@@ -1,0 +1,102 @@
+# masterd — build, test and run a highly available Kubernetes control plane.
+#
+#   make demo       three masters in network namespaces with real systemd, etcd,
+#                   kube-apiserver/scheduler/controller-manager and the VIP
+#   make test       every test (unit, simulation, real netlink/etcd/systemd)
+#   make lint       go vet + staticcheck
+#   make package    .deb and .rpm into dist/
+#   make bench      benchmarks; results under bench/results/
+#
+# Everything the targets need is installed by them (Debian packages once, Go
+# tools pinned in go.mod); the Kubernetes binaries are built from the Go module
+# proxy once and cached under $(CACHE).
+
+SHELL        := /bin/bash
+GO           ?= go
+CACHE        ?= $(HOME)/.cache/masterd
+KUBE_VERSION ?= v1.37.2
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION     ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS      := -X main.version=$(VERSION) -X main.revision=$(REVISION)
+TEST_TIMEOUT ?= 60m
+
+export MASTERD_CACHE := $(CACHE)
+export KUBE_VERSION
+export KUBE_BIN_DIR := $(CACHE)/kube/$(KUBE_VERSION)/bin
+
+# Debian packages the tests, the lab and the benchmarks use.
+DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
+	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux
+
+.PHONY: all build test unit integration lint package demo demo-down bench bench-vip \
+	bench-etcd bench-lb deps kube clean fuzz
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/masterd ./cmd/masterd
+
+# deps installs the Debian packages that are missing (apt-get update only when
+# something is).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# keepalived and haproxy are only run by the benchmarks, inside lab namespaces.
+	@for s in keepalived haproxy prometheus prometheus-node-exporter; do \
+		systemctl disable --now $$s >/dev/null 2>&1 || true; done
+
+# kube builds kube-apiserver, kube-scheduler, kube-controller-manager and
+# kubectl from the Go module proxy, cached by version (first run: minutes).
+kube:
+	@integration/kube/build.sh $(KUBE_VERSION) >/dev/null
+
+test: deps kube build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# unit runs the tests that need neither root nor the kube binaries.
+unit:
+	$(GO) test -short -count=1 ./...
+
+integration: deps kube package
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/...
+
+lint:
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+fuzz:
+	@for t in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/func //' | sort -u); do \
+		pkg=$$(grep -rlE "^func $$t\(" --include='*_test.go' . | head -1 | xargs dirname); \
+		echo "fuzz $$pkg $$t"; $(GO) test $$pkg -run XXX -fuzz "^$$t$$" -fuzztime 30s || exit 1; \
+	done
+
+package: build
+	deploy/package.sh
+
+demo: deps kube package
+	$(GO) run ./integration/cmd/lab up
+
+demo-down:
+	$(GO) run ./integration/cmd/lab down
+
+bench: deps kube package
+	$(GO) run ./bench/cmd/bench
+
+bench-vip: deps kube package
+	$(GO) run ./bench/cmd/bench -only vip
+
+bench-etcd:
+	$(GO) run ./bench/etcd
+
+bench-lb: deps
+	$(GO) run ./bench/lb
+
+clean:
+	rm -rf bin dist

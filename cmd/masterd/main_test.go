@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary compiles masterd once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "masterd")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestHelpOnEveryLevel(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Commands:") {
+		t.Fatalf("masterd --help: code %d, %q", code, out.String())
+	}
+	for _, c := range commands() {
+		out.Reset()
+		if code := run([]string{c.name, "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Usage: masterd "+c.name) {
+			t.Errorf("masterd %s --help: code %d, %q", c.name, code, out.String())
+		}
+	}
+}
+
+func TestUnknownCommandAndFlagExitTwo(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errb); code != exitBadConfig {
+		t.Errorf("unknown command: exit %d", code)
+	}
+	if code := run([]string{"run", "--nope"}, &out, &errb); code != exitBadConfig || !strings.Contains(errb.String(), "-nope") {
+		t.Errorf("unknown flag: exit %d, %q", code, errb.String())
+	}
+}
+
+func TestVersionPrintsVersionRevisionAndGo(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"version"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "masterd dev (revision unknown, go1.") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+}
+
+func TestCheckReportsThreeMistakesAndExitsTwo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte(`name: m1
+peers:
+  - {name: m1, address: 10.0.0.1}
+  - {name: m2, address: 10.0.0.300}
+etcd: {clientPort: "abc"}
+vip: {address: 10.0.0.100, adress: 1}
+`), 0o644)
+	var out, errb bytes.Buffer
+	code := run([]string{"run", "--check", "--config", path}, &out, &errb)
+	if code != exitBadConfig {
+		t.Fatalf("exit %d, want 2; stderr %q", code, errb.String())
+	}
+	for _, want := range []string{
+		`peers[1].address: "10.0.0.300" is not an IP address (line 4)`,
+		`etcd.clientPort: "abc" is not an integer (line 5)`,
+		`vip.adress: unknown key (line 6)`,
+	} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+}
+
+func TestCheckAcceptsTheShippedExample(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"run", "--check", "--config", "../../deploy/masterd.yaml"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// A one-node configuration with no kube units and no VIP runs as a real process:
+// it notifies READY=1 over a real NOTIFY_SOCKET, serves /metrics with
+// masterd_build_info and stops cleanly on SIGTERM.
+func TestOneNodeDaemonStartsAndStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfgPath := filepath.Join(dir, "masterd.yaml")
+	os.WriteFile(cfgPath, []byte(`name: solo
+peers: [{name: solo, address: 127.0.0.1}]
+clusterKeyFile: `+dir+`/cluster.key
+dataDir: `+dir+`/data
+vip: {enabled: false}
+kubernetes: {mode: none}
+metrics: {listen: "`+addr+`"}
+`), 0o644)
+	notify := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no READY=1: %v\nstderr:\n%s", err, stderr.String())
+		}
+		if strings.Contains(string(buf[:n]), "READY=1") {
+			break
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `masterd_build_info{goversion="go1.`) {
+		t.Errorf("/metrics lacks masterd_build_info:\n%.2000s", body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("did not exit within 30s of SIGTERM\nstderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "msg=stopped") {
+		t.Errorf("no clean stop logged:\n%s", stderr.String())
+	}
+}
