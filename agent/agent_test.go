@@ -331,4 +331,3 @@ func hasPrefix(m map[string]bool, p string) bool {
 	}
 	return false
 }
-
