@@ -1,0 +1,55 @@
+// Package fence keeps a node that no longer holds the VIP from answering for
+// it, in the kernel, even when masterd itself is dead or stalled.
+//
+// # The fence
+//
+// Install creates, in the network namespace New was called in, three
+// nftables tables named Config.Table:
+//
+//	arp    <table>: sets vips4, live4; chain output (hook output, priority 0)
+//	       drops ARP whose sender IP is in @vips4 and not in @live4
+//	       (the kernel's ARP replies, on every interface).
+//	netdev <table>: sets vips4, live4, vips6, live6; chain egress (hook egress
+//	       on Config.Interface, priority 0) drops the same ARP and IPv6
+//	       neighbour advertisements whose target is in @vips6 and not in
+//	       @live6: gratuitous ARP / NA sent from user space through packet
+//	       sockets bypass the arp and inet hooks but not egress.
+//	inet   <table>: sets vips4, live4, vips6, live6; chains input and output
+//	       (priority -300, before conntrack) drop IPv4/IPv6 to or from a VIP
+//	       not in its live set on non-loopback interfaces, and neighbour
+//	       advertisements for such a VIP.
+//
+// The live sets have `flags timeout`. Arm(vip, d) puts the VIP in every live
+// set with timeout and expiration d: the kernel lets the VIP's traffic
+// through for d and then silences it on its own, whatever happens to this
+// process. The holder calls Arm only on the code path that has just
+// validated a lease renewal, with d = deadline - now - margin, never from a
+// timer of its own: a stalled holder then goes silent before its lease
+// deadline. Disarm removes the element at once (graceful release).
+//
+// # Expiration, not only timeout
+//
+// The kernel extends a live element on a re-add only when the update carries
+// an expiration or a changed timeout (kernel >= 6.12; a re-add with an
+// unchanged timeout keeps the old expiry). github.com/google/nftables sends
+// the timeout but not NFTA_SET_ELEM_EXPIRATION, so Arm builds its own
+// nfnetlink batch (one NEWSETELEM per table, timeout and expiration equal,
+// in milliseconds rounded down) on a lasting netfilter socket. A timeout of
+// zero would make the element permanent: durations under a millisecond
+// disarm instead.
+//
+// # Checking
+//
+// `nft flush ruleset` (Debian's nftables.service does it) removes the fence.
+// Check lists the tables, chains, rules and the vips sets and returns an
+// error wrapping ErrMissing when anything is gone, counting it in
+// masterd_vip_fence_missing_total; Repair reinstalls the tables atomically
+// and re-arms each VIP with what remains of its last armed duration (it
+// never extends one). Run does both every Config.CheckInterval.
+//
+// # Metrics
+//
+//	masterd_vip_fence_missing_total      counter, checks that found the fence (partly) missing
+//	masterd_vip_fence_repairs_total      counter, successful repairs
+//	masterd_vip_fence_arm_duration_seconds histogram, Arm's netlink round trip
+package fence

@@ -1,0 +1,354 @@
+package fence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ErrMissing is wrapped by Check's error when the fence is (partly) gone.
+var ErrMissing = errors.New("fence missing")
+
+// Fence installs and refreshes the kernel fence for the VIPs of its Config.
+// Its methods are safe for concurrent use.
+type Fence struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+	ns  netns.NsHandle
+
+	mu    sync.Mutex
+	nft   *nftables.Conn
+	raw   *netlink.Conn
+	armed map[netip.Addr]time.Time // end of each VIP's last Arm (monotonic)
+	// installed is true between a successful Install and Remove: Check
+	// reports a missing fence only when one should be there.
+	installed bool
+	closed    bool
+}
+
+// New validates cfg and opens netlink sockets in the network namespace of
+// the calling OS thread. It changes nothing in the kernel. logger and reg
+// may be nil.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Fence, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fence: config: %w", err)
+	}
+	cfg.VIPs = slices.Clone(cfg.VIPs)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	mt, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("fence: open network namespace: %w", err)
+	}
+	f := &Fence{cfg: cfg, m: mt, ns: ns, armed: map[netip.Addr]time.Time{},
+		log: logger.With("component", "fence", "table", cfg.Table, "interface", cfg.Interface)}
+	if f.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns))); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fence: open nftables netlink: %w", err)
+	}
+	if f.raw, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns)}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fence: open netfilter netlink: %w", err)
+	}
+	return f, nil
+}
+
+// Close releases the sockets. It leaves the fence in the kernel (Remove
+// takes it out).
+func (f *Fence) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	var errs []error
+	if f.nft != nil {
+		errs = append(errs, f.nft.CloseLasting())
+	}
+	if f.raw != nil {
+		errs = append(errs, f.raw.Close())
+	}
+	if f.ns.IsOpen() {
+		errs = append(errs, f.ns.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fence: close: %w", err)
+	}
+	return nil
+}
+
+// Install replaces the fence's tables atomically. Every VIP starts fenced
+// (silent) unless an earlier Arm of this Fence still has time left. Call it
+// at start-up, before the election can make this node a holder.
+func (f *Fence) Install() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.installLocked(); err != nil {
+		return err
+	}
+	f.log.Info("fence installed", "vips", len(f.cfg.VIPs))
+	return nil
+}
+
+func (f *Fence) installLocked() error {
+	if f.closed {
+		return errors.New("fence: install: closed")
+	}
+	now := time.Now()
+	live := map[netip.Addr]time.Duration{}
+	for a, end := range f.armed {
+		if d := end.Sub(now).Truncate(time.Millisecond); d >= time.Millisecond {
+			live[a] = d
+		}
+	}
+	for _, ts := range layout {
+		addTable(f.nft, ts, f.cfg.Table, f.cfg.Interface, f.cfg.VIPs, live)
+	}
+	if err := f.nft.Flush(); err != nil {
+		return fmt.Errorf("fence: install table %s on %s: %w", f.cfg.Table, f.cfg.Interface, err)
+	}
+	f.installed = true
+	return nil
+}
+
+// Remove deletes the fence's tables (uninstall, or a clean stop after the
+// VIP was released). It succeeds when they are already gone.
+func (f *Fence) Remove() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("fence: remove: closed")
+	}
+	for _, ts := range layout {
+		t := &nftables.Table{Name: f.cfg.Table, Family: ts.family}
+		f.nft.AddTable(t)
+		f.nft.DelTable(t)
+	}
+	if err := f.nft.Flush(); err != nil {
+		return fmt.Errorf("fence: remove table %s: %w", f.cfg.Table, err)
+	}
+	f.installed = false
+	clear(f.armed)
+	return nil
+}
+
+// Arm lets vip answer and carry traffic for d from now; then the kernel
+// silences it unless Arm is called again. Call it only right after a lease
+// renewal was validated, with d = deadline - now - margin. d under one
+// millisecond disarms.
+func (f *Fence) Arm(vip netip.Addr, d time.Duration) error {
+	if !slices.Contains(f.cfg.VIPs, vip) {
+		return fmt.Errorf("fence: arm %s: not a fenced vip", vip)
+	}
+	d = d.Truncate(time.Millisecond)
+	if d < time.Millisecond {
+		return f.Disarm(vip)
+	}
+	start := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return fmt.Errorf("fence: arm %s: closed", vip)
+	}
+	ms := uint64(d / time.Millisecond)
+	var msgs []netlink.Message
+	for _, ts := range layout {
+		if vip.Is6() && !ts.v6 {
+			continue
+		}
+		m, err := elemMsg(unix.NFT_MSG_NEWSETELEM, ts.family, f.cfg.Table, liveSet(vip), key(vip), ms)
+		if err != nil {
+			return fmt.Errorf("fence: arm %s: %w", vip, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if err := f.execBatch(msgs); err != nil {
+		return fmt.Errorf("fence: arm %s for %s: %w", vip, d, err)
+	}
+	f.armed[vip] = start.Add(d)
+	f.m.armDuration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// Disarm silences vip at once (graceful release). It succeeds when vip is
+// not armed.
+func (f *Fence) Disarm(vip netip.Addr) error {
+	if !slices.Contains(f.cfg.VIPs, vip) {
+		return fmt.Errorf("fence: disarm %s: not a fenced vip", vip)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return fmt.Errorf("fence: disarm %s: closed", vip)
+	}
+	delete(f.armed, vip)
+	// Add then delete in one batch: deleting an absent element fails the
+	// whole batch, adding first makes the delete always valid.
+	var msgs []netlink.Message
+	for _, ts := range layout {
+		if vip.Is6() && !ts.v6 {
+			continue
+		}
+		add, err := elemMsg(unix.NFT_MSG_NEWSETELEM, ts.family, f.cfg.Table, liveSet(vip), key(vip), 1)
+		if err != nil {
+			return fmt.Errorf("fence: disarm %s: %w", vip, err)
+		}
+		del, err := elemMsg(unix.NFT_MSG_DELSETELEM, ts.family, f.cfg.Table, liveSet(vip), key(vip), 0)
+		if err != nil {
+			return fmt.Errorf("fence: disarm %s: %w", vip, err)
+		}
+		msgs = append(msgs, add, del)
+	}
+	if err := f.execBatch(msgs); err != nil {
+		return fmt.Errorf("fence: disarm %s: %w", vip, err)
+	}
+	return nil
+}
+
+// Check verifies that the tables, chains, rules and vips sets are all in
+// place. It returns nil before Install and after Remove. A missing piece
+// is counted in masterd_vip_fence_missing_total and reported as an error
+// wrapping ErrMissing.
+func (f *Fence) Check() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.installed || f.closed {
+		return nil
+	}
+	problems, err := f.inspectLocked()
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		f.m.missing.Inc()
+		return fmt.Errorf("fence: check table %s: %w: %w", f.cfg.Table, ErrMissing, errors.Join(problems...))
+	}
+	return nil
+}
+
+func (f *Fence) inspectLocked() ([]error, error) {
+	var problems []error
+	for _, ts := range layout {
+		tables, err := f.nft.ListTablesOfFamily(ts.family)
+		if err != nil {
+			return nil, fmt.Errorf("fence: list tables: %w", err)
+		}
+		fam := familyName(ts.family)
+		if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == f.cfg.Table }) {
+			problems = append(problems, fmt.Errorf("table %s %s missing", fam, f.cfg.Table))
+			continue
+		}
+		t := &nftables.Table{Name: f.cfg.Table, Family: ts.family}
+		for _, cs := range ts.chains {
+			rules, err := f.nft.GetRules(t, &nftables.Chain{Name: cs.name, Table: t})
+			if err != nil {
+				if errors.Is(err, unix.ENOENT) {
+					problems = append(problems, fmt.Errorf("chain %s %s %s missing", fam, f.cfg.Table, cs.name))
+					continue
+				}
+				return nil, fmt.Errorf("fence: list rules of %s %s: %w", fam, cs.name, err)
+			}
+			if len(rules) != cs.rules {
+				problems = append(problems, fmt.Errorf("chain %s %s %s has %d rules, want %d", fam, f.cfg.Table, cs.name, len(rules), cs.rules))
+			}
+		}
+		for _, name := range ts.setNames() {
+			set, err := f.nft.GetSetByName(t, name)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("set %s %s %s missing", fam, f.cfg.Table, name))
+				continue
+			}
+			if name != setVIPs4 && name != setVIPs6 {
+				continue
+			}
+			elems, err := f.nft.GetSetElements(set)
+			if err != nil {
+				return nil, fmt.Errorf("fence: list set %s %s: %w", fam, name, err)
+			}
+			want := 0
+			for _, a := range f.cfg.VIPs {
+				if a.Is4() == (name == setVIPs4) {
+					want++
+				}
+			}
+			if len(elems) != want {
+				problems = append(problems, fmt.Errorf("set %s %s %s has %d elements, want %d", fam, f.cfg.Table, name, len(elems), want))
+			}
+		}
+	}
+	return problems, nil
+}
+
+func familyName(fam nftables.TableFamily) string {
+	switch fam {
+	case nftables.TableFamilyARP:
+		return "arp"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
+	case nftables.TableFamilyINet:
+		return "inet"
+	}
+	return fmt.Sprint(int(fam))
+}
+
+// Repair reinstalls the fence atomically; each VIP armed before gets what
+// is left of its last Arm, never more.
+func (f *Fence) Repair() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.installLocked(); err != nil {
+		return fmt.Errorf("fence: repair: %w", err)
+	}
+	f.m.repairs.Inc()
+	f.log.Warn("fence repaired")
+	return nil
+}
+
+// Run checks the fence every Config.CheckInterval and repairs it when
+// something removed it; after a repair it calls onRepaired (may be nil),
+// for example to announce the VIP again. It returns when ctx ends.
+func (f *Fence) Run(ctx context.Context, onRepaired func()) {
+	t := time.NewTicker(f.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := f.Check()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrMissing) {
+			f.log.Warn("fence check failed", "err", err)
+			continue
+		}
+		f.log.Error("fence missing", "err", err)
+		if err := f.Repair(); err != nil {
+			f.log.Error("fence repair failed", "err", err)
+			continue
+		}
+		if onRepaired != nil {
+			onRepaired()
+		}
+	}
+}
