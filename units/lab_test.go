@@ -109,6 +109,9 @@ func TestManagedUnitStartsStopsRestartsWithTerm(t *testing.T) {
 	if n := testutil.CollectAndCount(s.m.startDuration); n != 1 {
 		t.Errorf("start duration series = %d, want 1", n)
 	}
+	if err := s.Healthy(ctx, u.Name); err != nil {
+		t.Errorf("Healthy after Start: %v", err)
+	}
 	pid1 := mainPID(t, ctx, h, u.Name)
 
 	if err := s.Restart(ctx, u.Name, 8); err != nil {
@@ -129,6 +132,9 @@ func TestManagedUnitStartsStopsRestartsWithTerm(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.m.active.WithLabelValues(u.Name)); got != 0 {
 		t.Errorf("masterd_unit_active = %v after Stop, want 0", got)
+	}
+	if err := s.Healthy(ctx, u.Name); err == nil {
+		t.Errorf("Healthy after Stop returned nil")
 	}
 	st, _ := s.Status(u.Name)
 	if st.Failures != 0 {

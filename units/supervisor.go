@@ -368,6 +368,7 @@ func (s *Supervisor) observe(name string, p props) {
 		s.m.failures.WithLabelValues(name).Inc()
 	}
 	st.known = true
+	intentional := st.intentional
 	active := 0.0
 	if p.activeState == "active" {
 		active = 1
@@ -380,7 +381,7 @@ func (s *Supervisor) observe(name string, p props) {
 			"main_pid", cur.MainPID, "restarts", cur.Restarts, "failures", cur.Failures)
 		if failedNow && !failedBefore {
 			s.log.Info("unit process exited", "unit", name, "sub_state", cur.SubState,
-				"exit_status", p.execMainStatus, "intentional", cur.ActiveState != "" && st.intentional)
+				"exit_status", p.execMainStatus, "requested", intentional)
 		}
 		if s.notify != nil {
 			s.notify(cur)
@@ -698,6 +699,36 @@ func (s *Supervisor) waitInactive(ctx context.Context, name string, d time.Durat
 func isNoSuchUnit(err error) bool {
 	var de dbus.Error
 	return errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit"
+}
+
+// Healthy reports whether the unit is active now and its probe passes (one
+// probe, bounded by Config.ProbeTimeout). The agent polls it for the
+// apiserver's part of this node's eligibility.
+func (s *Supervisor) Healthy(ctx context.Context, name string) error {
+	st, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	p, err := s.read(ctx, name)
+	if err != nil {
+		return err
+	}
+	s.observe(name, p)
+	if p.activeState != "active" {
+		return fmt.Errorf("units: %s: %s/%s", name, p.activeState, p.subState)
+	}
+	s.mu.Lock()
+	probe := st.u.Health
+	s.mu.Unlock()
+	if probe == nil {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+	defer cancel()
+	if err := probe.Check(pctx); err != nil {
+		return fmt.Errorf("units: %s: unhealthy: %w", name, err)
+	}
+	return nil
 }
 
 // Restart stops the unit (as Stop) and starts it again (as Start).
