@@ -38,7 +38,10 @@ var (
 
 // testVersion is the version of the packages most tests inspect; upgrade
 // tests build a higher one. Fixed, so assertions can name the files.
-const testVersion = "0.0.0~test1"
+const (
+	testVersion      = "0.0.0~test1"
+	testVersionNewer = "0.0.0~test2"
+)
 
 // buildPackages runs deploy/package.sh for version (once per test binary and
 // version) and returns the .deb and .rpm paths.
