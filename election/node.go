@@ -114,11 +114,16 @@ type Node struct {
 	lastHeard   map[string]time.Duration
 	now         time.Duration
 
-	msgs    []Message
-	changes []RoleChange
-	dirty   bool
-	rules   rules
+	msgs      []Message
+	changes   []RoleChange
+	dirty     bool
+	rules     rules
+	withdrawn bool
 }
+
+// Withdraw stops this node from campaigning for any role (it still votes).
+// A graceful stop withdraws, then hands every held role over.
+func (n *Node) Withdraw() { n.withdrawn = true }
 
 // NewNode returns a node starting at local time now. state is what a
 // previous run persisted (nil on first start): a role with persisted state
@@ -345,6 +350,18 @@ func (n *Node) Leading() []string {
 	var out []string
 	for _, name := range n.names {
 		if s := n.roles[name].state; s == stateLeader || s == stateReleasing {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Busy returns the roles this node is campaigning for, holding or
+// releasing: a graceful stop waits until it is empty.
+func (n *Node) Busy() []string {
+	var out []string
+	for _, name := range n.names {
+		if n.roles[name].state != stateFollower {
 			out = append(out, name)
 		}
 	}

@@ -124,6 +124,10 @@ func (r *role) tickFollower(now time.Duration) {
 	if now < r.campaignAt {
 		return
 	}
+	if r.n.withdrawn {
+		r.campaignAt = now + r.t.LeaseDuration
+		return
+	}
 	if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) || r.successorBlocks(now, r.n.cfg.ID) {
 		r.immediate = false
 		r.reschedule(now)

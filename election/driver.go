@@ -1,0 +1,608 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Callbacks are how the driver tells the agent about roles this node holds.
+//
+// Contract: for one role, callbacks are called serially and in order from a
+// goroutine dedicated to that role (roles do not wait for each other: a slow
+// unit stop never delays the vip role's heartbeats). OnStartedLeading(r, t)
+// is always followed, sooner or later, by OnStoppedLeading(r, t) unless the
+// driver is killed. Any callback may be nil.
+type Callbacks struct {
+	// OnStartedLeading: this node holds role under term (the fencing token)
+	// until the deadline of the last OnRenewed (or of the acquisition,
+	// delivered as an OnRenewed right before this call). It may block; the
+	// lease keeps being renewed meanwhile.
+	OnStartedLeading func(role string, term uint64)
+	// OnStoppedLeading: let the role go now (delete the VIP, kill the unit).
+	// The driver sends Release — letting the next leader start at once —
+	// only after it returns, so it must return only when the release is
+	// complete, and within the role's ReleaseSlack.
+	OnStoppedLeading func(role string, term uint64)
+	// OnRenewed: a renewal was just validated; the role is held until
+	// deadline (local monotonic clock) unless renewed again. It is called
+	// once right after acquisition too, before OnStartedLeading. Renewals
+	// queued behind a slow callback are coalesced, and deadline may already
+	// have passed when it runs: never arm anything with a non-positive
+	// timeout. The vip package refreshes its nftables fence element from it.
+	OnRenewed func(role string, term uint64, deadline time.Time)
+}
+
+// Driver runs the election Node over memberlist with a real clock. It is
+// the only code that touches memberlist.
+type Driver struct {
+	cfg    DriverConfig
+	cb     Callbacks
+	log    *slog.Logger
+	met    *metrics
+	origin time.Time
+	addrs  map[string]string
+
+	node      *Node // loop goroutine only
+	state     stateFile
+	mustSave  bool
+	workers   map[string]*worker
+	ml        *memberlist.Memberlist
+	inbox     chan []byte
+	calls     chan func()
+	releasedC chan releaseDone
+
+	metaMu    sync.Mutex
+	meta      []byte
+	peerMeta  map[string][]byte
+	metaDirty chan struct{}
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	bg       sync.WaitGroup
+}
+
+type releaseDone struct {
+	role string
+	term uint64
+}
+
+// NewDriver validates cfg, loads the persisted state (bumping and saving the
+// incarnation) and builds the node. It does not touch the network; Start
+// does. The agent must have cleaned up any holder state a previous run left
+// (VIP, leader-only units) before calling Start: Start releases the
+// persisted last term of every role.
+func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("election: config: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	st, err := loadState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	st.Incarnation++
+	if err := saveState(cfg.StateDir, st); err != nil {
+		return nil, err
+	}
+	d := &Driver{
+		cfg:       cfg,
+		cb:        cb,
+		log:       logger.With("component", "election"),
+		met:       met,
+		origin:    time.Now(),
+		addrs:     map[string]string{},
+		state:     st,
+		workers:   map[string]*worker{},
+		inbox:     make(chan []byte, 1024),
+		calls:     make(chan func()),
+		releasedC: make(chan releaseDone, 16),
+		peerMeta:  map[string][]byte{},
+		metaDirty: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	for _, p := range cfg.Peers {
+		d.addrs[p.Name] = p.Addr
+	}
+	core := Config{ID: cfg.Name, Voters: cfg.voters(), Roles: cfg.Roles, Drift: cfg.Drift, Priority: cfg.Priority, Rand: rand.Uint64}
+	d.node, err = NewNode(core, st.Roles, st.Incarnation, d.now())
+	if err != nil {
+		return nil, err
+	}
+	elig := map[string]Eligibility{}
+	for name := range cfg.Roles {
+		elig[name] = Eligibility{Healthy: true, Priority: cfg.Priority}
+		d.workers[name] = newWorker(d, name)
+		d.met.leader.WithLabelValues(name).Set(0)
+		d.met.term.WithLabelValues(name).Set(float64(st.Roles[name].MaxTerm))
+	}
+	d.meta = encodeMeta(elig)
+	return d, nil
+}
+
+func (d *Driver) now() time.Duration { return time.Since(d.origin) }
+
+// Start creates the memberlist (encrypted, labelled), joins the configured
+// peers (best effort: a peer that is not up yet is joined by the periodic
+// re-join) and starts the election loop.
+func (d *Driver) Start(ctx context.Context) error {
+	keyring, err := memberlist.NewKeyring(d.cfg.Keys, d.cfg.Keys[0])
+	if err != nil {
+		return fmt.Errorf("election: keyring: %w", err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = d.cfg.Name
+	mc.BindAddr = d.cfg.BindAddr
+	mc.BindPort = d.cfg.BindPort
+	mc.AdvertiseAddr = d.cfg.AdvertiseAddr
+	mc.AdvertisePort = d.cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = d.cfg.BindPort
+	}
+	mc.Keyring = keyring
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
+	mc.Label = d.cfg.Label
+	mc.Delegate = gossip{d}
+	mc.Events = gossip{d}
+	mc.Logger = log.New(logWriter{d}, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("election: memberlist on %s:%d: %w", d.cfg.BindAddr, d.cfg.BindPort, err)
+	}
+	d.ml = ml
+	d.bg.Go(d.loop)
+	for _, w := range d.workers {
+		d.bg.Go(w.run)
+	}
+	d.bg.Go(d.rejoinLoop)
+	d.rejoin()
+	d.log.Info("election started", "name", d.cfg.Name, "incarnation", d.state.Incarnation, "voters", len(d.cfg.voters()))
+	return ctx.Err()
+}
+
+func (d *Driver) rejoinLoop() {
+	t := time.NewTicker(d.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+			d.rejoin()
+		}
+	}
+}
+
+// rejoin joins configured peers that are not alive members.
+func (d *Driver) rejoin() {
+	alive := map[string]bool{}
+	for _, m := range d.ml.Members() {
+		if m.State == memberlist.StateAlive {
+			alive[m.Name] = true
+		}
+	}
+	var addrs []string
+	for _, p := range d.cfg.Peers {
+		if p.Name != d.cfg.Name && !alive[p.Name] {
+			addrs = append(addrs, p.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if n, err := d.ml.Join(addrs); err != nil {
+		d.log.Debug("rejoin incomplete", "joined", n, "tried", len(addrs), "err", err)
+	}
+}
+
+// loop is the one goroutine that owns the node.
+func (d *Driver) loop() {
+	defer close(d.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	quorumTick := time.NewTicker(250 * time.Millisecond)
+	defer quorumTick.Stop()
+	for {
+		next := d.node.Next()
+		timer.Reset(max(next-d.now(), 0))
+		select {
+		case <-d.stop:
+			return
+		case b := <-d.inbox:
+			d.receive(b)
+		case <-timer.C:
+			now := d.now()
+			d.met.loopLatency.Observe(max(now-next, 0).Seconds())
+			d.node.Tick(now)
+		case r := <-d.releasedC:
+			d.node.Released(d.now(), r.role, r.term)
+		case f := <-d.calls:
+			f()
+		case <-d.metaDirty:
+			d.applyPeerMeta()
+		case <-quorumTick.C:
+			d.updateGauges()
+		}
+		d.ready()
+	}
+}
+
+func (d *Driver) receive(b []byte) {
+	m, err := Decode(b)
+	if err != nil {
+		reason, _ := IsReject(err)
+		d.met.rejected.WithLabelValues(reason).Inc()
+		return
+	}
+	d.met.messages.WithLabelValues(m.Type.String(), "in").Inc()
+	if err := d.node.Step(d.now(), m); err != nil {
+		reason, _ := IsReject(err)
+		d.met.rejected.WithLabelValues(reason).Inc()
+		d.log.Debug("message rejected", "reason", reason, "from", m.From, "type", m.Type.String())
+	}
+}
+
+// ready persists, sends and dispatches what the node produced, in that
+// order. If the state cannot be saved nothing is sent.
+func (d *Driver) ready() {
+	for d.node.HasReady() {
+		rd := d.node.Ready()
+		if rd.State != nil || d.mustSave {
+			d.state.Roles = d.node.State()
+			if err := saveState(d.cfg.StateDir, d.state); err != nil {
+				d.mustSave = true
+				d.log.Error("persist election state failed, sending nothing", "err", err)
+				rd.Messages = nil
+			} else {
+				d.mustSave = false
+			}
+		}
+		for _, m := range rd.Messages {
+			d.sendMsg(m)
+		}
+		for _, c := range rd.Changes {
+			d.dispatch(c)
+		}
+		d.node.Advance()
+	}
+}
+
+func (d *Driver) sendMsg(m Message) {
+	addr, ok := d.addrs[m.To]
+	if !ok {
+		return
+	}
+	if err := d.ml.SendToAddress(memberlist.Address{Addr: addr, Name: m.To}, Encode(nil, m)); err != nil {
+		d.log.Debug("send failed", "to", m.To, "type", m.Type.String(), "err", err)
+		return
+	}
+	d.met.messages.WithLabelValues(m.Type.String(), "out").Inc()
+}
+
+func (d *Driver) dispatch(c RoleChange) {
+	w := d.workers[c.Role]
+	if w == nil {
+		return
+	}
+	deadline := d.origin.Add(c.Deadline)
+	switch c.Kind {
+	case Acquired:
+		d.met.leader.WithLabelValues(c.Role).Set(1)
+		d.met.term.WithLabelValues(c.Role).Set(float64(c.Term))
+		d.met.transitions.WithLabelValues(c.Role).Inc()
+		d.log.Info("role acquired", "role", c.Role, "term", c.Term, "valid_s", time.Until(deadline).Seconds())
+		w.push(job{kind: Renewed, term: c.Term, deadline: deadline})
+		w.push(job{kind: Acquired, term: c.Term})
+	case Renewed:
+		if t, ok := d.cfg.Roles[c.Role]; ok {
+			d.met.renewLatency.WithLabelValues(c.Role).Observe(max(d.now()-(c.Deadline-t.RenewDeadline), 0).Seconds())
+		}
+		w.push(job{kind: Renewed, term: c.Term, deadline: deadline})
+	case Lost:
+		d.met.leader.WithLabelValues(c.Role).Set(0)
+		d.met.transitions.WithLabelValues(c.Role).Inc()
+		d.log.Info("role lost", "role", c.Role, "term", c.Term)
+		w.push(job{kind: Lost, term: c.Term})
+	}
+}
+
+func (d *Driver) updateGauges() {
+	for name, s := range d.node.Status(d.now()) {
+		q := 0.0
+		if s.Quorum {
+			q = 1
+		}
+		d.met.quorum.WithLabelValues(name).Set(q)
+		if !s.Leader {
+			d.met.term.WithLabelValues(name).Set(float64(s.Term))
+		}
+	}
+	counts := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+	for _, m := range d.ml.Members() {
+		counts[memberState(m.State)]++
+	}
+	for k, v := range counts {
+		d.met.members.WithLabelValues(k).Set(v)
+	}
+}
+
+func memberState(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "dead"
+}
+
+func (d *Driver) peerMetaChanged(name string, meta []byte) {
+	if name == d.cfg.Name {
+		return
+	}
+	d.metaMu.Lock()
+	d.peerMeta[name] = meta
+	d.metaMu.Unlock()
+	select {
+	case d.metaDirty <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Driver) applyPeerMeta() {
+	d.metaMu.Lock()
+	pm := d.peerMeta
+	d.peerMeta = map[string][]byte{}
+	d.metaMu.Unlock()
+	for name, b := range pm {
+		elig, ok := decodeMeta(b)
+		if !ok {
+			d.met.rejected.WithLabelValues("meta").Inc()
+			continue
+		}
+		for role, e := range elig {
+			d.node.SetPeerEligibility(name, role, e)
+		}
+	}
+}
+
+// call runs f on the loop goroutine and waits for it.
+func (d *Driver) call(f func()) bool {
+	ran := make(chan struct{})
+	select {
+	case d.calls <- func() { f(); close(ran) }:
+		<-ran
+		return true
+	case <-d.done:
+		return false
+	}
+}
+
+// SetHealthy sets this node's health for role (for vip: the local
+// apiserver is ready). It is gossiped to peers in node meta; an unhealthy
+// node campaigns after every healthy one, and an unhealthy leader hands over
+// to a healthy peer after a lease.
+func (d *Driver) SetHealthy(role string, ok bool) {
+	var meta []byte
+	if !d.call(func() {
+		if d.node.Healthy(role) == ok {
+			return
+		}
+		d.node.SetHealthy(d.now(), role, ok)
+		elig := map[string]Eligibility{}
+		for name := range d.cfg.Roles {
+			elig[name] = Eligibility{Healthy: d.node.Healthy(name), Priority: d.cfg.Priority}
+		}
+		meta = encodeMeta(elig)
+		d.log.Info("health changed", "role", role, "healthy", ok)
+	}) || meta == nil {
+		return
+	}
+	d.metaMu.Lock()
+	d.meta = meta
+	d.metaMu.Unlock()
+	go d.ml.UpdateNode(time.Second)
+}
+
+// Stop leaves gracefully: it stops campaigning, hands every held role to the
+// best peer (OnStoppedLeading runs, then Release{term, successor}), waits
+// until no role is held or ctx ends, then leaves the gossip cluster.
+func (d *Driver) Stop(ctx context.Context) error {
+	if d.ml == nil {
+		return nil
+	}
+	var err error
+	for {
+		var busy []string
+		ok := d.call(func() {
+			d.node.Withdraw()
+			for _, r := range d.node.Leading() {
+				d.node.Handover(d.now(), r, "")
+			}
+			busy = d.node.Busy()
+		})
+		if !ok || len(busy) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = fmt.Errorf("election: stop with roles %v not released: %w", busy, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if lerr := d.ml.Leave(time.Second); lerr != nil {
+		err = errors.Join(err, fmt.Errorf("election: leave: %w", lerr))
+	}
+	d.shutdown()
+	d.log.Info("election stopped")
+	return err
+}
+
+// Kill stops at once without releasing anything (tests: a crashed daemon).
+// Held roles stay held on the host; callbacks are not called again.
+func (d *Driver) Kill() {
+	if d.ml != nil {
+		d.shutdown()
+	}
+}
+
+func (d *Driver) shutdown() {
+	d.stopOnce.Do(func() {
+		close(d.stop)
+		d.ml.Shutdown()
+		d.bg.Wait()
+	})
+}
+
+// RoleInfo is one role in Status.
+type RoleInfo struct {
+	Holder string // the node this node is promised to ("" if none)
+	Term   uint64
+	Leader bool // this node holds the role
+	Quorum bool // this node heard from a majority within a lease
+	State  string
+}
+
+// Member is one gossip member in Status.
+type Member struct {
+	Name  string
+	Addr  string
+	State string // alive, suspect, dead, left
+	Voter bool
+}
+
+// Status is the election as this node sees it.
+type Status struct {
+	Name    string
+	Roles   map[string]RoleInfo
+	Members []Member
+}
+
+// Status returns a snapshot; after Stop or Kill it returns only the name.
+func (d *Driver) Status() Status {
+	s := Status{Name: d.cfg.Name, Roles: map[string]RoleInfo{}}
+	d.call(func() {
+		for name, r := range d.node.Status(d.now()) {
+			s.Roles[name] = RoleInfo{Holder: r.Holder, Term: r.Term, Leader: r.Leader, Quorum: r.Quorum, State: r.State}
+		}
+	})
+	if d.ml == nil {
+		return s
+	}
+	select {
+	case <-d.done:
+		return s
+	default:
+	}
+	for _, m := range d.ml.Members() {
+		_, voter := d.addrs[m.Name]
+		s.Members = append(s.Members, Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+			State: memberState(m.State), Voter: voter || m.Name == d.cfg.Name})
+	}
+	return s
+}
+
+// worker runs one role's callbacks serially and in order.
+type worker struct {
+	d      *Driver
+	role   string
+	mu     sync.Mutex
+	queue  []job
+	signal chan struct{}
+}
+
+type job struct {
+	kind     ChangeKind
+	term     uint64
+	deadline time.Time
+}
+
+func newWorker(d *Driver, role string) *worker {
+	return &worker{d: d, role: role, signal: make(chan struct{}, 1)}
+}
+
+func (w *worker) push(j job) {
+	w.mu.Lock()
+	if n := len(w.queue); j.kind == Renewed && n > 0 && w.queue[n-1].kind == Renewed && w.queue[n-1].term == j.term {
+		w.queue[n-1] = j
+	} else {
+		w.queue = append(w.queue, j)
+	}
+	w.mu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run() {
+	for {
+		select {
+		case <-w.d.stop:
+			return
+		case <-w.signal:
+		}
+		for {
+			w.mu.Lock()
+			if len(w.queue) == 0 {
+				w.mu.Unlock()
+				break
+			}
+			j := w.queue[0]
+			w.queue = w.queue[1:]
+			w.mu.Unlock()
+			select {
+			case <-w.d.stop:
+				return
+			default:
+			}
+			w.do(j)
+		}
+	}
+}
+
+func (w *worker) do(j job) {
+	cb := w.d.cb
+	switch j.kind {
+	case Acquired:
+		if cb.OnStartedLeading != nil {
+			cb.OnStartedLeading(w.role, j.term)
+		}
+	case Renewed:
+		if cb.OnRenewed != nil {
+			cb.OnRenewed(w.role, j.term, j.deadline)
+		}
+	case Lost:
+		if cb.OnStoppedLeading != nil {
+			cb.OnStoppedLeading(w.role, j.term)
+		}
+		select {
+		case w.d.releasedC <- releaseDone{role: w.role, term: j.term}:
+		case <-w.d.stop:
+		}
+	}
+}

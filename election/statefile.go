@@ -1,0 +1,79 @@
+package election
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+const stateFileName = "election-state.json"
+
+// stateFile is what the driver persists: the incarnation counter and the
+// per-role term state of the core.
+type stateFile struct {
+	Incarnation uint64               `json:"incarnation"`
+	Roles       map[string]RoleState `json:"roles"`
+}
+
+func loadState(dir string) (stateFile, error) {
+	var s stateFile
+	b, err := os.ReadFile(filepath.Join(dir, stateFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return stateFile{Roles: map[string]RoleState{}}, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("election: read state: %w", err)
+	}
+	if len(b) > 1<<20 {
+		return s, fmt.Errorf("election: read state: %d bytes is too large", len(b))
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("election: parse state %s: %w", filepath.Join(dir, stateFileName), err)
+	}
+	if s.Roles == nil {
+		s.Roles = map[string]RoleState{}
+	}
+	return s, nil
+}
+
+// saveState writes s durably: temp file, fsync, rename, fsync directory.
+func saveState(dir string, s stateFile) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("election: encode state: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("election: state dir: %w", err)
+	}
+	tmp := filepath.Join(dir, stateFileName+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("election: write state: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("election: write state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("election: fsync state: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("election: write state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, stateFileName)); err != nil {
+		return fmt.Errorf("election: rename state: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("election: fsync state dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("election: fsync state dir: %w", err)
+	}
+	return nil
+}
