@@ -99,13 +99,13 @@ func TestUseFilesReportsEachProblem(t *testing.T) {
 		}, []string{"etcd server certificate", "etcd peer certificate", "masterd etcd client certificate", "apiserver etcd client certificate", "signed by unknown authority"}},
 		{"a VIP the apiserver certificate lacks", func(f *Files, p *Params, now *time.Time) {
 			p.VIP = netip.MustParseAddr("10.10.0.200")
-		}, []string{"apiserver certificate " + good.APIServer.Cert + ": missing [ip address 10.10.0.200]"}},
+		}, []string{"apiserver certificate " + good.APIServer.Cert + ": missing ip address 10.10.0.200"}},
 		{"a node address the etcd certificates lack", func(f *Files, p *Params, now *time.Time) {
 			p.NodeAddress = netip.MustParseAddr("10.10.0.9")
-		}, []string{"etcd server certificate", "etcd peer certificate", "apiserver certificate", "missing [ip address 10.10.0.9]"}},
+		}, []string{"etcd server certificate", "etcd peer certificate", "apiserver certificate", "missing ip address 10.10.0.9"}},
 		{"a client certificate used to serve", func(f *Files, p *Params, now *time.Time) {
 			f.EtcdServer = good.EtcdClient
-		}, []string{"missing [ip address 10.10.0.1 ip address 127.0.0.1 extended key usage server auth]", "incompatible key usage"}},
+		}, []string{"missing ip address 10.10.0.1, ip address 127.0.0.1, extended key usage server auth", "incompatible key usage"}},
 		{"a file not given", func(f *Files, p *Params, now *time.Time) {
 			f.EtcdClient.Cert = ""
 		}, []string{"masterd etcd client certificate: no file given"}},

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -212,7 +213,7 @@ func missing(c *x509.Certificate, spec leafSpec) string {
 	if len(out) == 0 {
 		return ""
 	}
-	return fmt.Sprint(out)
+	return strings.Join(out, ", ")
 }
 
 func usageName(u x509.ExtKeyUsage) string {
