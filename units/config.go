@@ -38,6 +38,10 @@ type Config struct {
 	KillWait time.Duration
 	// ProbeInterval is the pause between health probes while starting.
 	ProbeInterval time.Duration
+	// Settle is how long a unit without a probe must stay active/running
+	// before Start returns: long enough to catch a process that rejects its
+	// flags and exits right after the fork.
+	Settle time.Duration
 	// ProbeTimeout bounds one health probe.
 	ProbeTimeout time.Duration
 	// ResyncInterval is how often watched units are re-read besides the
@@ -60,6 +64,7 @@ func DefaultConfig() Config {
 		LeaderStopGrace:  1 * time.Second,
 		KillWait:         3 * time.Second,
 		ProbeInterval:    100 * time.Millisecond,
+		Settle:           time.Second,
 		ProbeTimeout:     2 * time.Second,
 		ResyncInterval:   5 * time.Second,
 		ReconnectBackoff: 200 * time.Millisecond,
@@ -85,7 +90,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 	}{
 		{"start_timeout", c.StartTimeout}, {"stop_grace", c.StopGrace}, {"leader_stop_grace", c.LeaderStopGrace},
-		{"kill_wait", c.KillWait}, {"probe_interval", c.ProbeInterval}, {"probe_timeout", c.ProbeTimeout},
+		{"kill_wait", c.KillWait}, {"probe_interval", c.ProbeInterval}, {"settle", c.Settle}, {"probe_timeout", c.ProbeTimeout},
 		{"resync_interval", c.ResyncInterval}, {"reconnect_backoff", c.ReconnectBackoff},
 	} {
 		if d.v <= 0 {

@@ -486,6 +486,15 @@ func (s *Supervisor) Start(ctx context.Context, name string, term uint64) error 
 	}
 	var firstStart uint64
 	var lastProbe error
+	var activeSince time.Time
+	var p props
+	timeout := func() error {
+		why := fmt.Sprintf("not healthy within %s (state %s/%s)", s.cfg.StartTimeout, p.activeState, p.subState)
+		if lastProbe != nil {
+			why += ": last probe: " + lastProbe.Error()
+		}
+		return s.startError(name, t0, why)
+	}
 	tick := time.NewTicker(s.cfg.ProbeInterval)
 	defer tick.Stop()
 	for {
@@ -500,8 +509,11 @@ func (s *Supervisor) Start(ctx context.Context, name string, term uint64) error 
 			}
 		default:
 		}
-		p, err := s.read(ctx, name)
+		p, err = s.read(ctx, name)
 		if err != nil {
+			if ctx.Err() != nil {
+				return timeout()
+			}
 			return fmt.Errorf("units: start %s: %w", name, err)
 		}
 		s.observe(name, p)
@@ -515,8 +527,16 @@ func (s *Supervisor) Start(ctx context.Context, name string, term uint64) error 
 			return s.startError(name, t0, fmt.Sprintf("process exited with status %d (%s) and was restarted", p.execMainStatus, p.result))
 		case p.activeState == "active" && p.subState == "running":
 			if u.Health == nil {
-				s.started(name, t0)
-				return nil
+				// Without a probe, "running" must last: a process that
+				// exits right after its fork must not count as started.
+				if activeSince.IsZero() {
+					activeSince = time.Now()
+				}
+				if time.Since(activeSince) >= s.cfg.Settle {
+					s.started(name, t0)
+					return nil
+				}
+				break
 			}
 			pctx, pcancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 			lastProbe = u.Health.Check(pctx)
@@ -528,11 +548,7 @@ func (s *Supervisor) Start(ctx context.Context, name string, term uint64) error 
 		}
 		select {
 		case <-ctx.Done():
-			why := fmt.Sprintf("not healthy within %s (state %s/%s)", s.cfg.StartTimeout, p.activeState, p.subState)
-			if lastProbe != nil {
-				why += ": last probe: " + lastProbe.Error()
-			}
-			return s.startError(name, t0, why)
+			return timeout()
 		case <-tick.C:
 		}
 	}
