@@ -28,7 +28,7 @@ const labPrefix = "fent"
 var labSeq atomic.Int32
 
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	bridge string
 	hosts  []*labHost
 }
@@ -42,7 +42,7 @@ type labHost struct {
 	nsfd netns.NsHandle
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, veths and a bridge")
@@ -54,7 +54,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, argv ...string) string {
+func run(t testing.TB, argv ...string) string {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -65,7 +65,7 @@ func run(t *testing.T, argv ...string) string {
 
 // newLab builds n hosts on one bridge. Host i has 10.<net>.0.<i+1>/24 and
 // fd<net>::<i+1>/64 where net is unique per lab in this process.
-func newLab(t *testing.T, n int) *lab {
+func newLab(t testing.TB, n int) *lab {
 	t.Helper()
 	requireRoot(t)
 	seq := labSeq.Add(1)

@@ -1,0 +1,64 @@
+package fence
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// Cost of one refresh of a live element, as the holder does on every
+// renewal. Run: go test -run XXX -bench Arm -benchtime 2000x ./fence/
+func BenchmarkArm(b *testing.B) {
+	l := newLab(b, 1)
+	h := l.hosts[0]
+	for _, vip := range []netip.Addr{vip4(h), vip6(h)} {
+		name := map[bool]string{true: "ipv4", false: "ipv6"}[vip.Is4()]
+		b.Run("expiration/"+name, func(b *testing.B) {
+			f := newFenceTB(b, h, vip)
+			if err := f.Install(); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := f.Arm(vip, 250*time.Millisecond); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	// The alternative google/nftables allows: delete and re-add the
+	// element in one batch (it cannot send the expiration).
+	b.Run("delete+add/ipv4", func(b *testing.B) {
+		vip := vip4(h)
+		f := newFenceTB(b, h, vip)
+		if err := f.Install(); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			for _, ts := range layout {
+				t := &nftables.Table{Name: f.cfg.Table, Family: ts.family}
+				s := &nftables.Set{Table: t, Name: setLive4, KeyType: nftables.TypeIPAddr, HasTimeout: true}
+				e := []nftables.SetElement{{Key: key(vip), Timeout: 250 * time.Millisecond}}
+				_ = f.nft.SetAddElements(s, e)
+				_ = f.nft.SetDeleteElements(s, e)
+				_ = f.nft.SetAddElements(s, e)
+			}
+			if err := f.nft.Flush(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func newFenceTB(tb testing.TB, h *labHost, vips ...netip.Addr) *Fence {
+	tb.Helper()
+	var f *Fence
+	h.In(func() error {
+		var err error
+		f, err = New(DefaultConfig("eth0", vips...), nil, nil)
+		return err
+	})
+	tb.Cleanup(func() { f.Close() })
+	return f
+}
