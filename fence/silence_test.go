@@ -220,6 +220,35 @@ func TestEgressDropsUserSpaceGratuitousARPUntilArmed(t *testing.T) {
 	})
 }
 
+func TestEgressDropsUserSpaceNeighbourAdvertisementUntilArmed(t *testing.T) {
+	l := newLab(t, 2)
+	holder, client := l.hosts[0], l.hosts[1]
+	vip := vip6(holder)
+	f := newFence(t, holder, vip)
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	stale := "02:00:00:00:00:99"
+	client.MustExec("ip", "-6", "neigh", "replace", vip.String(), "lladdr", stale, "dev", "eth0", "nud", "stale")
+	if err := sendUnsolicitedNA(t, holder, vip); !errors.Is(err, unix.ENOBUFS) {
+		t.Fatalf("sending a fenced neighbour advertisement: %v, want ENOBUFS (dropped by the egress hook)", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := client.Neighbour(vip).String(); got != stale {
+		t.Fatalf("fenced holder's advertisement reached the client: entry now %s", got)
+	}
+	if err := f.Arm(vip, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the armed holder's advertisement to update the client", 3*time.Second, func() bool {
+		if err := sendUnsolicitedNA(t, holder, vip); err != nil {
+			t.Fatalf("sending an armed neighbour advertisement: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		return client.Neighbour(vip).String() == holder.MAC.String()
+	})
+}
+
 func TestUnarmedVIPCarriesNoIPTraffic(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		name := map[bool]string{false: "ipv4", true: "ipv6"}[v6]

@@ -219,3 +219,57 @@ func sendGratuitousARP(t *testing.T, h *labHost, vip netip.Addr) error {
 	})
 	return sendErr
 }
+
+// sendUnsolicitedNA sends, from inside h, an unsolicited neighbour
+// advertisement for vip (override flag, target link-layer option) through a
+// packet socket, as the vip package does, and returns the send error.
+func sendUnsolicitedNA(t *testing.T, h *labHost, vip netip.Addr) error {
+	t.Helper()
+	var sendErr error
+	h.In(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		src, dst := vip.As16(), netip.MustParseAddr("ff02::1").As16()
+		f := make([]byte, 14+40+32)
+		copy(f[0:6], []byte{0x33, 0x33, 0, 0, 0, 1})
+		copy(f[6:12], ifi.HardwareAddr)
+		binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_IPV6)
+		ip := f[14:]
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:6], 32)
+		ip[6], ip[7] = unix.IPPROTO_ICMPV6, 255
+		copy(ip[8:24], src[:])
+		copy(ip[24:40], dst[:])
+		m := ip[40:]
+		m[0], m[4] = icmpv6NA, 0x20
+		copy(m[8:24], src[:])
+		m[24], m[25] = 2, 1
+		copy(m[26:32], ifi.HardwareAddr)
+		var sum uint32
+		add := func(b []byte) {
+			for i := 0; i+1 < len(b); i += 2 {
+				sum += uint32(b[i])<<8 | uint32(b[i+1])
+			}
+		}
+		add(src[:])
+		add(dst[:])
+		add([]byte{0, 0, 0, 32, 0, 0, 0, unix.IPPROTO_ICMPV6})
+		add(m)
+		for sum>>16 != 0 {
+			sum = sum&0xffff + sum>>16
+		}
+		binary.BigEndian.PutUint16(m[2:4], ^uint16(sum))
+		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: ifi.Index, Halen: 6}
+		copy(sa.Addr[:], f[0:6])
+		sendErr = unix.Sendto(fd, f, 0, sa)
+		return nil
+	})
+	return sendErr
+}
