@@ -252,12 +252,12 @@ func (e *ensurer) ensureBytes(path string, want []byte, perm fs.FileMode) error 
 // ensureKey makes path hold the private key want (0600). An existing file
 // holding the same key in another encoding is kept.
 func (e *ensurer) ensureKey(path string, want crypto.Signer) error {
-	reason := keyFileState(path, func(k crypto.Signer) string {
-		if eq, ok := k.(interface{ Equal(crypto.PrivateKey) bool }); ok && eq.Equal(want) {
-			return ""
+	k, reason := readKey(path)
+	if k != nil {
+		if eq, ok := k.(interface{ Equal(crypto.PrivateKey) bool }); !ok || !eq.Equal(want) {
+			reason = "differs from the cluster secret"
 		}
-		return "differs from the cluster secret"
-	})
+	}
 	if reason == "" {
 		return e.ensureMode(path, 0o600)
 	}
@@ -272,19 +272,20 @@ func (e *ensurer) ensureKey(path string, want crypto.Signer) error {
 	return nil
 }
 
-func keyFileState(path string, judge func(crypto.Signer) string) string {
+// readKey returns the private key at path, or nil and why not.
+func readKey(path string) (crypto.Signer, string) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "missing"
+		return nil, "missing"
 	}
 	if err != nil {
-		return "unreadable: " + err.Error()
+		return nil, "unreadable: " + err.Error()
 	}
 	k, err := parseKeyPEM(data)
 	if err != nil {
-		return "unparsable: " + err.Error()
+		return nil, "unparsable: " + err.Error()
 	}
-	return judge(k)
+	return k, ""
 }
 
 // ensureMode tightens (never loosens) the permissions of an existing file.
@@ -367,14 +368,11 @@ func (e *ensurer) leafState(pair Pair, ca CA, spec leafSpec) (string, *x509.Cert
 	if err != nil {
 		return "unparsable: " + err.Error(), nil
 	}
-	var reason string
-	if r := keyFileState(pair.Key, func(k crypto.Signer) string {
-		reason = e.judgeLeaf(cert, k, ca, spec)
-		return reason
-	}); r != reason {
-		return "key " + r, nil
+	key, reason := readKey(pair.Key)
+	if key == nil {
+		return "key " + reason, nil
 	}
-	return reason, cert
+	return e.judgeLeaf(cert, key, ca, spec), cert
 }
 
 // ensureKubeconfig keeps or rewrites the kubeconfig at path.

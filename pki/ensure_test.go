@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/x509"
 	"net/netip"
 	"os"
@@ -399,4 +400,38 @@ func TestEnsureRefusesAnExpiredCAAndBadParams(t *testing.T) {
 	if _, err := Ensure(t.TempDir(), &Secret{}, testParams(), t0); err == nil {
 		t.Error("empty secret accepted")
 	}
+}
+
+func FuzzParseKubeconfig(f *testing.F) {
+	dir := f.TempDir()
+	s, err := GenerateSecret(rand.Reader, t0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	files, err := Ensure(dir, s, testParams(), t0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(files.AdminConf)
+	f.Add(good)
+	f.Add([]byte("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {certificate-authority: ca.crt}}]\nusers: [{name: u, user: {client-certificate: a.crt, client-key: a.key}}]\n"))
+	f.Add([]byte("{"))
+	// Referenced files come from a fixed in-memory set, never the disk.
+	fsys := map[string][]byte{}
+	for _, p := range []string{files.KubeCA.Cert, files.EtcdClient.Cert, files.EtcdClient.Key} {
+		fsys[filepath.Base(p)], _ = os.ReadFile(p)
+	}
+	fsys["a.crt"], fsys["a.key"] = fsys["etcd-client.crt"], fsys["etcd-client.key"]
+	read := func(p string) ([]byte, error) {
+		if b, ok := fsys[p]; ok {
+			return b, nil
+		}
+		return nil, os.ErrNotExist
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kc, err := parseKubeconfig(data, read)
+		if err == nil && (kc.cert == nil || kc.key == nil || len(kc.cas) == 0) {
+			t.Fatal("parsed a kubeconfig without credentials")
+		}
+	})
 }

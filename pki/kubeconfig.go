@@ -96,6 +96,18 @@ func readKubeconfig(path string) (*loadedKubeconfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir := filepath.Dir(path)
+	return parseKubeconfig(data, func(p string) ([]byte, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		return os.ReadFile(p)
+	})
+}
+
+// parseKubeconfig resolves the current context of a kubeconfig; read loads
+// the files it references.
+func parseKubeconfig(data []byte, read func(string) ([]byte, error)) (*loadedKubeconfig, error) {
 	var kc kubeconfig
 	if err := yaml.Unmarshal(data, &kc); err != nil {
 		return nil, err
@@ -124,16 +136,15 @@ func readKubeconfig(path string) (*loadedKubeconfig, error) {
 	if cl == nil || u == nil {
 		return nil, fmt.Errorf("context %q: cluster %q or user %q not found", kc.CurrentContext, ctx.Cluster, ctx.User)
 	}
-	dir := filepath.Dir(path)
-	caPEM, err := inlineOrFile(cl.CertificateAuthorityData, cl.CertificateAuthority, dir)
+	caPEM, err := inlineOrFile(cl.CertificateAuthorityData, cl.CertificateAuthority, read)
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
-	certPEM, err := inlineOrFile(u.ClientCertificateData, u.ClientCertificate, dir)
+	certPEM, err := inlineOrFile(u.ClientCertificateData, u.ClientCertificate, read)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}
-	keyPEM, err := inlineOrFile(u.ClientKeyData, u.ClientKey, dir)
+	keyPEM, err := inlineOrFile(u.ClientKeyData, u.ClientKey, read)
 	if err != nil {
 		return nil, fmt.Errorf("client key: %w", err)
 	}
@@ -150,15 +161,12 @@ func readKubeconfig(path string) (*loadedKubeconfig, error) {
 	return out, nil
 }
 
-func inlineOrFile(data, path, dir string) ([]byte, error) {
+func inlineOrFile(data, path string, read func(string) ([]byte, error)) ([]byte, error) {
 	if data != "" {
 		return base64.StdEncoding.DecodeString(data)
 	}
 	if path == "" {
 		return nil, errors.New("neither data nor file given")
 	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, path)
-	}
-	return os.ReadFile(path)
+	return read(path)
 }
