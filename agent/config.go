@@ -21,6 +21,7 @@ type Config struct {
 	DataDir        string     `yaml:"dataDir" doc:"etcd data, snapshots, generated PKI, election state (mode 0700)"`
 	Priority       int        `yaml:"priority" doc:"election preference among healthy masters, higher wins (0..1000)"`
 
+	PKI        PKIConfig        `yaml:"pki" doc:"certificates: derived from the cluster secret, or your own"`
 	Gossip     GossipConfig     `yaml:"gossip" doc:"memberlist transport between masters"`
 	Election   ElectionConfig   `yaml:"election" doc:"settings shared by every role's election"`
 	VIP        VIPConfig        `yaml:"vip" doc:"the floating address of the Kubernetes API"`
@@ -35,6 +36,11 @@ type Config struct {
 type Peer struct {
 	Name    string     `yaml:"name" doc:"the master's name (unique)"`
 	Address netip.Addr `yaml:"address" doc:"the master's address (unique)"`
+}
+
+// PKIConfig selects where certificates come from.
+type PKIConfig struct {
+	ExternalDir string `yaml:"externalDir" doc:"bring your own PKI: a directory holding every file in masterd's pki layout (see README); masterd checks them and generates nothing"`
 }
 
 // GossipConfig configures memberlist.

@@ -165,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	checkAbs("clusterKeyFile", c.ClusterKeyFile)
 	checkAbs("dataDir", c.DataDir)
+	if c.PKI.ExternalDir != "" && !filepath.IsAbs(c.PKI.ExternalDir) {
+		bad("pki.externalDir", "%q must be an absolute path", c.PKI.ExternalDir)
+	}
 	if c.Priority < 0 || c.Priority > 1000 {
 		bad("priority", "%d is outside 0..1000", c.Priority)
 	}

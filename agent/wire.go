@@ -21,9 +21,15 @@ type Node struct {
 
 // Build assembles the components of this node from cfg. cfg must be valid.
 func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error) {
+	shared := &node{cfg: cfg, log: log, reg: reg}
+	pkiC, err := newPKIComponent(shared)
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{
 		Gatherer: prometheus.Gatherers{reg, libraryGatherer{prometheus.DefaultGatherer}},
 	}
+	n.Components = append(n.Components, pkiC, &etcdComponent{n: shared})
 	return n, nil
 }
 

@@ -44,6 +44,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run the daemon (what masterd.service starts)", cmdRun},
+		{"init", "create the cluster secret to copy to every master", cmdInit},
 		{"status", "show the cluster: members, roles, etcd, certificates", cmdStatus},
 		{"version", "print version, revision and Go version", cmdVersion},
 	}

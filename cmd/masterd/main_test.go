@@ -87,8 +87,8 @@ func TestCheckAcceptsTheShippedExample(t *testing.T) {
 	}
 }
 
-// A one-node configuration with no kube units and no VIP runs as a real process:
-// it notifies READY=1 over a real NOTIFY_SOCKET, serves /metrics with
+// A one-node configuration with no kube units and no VIP runs as a real process
+// with its real pki and embedded etcd: it notifies READY=1 over a real NOTIFY_SOCKET, serves /metrics with
 // masterd_build_info and stops cleanly on SIGTERM.
 func TestOneNodeDaemonStartsAndStopsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
@@ -115,6 +115,9 @@ metrics: {listen: "`+addr+`"}
 	}
 	defer conn.Close()
 
+	if out, err := exec.Command(bin, "init", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("masterd init: %v\n%s", err, out)
+	}
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
@@ -148,8 +151,10 @@ metrics: {listen: "`+addr+`"}
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `masterd_build_info{goversion="go1.`) {
-		t.Errorf("/metrics lacks masterd_build_info:\n%.2000s", body)
+	for _, want := range []string{`masterd_build_info{goversion="go1.`, "masterd_etcd_member_healthy 1", "etcd_server_has_leader 1", "masterd_cert_expiry_timestamp_seconds"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/masterd/masterd/pki"
+)
+
+// pkiComponent loads the cluster secret and makes sure this node's
+// certificates and kubeconfigs exist and match the configuration.
+type pkiComponent struct {
+	n       *node
+	metrics *pki.Metrics
+	now     func() time.Time
+}
+
+func newPKIComponent(n *node) (*pkiComponent, error) {
+	m, err := pki.NewMetrics(n.reg)
+	if err != nil {
+		return nil, err
+	}
+	return &pkiComponent{n: n, metrics: m, now: time.Now}, nil
+}
+
+func (c *pkiComponent) Name() string { return "pki" }
+
+// pkiParams are the facts certificates depend on.
+func pkiParams(cfg Config) pki.Params {
+	p := pki.DefaultParams()
+	p.NodeName = cfg.Name
+	p.NodeAddress = cfg.Address
+	for _, peer := range cfg.Peers {
+		p.Peers = append(p.Peers, pki.Peer{Name: peer.Name, Address: peer.Address})
+	}
+	if cfg.VIP.Enabled {
+		p.VIP = cfg.VIP.Address
+	}
+	p.APIServerPort = uint16(cfg.Kubernetes.APIServerPort)
+	p.ServiceCIDR = cfg.Kubernetes.ServiceCIDR
+	p.ClusterDomain = cfg.Kubernetes.ClusterDomain
+	return p
+}
+
+func (c *pkiComponent) Start(ctx context.Context) error {
+	n := c.n
+	s, err := pki.LoadSecret(n.cfg.ClusterKeyFile)
+	if err != nil {
+		return fmt.Errorf("cluster secret (clusterKeyFile): %w", err)
+	}
+	n.secret = s
+	p := pkiParams(n.cfg)
+	var files *pki.Files
+	if n.cfg.PKI.ExternalDir != "" {
+		files, err = pki.UseFiles(*pki.FilesIn(n.cfg.PKI.ExternalDir), p, c.now())
+	} else {
+		if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("pki: %w", err)
+		}
+		files, err = pki.Ensure(n.pkiDir(), s, p, c.now())
+	}
+	if err != nil {
+		return err
+	}
+	for _, ch := range files.Changes {
+		n.log.Info("certificate written", "component", "pki", "file", ch.Name, "reason", ch.Reason)
+	}
+	n.files = files
+	c.metrics.Observe(files)
+	return nil
+}
+
+func (c *pkiComponent) Stop(ctx context.Context) error { return nil }
+
+// certStatus is one certificate in /status.
+type certStatus struct {
+	Name     string    `json:"name"`
+	NotAfter time.Time `json:"notAfter"`
+	Days     int       `json:"daysLeft"`
+}
+
+func (c *pkiComponent) Status() any {
+	f := c.n.files
+	if f == nil {
+		return []certStatus{}
+	}
+	out := make([]certStatus, 0, len(f.Expiry))
+	for name, t := range f.Expiry {
+		out = append(out, certStatus{Name: name, NotAfter: t, Days: int(time.Until(t).Hours() / 24)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
