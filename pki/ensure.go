@@ -139,6 +139,13 @@ func Ensure(dir string, s *Secret, p Params, now time.Time) (*Files, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki: chmod %s: %w", dir, err)
 	}
+	// A crash inside writeFileAtomic leaves a temporary file (maybe with
+	// key material) behind; clear them before writing new ones.
+	if tmps, err := filepath.Glob(filepath.Join(dir, ".*.tmp*")); err == nil {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
 	e := &ensurer{f: FilesIn(dir), s: s, p: p, now: now}
 	if err := e.run(); err != nil {
 		return nil, err

@@ -66,6 +66,8 @@ func TestEnsureTwiceChangesNothing(t *testing.T) {
 	s, p := testSecret(t), testParams()
 	mustEnsure(t, dir, s, p, t0)
 	before := snapshot(t, dir)
+	// A temporary file left by a crash mid-write is cleared.
+	os.WriteFile(filepath.Join(dir, ".apiserver.key.tmp123"), []byte("half a key"), 0o600)
 	f := mustEnsure(t, dir, s, p, t0.Add(200*24*time.Hour))
 	if len(f.Changes) != 0 {
 		t.Errorf("second run changed %v", f.Changes)
