@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -67,6 +68,7 @@ type Driver struct {
 	peerMeta  map[string][]byte
 	metaDirty chan struct{}
 
+	started  atomic.Bool
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -170,6 +172,7 @@ func (d *Driver) Start(ctx context.Context) error {
 		return fmt.Errorf("election: memberlist on %s:%d: %w", d.cfg.BindAddr, d.cfg.BindPort, err)
 	}
 	d.ml = ml
+	d.started.Store(true)
 	d.bg.Go(d.loop)
 	for _, w := range d.workers {
 		d.bg.Go(w.run)
@@ -255,6 +258,7 @@ func (d *Driver) receive(b []byte) {
 		return
 	}
 	d.met.messages.WithLabelValues(m.Type.String(), "in").Inc()
+	d.log.Debug("receive", "msg", m.String())
 	if err := d.node.Step(d.now(), m); err != nil {
 		reason, _ := IsReject(err)
 		d.met.rejected.WithLabelValues(reason).Inc()
@@ -292,6 +296,7 @@ func (d *Driver) sendMsg(m Message) {
 	if !ok {
 		return
 	}
+	d.log.Debug("send", "msg", m.String())
 	if err := d.ml.SendToAddress(memberlist.Address{Addr: addr, Name: m.To}, Encode(nil, m)); err != nil {
 		d.log.Debug("send failed", "to", m.To, "type", m.Type.String(), "err", err)
 		return
@@ -388,8 +393,13 @@ func (d *Driver) applyPeerMeta() {
 	}
 }
 
-// call runs f on the loop goroutine and waits for it.
+// call runs f on the loop goroutine and waits for it; before Start it runs
+// f directly (nothing else touches the node then).
 func (d *Driver) call(f func()) bool {
+	if !d.started.Load() {
+		f()
+		return true
+	}
 	ran := make(chan struct{})
 	select {
 	case d.calls <- func() { f(); close(ran) }:
@@ -423,7 +433,9 @@ func (d *Driver) SetHealthy(role string, ok bool) {
 	d.metaMu.Lock()
 	d.meta = meta
 	d.metaMu.Unlock()
-	go d.ml.UpdateNode(time.Second)
+	if d.started.Load() {
+		go d.ml.UpdateNode(time.Second)
+	}
 }
 
 // Stop leaves gracefully: it stops campaigning, hands every held role to the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -97,7 +98,6 @@ type cluster struct {
 	drivers map[string]*Driver
 	regs    map[string]*prometheus.Registry
 	dirs    map[string]string
-	log     *bytes.Buffer
 }
 
 func freePort(t *testing.T) int {
@@ -164,6 +164,9 @@ func (c *cluster) start(name string) *Driver {
 	reg := prometheus.NewRegistry()
 	cfg := c.config(name, [][]byte{c.key})
 	cfg.Registerer = reg
+	if os.Getenv("ELECTION_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	}
 	d, err := NewDriver(cfg, c.rec.callbacks(name))
 	if err != nil {
 		c.t.Fatal(err)

@@ -73,9 +73,27 @@ func (r *role) jitter(d time.Duration) time.Duration { return r.n.rand(d) }
 // each following one two retry periods more; unhealthy nodes come after all
 // healthy ones. Bounded by 2·N·retryPeriod, so the best node's timer always
 // fires first even when eligibility gossip is stale.
+//
+// Two kinds of voters do not count ahead of this node: the one it is
+// promised to (if this node ends up campaigning, that leader stopped
+// renewing) and peers it heard from once but not within a lease (down). So
+// after a leader dies the next-best node does not wait for it.
 func (r *role) rankDelay() time.Duration {
-	rank := slices.Index(r.n.ranked(r.name), r.n.cfg.ID)
-	return time.Duration(max(rank, 0)) * 2 * r.t.RetryPeriod
+	now := r.n.now
+	rank := 0
+	for _, v := range r.n.ranked(r.name) {
+		if v == r.n.cfg.ID {
+			break
+		}
+		if v == r.promiseTo && r.promiseTo != "" {
+			continue
+		}
+		if t, ok := r.n.lastHeard[v]; ok && now-t > r.t.LeaseDuration {
+			continue
+		}
+		rank++
+	}
+	return time.Duration(rank) * 2 * r.t.RetryPeriod
 }
 
 func (r *role) promiseActive(now time.Duration) bool {

@@ -2,6 +2,7 @@ package election
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"log/slog"
 	"strings"
@@ -110,6 +111,6 @@ func (w logWriter) Write(p []byte) (int, error) {
 	case strings.Contains(lower, "unacceptable label"):
 		w.d.met.rejected.WithLabelValues("label").Inc()
 	}
-	w.d.log.Log(nil, level, "memberlist", "line", line)
+	w.d.log.Log(context.Background(), level, "memberlist", "line", line)
 	return len(p), nil
 }
