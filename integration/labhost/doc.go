@@ -12,7 +12,8 @@
 // /sys, its own cgroup2 tree at /sys/fs/cgroup, a small /dev, and tmpfs on
 // /run and /tmp. It boots lab.target (basic.target and nothing else) with the
 // machine's timers and enabled services masked, in container mode
-// (container=<name>), without CAP_SYS_MODULE and CAP_SYS_TIME.
+// (container=<name>), without CAP_SYS_MODULE and CAP_SYS_TIME. Options.NoMask
+// keeps chosen units (e.g. haproxy.service) unmasked.
 //
 // Never boot systemd on the machine's own root: it would run tmpfiles over the
 // real /tmp and start the real host services. This package never does.
@@ -25,7 +26,10 @@
 //	if err := h.WaitRunning(ctx); err != nil { ... }
 //	out, err := h.Systemctl(ctx, "start", "foo.service")
 //
-// Exec runs a command in all of the host's namespaces through nsenter. Path
+// Exec runs a command in all of the host's namespaces through nsenter;
+// DialContext dials from inside the host's network namespace; PrivateSocket
+// is a relay to the lab's systemd private socket usable from the test process
+// (systemd refuses private-socket clients outside its PID namespace). Path
 // maps a path inside the host to a path the test process can open
 // (/proc/<pid1>/root/...), which also reaches the lab's /run and /tmp; the
 // lab's systemd private socket is Path("/run/systemd/private").

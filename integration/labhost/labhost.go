@@ -45,6 +45,10 @@ type Options struct {
 	// Masks are extra units to mask (link to /dev/null) besides the defaults:
 	// every timer of the machine and every service it has enabled.
 	Masks []string
+	// NoMask are units to leave unmasked although the defaults would mask
+	// them (e.g. haproxy.service, enabled on the machine, for a comparison
+	// lab). lab.target does not start them; the test does.
+	NoMask []string
 	// StopTimeout bounds the clean poweroff in Close before SIGKILL. Zero: 10s.
 	StopTimeout time.Duration
 }
@@ -127,7 +131,7 @@ func (h *Host) boot(ctx context.Context, opts Options) error {
 	if err := os.Mkdir(filepath.Join(h.merged(), ".oldroot"), 0o700); err != nil {
 		return err
 	}
-	if err := h.writeEtc(opts.Masks); err != nil {
+	if err := h.writeEtc(opts.Masks, opts.NoMask); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(h.dir, "inner.sh"), innerScript, 0o755); err != nil {
@@ -190,7 +194,7 @@ func (h *Host) boot(ctx context.Context, opts Options) error {
 }
 
 // writeEtc writes the host's identity, boot target and masks into its root.
-func (h *Host) writeEtc(extraMasks []string) error {
+func (h *Host) writeEtc(extraMasks, noMask []string) error {
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return err
@@ -223,7 +227,14 @@ func (h *Host) writeEtc(extraMasks []string) error {
 	if err := os.Symlink("lab.target", dflt); err != nil {
 		return err
 	}
+	keep := map[string]bool{}
+	for _, u := range noMask {
+		keep[u] = true
+	}
 	for _, u := range append(defaultMasks(), extraMasks...) {
+		if keep[u] {
+			continue
+		}
 		if strings.ContainsRune(u, '/') || u == "" {
 			return fmt.Errorf("mask %q: not a unit name", u)
 		}
@@ -237,7 +248,9 @@ func (h *Host) writeEtc(extraMasks []string) error {
 }
 
 // defaultMasks lists the machine's timers and the units it has enabled in
-// /etc (postgresql, haproxy, timesyncd, getty, ...): a lab host runs none.
+// /etc (postgresql, haproxy, timesyncd, getty, ...): a lab host runs none
+// unless a test starts it (Options.NoMask). masterd.service and keepalived
+// are not masked: deploy tests and benchmarks install and start them.
 func defaultMasks() []string {
 	seen := map[string]bool{}
 	var out []string
@@ -257,8 +270,7 @@ func defaultMasks() []string {
 	for _, w := range wants {
 		add(filepath.Base(w))
 	}
-	for _, u := range []string{"systemd-timesyncd.service", "keepalived.service", "haproxy.service",
-		"postgresql.service", "masterd.service", "getty.target", "console-getty.service"} {
+	for _, u := range []string{"systemd-timesyncd.service", "getty.target", "console-getty.service"} {
 		add(u)
 	}
 	return out

@@ -239,3 +239,26 @@ func TestPrivateSocketRelayReachesTheLabsSystemd(t *testing.T) {
 	}
 	t.Logf("Virtualization over the relay: %s", v)
 }
+
+func TestMasksFollowOptions(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/etc/systemd/system/multi-user.target.wants/haproxy.service"); err != nil {
+		t.Skip("haproxy.service is not enabled on this machine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := Boot(ctx, Options{Name: fmt.Sprintf("labt-%d-mask", os.Getpid()), Masks: []string{"labt-extra.service"}, NoMask: []string{"haproxy.service"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	if _, err := h.WaitRunning(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for unit, want := range map[string]string{"labt-extra.service": "masked", "haproxy.service": "enabled", "postgresql.service": "masked"} {
+		out, _ := h.Systemctl(ctx, "is-enabled", unit)
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s is %q, want %q", unit, got, want)
+		}
+	}
+}
