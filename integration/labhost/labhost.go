@@ -98,12 +98,18 @@ func Boot(ctx context.Context, opts Options) (*Host, error) {
 		h.netns = opts.Name
 		h.createdNetNS = true
 	}
+	_ = CleanStale()
 	if err := h.cleanup(); err != nil {
 		return nil, fmt.Errorf("labhost: %s: clean leftovers: %w", h.name, err)
+	}
+	if err := h.writeOwner(); err != nil {
+		return nil, fmt.Errorf("labhost: %s: record owner: %w", h.name, err)
 	}
 	if err := h.boot(ctx, opts); err != nil {
 		if cerr := h.cleanup(); cerr != nil {
 			err = errors.Join(err, cerr)
+		} else {
+			_ = os.Remove(ownerFile(h.name))
 		}
 		return nil, fmt.Errorf("labhost: boot %s: %w", h.name, err)
 	}
@@ -395,6 +401,9 @@ func (h *Host) Close() error {
 			}
 		}
 		h.closeErr = h.cleanup()
+		if h.closeErr == nil {
+			_ = os.Remove(ownerFile(h.name))
+		}
 		if h.cmd != nil {
 			<-h.exited
 		}

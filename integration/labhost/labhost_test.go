@@ -262,3 +262,61 @@ func TestMasksFollowOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestHelperProcessBootsAndDies is the body of a child process for
+// TestBootCleansLabsOfADeadTestProcess: it boots a host and is killed.
+func TestHelperProcessBootsAndDies(t *testing.T) {
+	name := os.Getenv("LABHOST_HELPER_NAME")
+	if name == "" {
+		t.Skip("helper for TestBootCleansLabsOfADeadTestProcess")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := Boot(ctx, Options{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WaitRunning(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("BOOTED")
+	time.Sleep(time.Minute) // killed by the parent
+}
+
+func TestBootCleansLabsOfADeadTestProcess(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	name := fmt.Sprintf("labt-%d-dead", os.Getpid())
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcessBootsAndDies$", "-test.v")
+	cmd.Env = append(os.Environ(), "LABHOST_HELPER_NAME="+name)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen string
+	for !strings.Contains(seen, "BOOTED") {
+		n, err := out.Read(buf)
+		if err != nil {
+			t.Fatalf("helper ended before booting: %s", seen)
+		}
+		seen += string(buf[:n])
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	dir := filepath.Join(stateRoot, name)
+	if _, err := os.Stat(filepath.Join(dir, "merged")); err != nil {
+		t.Fatalf("expected the dead process's lab mounts to remain before cleaning: %v", err)
+	}
+	if err := CleanStale(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, dir, filepath.Join(cgroupRoot, "masterd-lab-"+name), name)
+	if _, err := os.Stat(ownerFile(name)); err == nil {
+		t.Errorf("owner file of the cleaned lab remains")
+	}
+}
