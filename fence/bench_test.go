@@ -62,3 +62,18 @@ func newFenceTB(tb testing.TB, h *labHost, vips ...netip.Addr) *Fence {
 	tb.Cleanup(func() { f.Close() })
 	return f
 }
+
+// Cost of one Check (Run does one every CheckInterval).
+func BenchmarkCheck(b *testing.B) {
+	l := newLab(b, 1)
+	h := l.hosts[0]
+	f := newFenceTB(b, h, vip4(h), vip6(h))
+	if err := f.Install(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := f.Check(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -55,7 +55,7 @@ func nfgenmsg(family uint8, resID uint16) []byte {
 }
 
 // execBatch sends msgs between batch begin and end, and collects the one
-// acknowledgement or error the kernel sends per message. Called with mu
+// acknowledgement or error the kernel sends per message. Called with rawMu
 // held (the socket is shared).
 func (f *Fence) execBatch(msgs []netlink.Message) error {
 	batch := make([]netlink.Message, 0, len(msgs)+2)

@@ -28,9 +28,16 @@ type Fence struct {
 	m   *metrics
 	ns  netns.NsHandle
 
+	// Lock order: nftMu, rawMu, mu. Check takes only nftMu, so the
+	// renewal path (Arm: rawMu) never waits for a check's netlink dumps;
+	// Install, Repair and Remove take both, so no Arm slips between their
+	// snapshot of the armed VIPs and the table replacement.
+	nftMu sync.Mutex
+	nft   *nftables.Conn // guarded by nftMu
+	rawMu sync.Mutex
+	raw   *netlink.Conn // guarded by rawMu
+
 	mu    sync.Mutex
-	nft   *nftables.Conn
-	raw   *netlink.Conn
 	armed map[netip.Addr]time.Time // end of each VIP's last Arm (monotonic)
 	// installed is true between a successful Install and Remove: Check
 	// reports a missing fence only when one should be there.
@@ -73,6 +80,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Fence, er
 // Close releases the sockets. It leaves the fence in the kernel (Remove
 // takes it out).
 func (f *Fence) Close() error {
+	f.nftMu.Lock()
+	defer f.nftMu.Unlock()
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -99,8 +110,10 @@ func (f *Fence) Close() error {
 // (silent) unless an earlier Arm of this Fence still has time left. Call it
 // at start-up, before the election can make this node a holder.
 func (f *Fence) Install() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.nftMu.Lock()
+	defer f.nftMu.Unlock()
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
 	if err := f.installLocked(); err != nil {
 		return err
 	}
@@ -108,10 +121,10 @@ func (f *Fence) Install() error {
 	return nil
 }
 
+// installLocked replaces the tables; called with nftMu and rawMu held.
 func (f *Fence) installLocked() error {
-	if f.closed {
-		return errors.New("fence: install: closed")
-	}
+	f.mu.Lock()
+	closed := f.closed
 	now := time.Now()
 	live := map[netip.Addr]time.Duration{}
 	for a, end := range f.armed {
@@ -119,22 +132,30 @@ func (f *Fence) installLocked() error {
 			live[a] = d
 		}
 	}
+	f.mu.Unlock()
+	if closed {
+		return errors.New("fence: install: closed")
+	}
 	for _, ts := range layout {
 		addTable(f.nft, ts, f.cfg.Table, f.cfg.Interface, f.cfg.VIPs, live)
 	}
 	if err := f.nft.Flush(); err != nil {
 		return fmt.Errorf("fence: install table %s on %s: %w", f.cfg.Table, f.cfg.Interface, err)
 	}
+	f.mu.Lock()
 	f.installed = true
+	f.mu.Unlock()
 	return nil
 }
 
 // Remove deletes the fence's tables (uninstall, or a clean stop after the
 // VIP was released). It succeeds when they are already gone.
 func (f *Fence) Remove() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	f.nftMu.Lock()
+	defer f.nftMu.Unlock()
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
+	if f.isClosed() {
 		return errors.New("fence: remove: closed")
 	}
 	for _, ts := range layout {
@@ -145,28 +166,46 @@ func (f *Fence) Remove() error {
 	if err := f.nft.Flush(); err != nil {
 		return fmt.Errorf("fence: remove table %s: %w", f.cfg.Table, err)
 	}
+	f.mu.Lock()
 	f.installed = false
 	clear(f.armed)
+	f.mu.Unlock()
 	return nil
 }
 
+func (f *Fence) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
 // Arm lets vip answer and carry traffic for d from now; then the kernel
-// silences it unless Arm is called again. Call it only right after a lease
-// renewal was validated, with d = deadline - now - margin. d under one
-// millisecond disarms.
+// silences it unless Arm is called again. d under one millisecond disarms.
+// Prefer ArmUntil: d computed by the caller ages while Arm waits.
 func (f *Fence) Arm(vip netip.Addr, d time.Duration) error {
+	return f.ArmUntil(vip, time.Now().Add(d))
+}
+
+// ArmUntil lets vip answer and carry traffic until end (monotonic), then
+// the kernel silences it unless armed again. The remaining time is taken
+// just before the netlink message is built and rounded down to a
+// millisecond; the kernel starts it when it processes the message (a
+// fraction of a millisecond later), which the caller's margin must cover.
+// Call it only right after a lease renewal was validated, with end =
+// lease deadline - margin. An end less than a millisecond away disarms.
+func (f *Fence) ArmUntil(vip netip.Addr, end time.Time) error {
 	if !slices.Contains(f.cfg.VIPs, vip) {
 		return fmt.Errorf("fence: arm %s: not a fenced vip", vip)
 	}
-	d = d.Truncate(time.Millisecond)
-	if d < time.Millisecond {
-		return f.Disarm(vip)
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
+	if f.isClosed() {
+		return fmt.Errorf("fence: arm %s: closed", vip)
 	}
 	start := time.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return fmt.Errorf("fence: arm %s: closed", vip)
+	d := end.Sub(start).Truncate(time.Millisecond)
+	if d < time.Millisecond {
+		return f.disarmLocked(vip)
 	}
 	ms := uint64(d / time.Millisecond)
 	var msgs []netlink.Message
@@ -183,7 +222,9 @@ func (f *Fence) Arm(vip netip.Addr, d time.Duration) error {
 	if err := f.execBatch(msgs); err != nil {
 		return fmt.Errorf("fence: arm %s for %s: %w", vip, d, err)
 	}
+	f.mu.Lock()
 	f.armed[vip] = start.Add(d)
+	f.mu.Unlock()
 	f.m.armDuration.Observe(time.Since(start).Seconds())
 	return nil
 }
@@ -194,12 +235,19 @@ func (f *Fence) Disarm(vip netip.Addr) error {
 	if !slices.Contains(f.cfg.VIPs, vip) {
 		return fmt.Errorf("fence: disarm %s: not a fenced vip", vip)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
+	if f.isClosed() {
 		return fmt.Errorf("fence: disarm %s: closed", vip)
 	}
+	return f.disarmLocked(vip)
+}
+
+// disarmLocked is Disarm with rawMu held.
+func (f *Fence) disarmLocked(vip netip.Addr) error {
+	f.mu.Lock()
 	delete(f.armed, vip)
+	f.mu.Unlock()
 	// Add then delete in one batch: deleting an absent element fails the
 	// whole batch, adding first makes the delete always valid.
 	var msgs []netlink.Message
@@ -228,9 +276,12 @@ func (f *Fence) Disarm(vip netip.Addr) error {
 // is counted in masterd_vip_fence_missing_total and reported as an error
 // wrapping ErrMissing.
 func (f *Fence) Check() error {
+	f.nftMu.Lock()
+	defer f.nftMu.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.installed || f.closed {
+	skip := !f.installed || f.closed
+	f.mu.Unlock()
+	if skip {
 		return nil
 	}
 	problems, err := f.inspectLocked()
@@ -312,8 +363,10 @@ func familyName(fam nftables.TableFamily) string {
 // Repair reinstalls the fence atomically; each VIP armed before gets what
 // is left of its last Arm, never more.
 func (f *Fence) Repair() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.nftMu.Lock()
+	defer f.nftMu.Unlock()
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
 	if err := f.installLocked(); err != nil {
 		return fmt.Errorf("fence: repair: %w", err)
 	}

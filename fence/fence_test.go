@@ -71,8 +71,8 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 // set, and whether it is there.
 func liveExpiry(t *testing.T, f *Fence, vip netip.Addr) (time.Duration, bool) {
 	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.nftMu.Lock()
+	defer f.nftMu.Unlock()
 	tbl := &nftables.Table{Name: f.cfg.Table, Family: nftables.TableFamilyINet}
 	set, err := f.nft.GetSetByName(tbl, liveSet(vip))
 	if err != nil {

@@ -56,7 +56,7 @@ func holderMain(v string) int {
 	for {
 		deadline := time.Now().Add(holderLease) // a renewal validated now
 		fmt.Printf("deadline %d\n", deadline.UnixNano())
-		if err := f.Arm(vip, time.Until(deadline)-holderMargin); err != nil {
+		if err := f.ArmUntil(vip, deadline.Add(-holderMargin)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
