@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned by Run when the Balancer was already closed.
@@ -48,6 +49,11 @@ type backend struct {
 	up      atomic.Bool
 	active  atomic.Int64
 	total   atomic.Uint64
+
+	// Metric children, resolved once instead of per connection.
+	mUp, mActive          prometheus.Gauge
+	mOK, mDialErr         prometheus.Counter
+	mToBackend, mToClient prometheus.Counter
 
 	mu         sync.Mutex
 	lastCheck  time.Time
@@ -98,8 +104,17 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Balancer, er
 		done:  make(chan struct{}),
 	}
 	for _, bc := range cfg.Backends {
-		lb.backends = append(lb.backends, &backend{cfg: bc, checker: newChecker(bc, cfg.HealthCheck, tc)})
 		m.initBackend(bc.Name)
+		lb.backends = append(lb.backends, &backend{
+			cfg:        bc,
+			checker:    newChecker(bc, cfg.HealthCheck, tc),
+			mUp:        m.up.WithLabelValues(bc.Name),
+			mActive:    m.active.WithLabelValues(bc.Name),
+			mOK:        m.total.WithLabelValues(bc.Name, resultOK),
+			mDialErr:   m.total.WithLabelValues(bc.Name, resultDialError),
+			mToBackend: m.bytes.WithLabelValues(bc.Name, dirToBackend),
+			mToClient:  m.bytes.WithLabelValues(bc.Name, dirToClient),
+		})
 	}
 	m.total.WithLabelValues(noBackend, resultNoBackend)
 	lb.ln, err = listenFreebind(context.Background(), cfg.Listen)
@@ -303,7 +318,7 @@ func (lb *Balancer) serve(ctx context.Context, c *net.TCPConn) {
 		bc, err := d.DialContext(ctx, "tcp", b.cfg.Address.String())
 		if err != nil {
 			b.active.Add(-1)
-			lb.m.total.WithLabelValues(b.cfg.Name, resultDialError).Inc()
+			b.mDialErr.Inc()
 			lb.log.Debug("dial backend failed", "backend", b.cfg.Name, "error", err.Error())
 			if ctx.Err() != nil {
 				_ = c.Close()
@@ -312,16 +327,21 @@ func (lb *Balancer) serve(ctx context.Context, c *net.TCPConn) {
 			tried = append(tried, b)
 			continue
 		}
-		lb.m.total.WithLabelValues(b.cfg.Name, resultOK).Inc()
+		b.mOK.Inc()
 		b.total.Add(1)
-		lb.m.active.WithLabelValues(b.cfg.Name).Inc()
+		b.mActive.Inc()
 		lb.proxy(c, bc.(*net.TCPConn), b)
-		lb.m.active.WithLabelValues(b.cfg.Name).Dec()
+		b.mActive.Dec()
 		b.active.Add(-1)
 		return
 	}
 }
 
+// setKeepAlive arms dead-peer detection on one leg: keepalive probes for
+// idle connections, and TCP_USER_TIMEOUT with the same bound for connections
+// with unacknowledged data (where keepalive does not run and the kernel would
+// otherwise retransmit for ~15 minutes). A live peer acknowledges both, so
+// neither ever cuts a quiet watch.
 func (lb *Balancer) setKeepAlive(c *net.TCPConn) {
 	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{
 		Enable:   true,
@@ -329,6 +349,18 @@ func (lb *Balancer) setKeepAlive(c *net.TCPConn) {
 		Interval: lb.cfg.KeepAlive,
 		Count:    lb.cfg.KeepAliveCount,
 	})
+	if raw, err := c.SyscallConn(); err == nil {
+		ms := int(lb.userTimeout().Milliseconds())
+		_ = raw.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms)
+		})
+	}
+}
+
+// userTimeout is how long sent data may stay unacknowledged before a leg is
+// declared dead: the keepalive bound, (KeepAliveCount+1)·KeepAlive.
+func (lb *Balancer) userTimeout() time.Duration {
+	return time.Duration(lb.cfg.KeepAliveCount+1) * lb.cfg.KeepAlive
 }
 
 // proxyConn is one client connection and its backend connection.
@@ -366,11 +398,9 @@ func (lb *Balancer) proxy(client, back *net.TCPConn, b *backend) {
 		pc.close()
 	}()
 
-	up := lb.m.bytes.WithLabelValues(b.cfg.Name, dirToBackend)
-	down := lb.m.bytes.WithLabelValues(b.cfg.Name, dirToClient)
 	errc := make(chan error, 1)
-	go func() { errc <- lb.pipe(back, client, up) }()
-	err1 := lb.pipe(client, back, down)
+	go func() { errc <- lb.pipe(back, client, b.mToBackend) }()
+	err1 := lb.pipe(client, back, b.mToClient)
 	if err1 != nil {
 		pc.close()
 	}

@@ -37,7 +37,9 @@ type Config struct {
 	// connection: there is no idle timeout, because watches legitimately sit
 	// idle for minutes. Keepalive probes are answered by a live peer's kernel,
 	// so they cut only connections whose peer host is gone (no FIN, no RST),
-	// after about (KeepAliveCount+1)·KeepAlive.
+	// after about (KeepAliveCount+1)·KeepAlive. The same bound is set as
+	// TCP_USER_TIMEOUT, which covers a dead peer while data is in flight
+	// (keepalive only runs on idle connections). Whole seconds, at least 1s.
 	KeepAlive      time.Duration
 	KeepAliveCount int
 
@@ -190,8 +192,8 @@ func (c Config) Validate() error {
 	if c.DialTimeout <= 0 {
 		bad("dialTimeout: must be positive, got %s", c.DialTimeout)
 	}
-	if c.KeepAlive <= 0 {
-		bad("keepAlive: must be positive, got %s", c.KeepAlive)
+	if c.KeepAlive < time.Second || c.KeepAlive%time.Second != 0 {
+		bad("keepAlive: must be whole seconds, at least 1s (kernel granularity), got %s", c.KeepAlive)
 	}
 	if c.KeepAliveCount < 1 || c.KeepAliveCount > 127 {
 		bad("keepAliveCount: must be in 1..127, got %d", c.KeepAliveCount)

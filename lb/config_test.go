@@ -40,6 +40,7 @@ func TestValidate(t *testing.T) {
 		{"every health check problem at once", func(c *Config) {
 			c.HealthCheck = HealthCheck{Path: "readyz", Interval: time.Second, Timeout: 2 * time.Second, CertFile: "x"}
 		}, []string{"healthCheck.path", "healthCheck.timeout", "healthCheck.rise", "healthCheck.fall", "healthCheck.ca", "keyFile"}},
+		{"sub-second keepalive", func(c *Config) { c.KeepAlive = 1500 * time.Millisecond }, []string{"keepAlive: must be whole seconds"}},
 		{"zero timings", func(c *Config) { c.DialTimeout, c.KeepAlive, c.KeepAliveCount, c.ChunkSize = 0, 0, 0, 0 },
 			[]string{"dialTimeout", "keepAlive:", "keepAliveCount", "chunkSize"}},
 	}

@@ -57,7 +57,10 @@
 // There is no idle timeout: a watch may stay silent for many minutes, and
 // nothing here ever cuts it for being quiet. Dead peers are found by TCP
 // keepalive (KeepAlive, KeepAliveCount) on both legs, which a live peer's
-// kernel answers even when the application is idle. A clean EOF in one
+// kernel answers even when the application is idle, and TCP_USER_TIMEOUT
+// with the same bound, for a peer that vanishes while data is in flight
+// (keepalive does not run then, and Linux would retransmit for about 15
+// minutes). A clean EOF in one
 // direction is propagated as a half-close (shutdown(SHUT_WR)) to the other
 // side and the other direction keeps flowing; an error (reset, keepalive
 // timeout) in either direction closes both connections, so a client whose

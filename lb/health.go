@@ -154,7 +154,7 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 			if st.up {
 				up = 1
 			}
-			lb.m.up.WithLabelValues(b.cfg.Name).Set(up)
+			b.mUp.Set(up)
 			if st.up {
 				lb.log.Info("backend up", "backend", b.cfg.Name, "address", b.cfg.Address.String())
 			} else {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -298,11 +299,12 @@ func TestBackendKilledMidStreamGivesClientAnErrorNotAHang(t *testing.T) {
 func TestIdleConnectionIsNotCutByKeepaliveOrChecks(t *testing.T) {
 	b := startBackend(t, "m1", "127.0.0.31:0")
 	cfg := testConfig(t, "127.0.0.30:0", b)
-	// Shortened clock: keepalive probes every 100 ms and a single
-	// unanswered probe would end the connection. An idle period of 30
-	// probe intervals and ~30 health checks stands in for a watch that is
-	// silent for many minutes behind the default 10 s keepalive.
-	cfg.KeepAlive, cfg.KeepAliveCount = 100*time.Millisecond, 1
+	// Shortened clock: keepalive probes every second (the kernel's
+	// granularity) and a single unanswered probe, or 2 s of unacknowledged
+	// data, would end the connection. An idle period of 3.5 s (three
+	// probes) and ~35 health checks stands in for a watch that is silent
+	// for many minutes behind the default 10 s keepalive.
+	cfg.KeepAlive, cfg.KeepAliveCount = time.Second, 1
 	cfg.HealthCheck.Interval, cfg.HealthCheck.Timeout = 100*time.Millisecond, 100*time.Millisecond
 	var log checkLog
 	lb, _ := startBalancer(t, cfg, log.hook)
@@ -314,8 +316,9 @@ func TestIdleConnectionIsNotCutByKeepaliveOrChecks(t *testing.T) {
 		t.Fatalf("reached %q", name)
 	}
 	echo(t, c, r, "before idle")
+	checkDeadPeerOptions(t, lb, time.Second, 1)
 	checks := log.len("m1")
-	time.Sleep(3 * time.Second)
+	time.Sleep(3500 * time.Millisecond)
 	if n := log.len("m1") - checks; n < 10 {
 		t.Fatalf("only %d health checks ran during the idle period; the test needs many", n)
 	}
@@ -592,4 +595,46 @@ func value(t testing.TB, m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// checkDeadPeerOptions reads the kernel's view of both legs of the one
+// proxied connection: keepalive on with the configured timings, and
+// TCP_USER_TIMEOUT at (count+1)·interval.
+func checkDeadPeerOptions(t *testing.T, lb *Balancer, interval time.Duration, count int) {
+	t.Helper()
+	lb.mu.Lock()
+	var legs []*net.TCPConn
+	for pc := range lb.conns {
+		legs = append(legs, pc.client, pc.backend)
+	}
+	lb.mu.Unlock()
+	if len(legs) != 2 {
+		t.Fatalf("%d proxied legs, want 2", len(legs))
+	}
+	want := map[string][3]int{
+		"SO_KEEPALIVE":     {unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		"TCP_KEEPIDLE":     {unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(interval / time.Second)},
+		"TCP_KEEPINTVL":    {unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(interval / time.Second)},
+		"TCP_KEEPCNT":      {unix.IPPROTO_TCP, unix.TCP_KEEPCNT, count},
+		"TCP_USER_TIMEOUT": {unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int((time.Duration(count+1) * interval).Milliseconds())},
+	}
+	for i, leg := range legs {
+		raw, err := leg.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, w := range want {
+			var got int
+			var gerr error
+			if err := raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), w[0], w[1]) }); err != nil {
+				t.Fatal(err)
+			}
+			if gerr != nil {
+				t.Fatalf("leg %d: getsockopt %s: %v", i, name, gerr)
+			}
+			if got != w[2] {
+				t.Errorf("leg %d: %s = %d, want %d", i, name, got, w[2])
+			}
+		}
+	}
 }
