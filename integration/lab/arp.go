@@ -1,0 +1,163 @@
+package lab
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ARPHolders asks, from the client namespace, who has the VIP (one broadcast
+// ARP request) and returns the distinct MACs that answered within wait: the
+// holders as the wire sees them (a dead holder's kernel still answers).
+func (l *Lab) ARPHolders(wait time.Duration) ([]string, error) {
+	fd, ifindex, mac, src, err := l.clientPacketSocket()
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	vip := l.vip.As4()
+	// Ethernet + ARP request: who has VIP, tell the client.
+	frame := make([]byte, 42)
+	copy(frame[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(frame[6:12], mac)
+	binary.BigEndian.PutUint16(frame[12:14], unix.ETH_P_ARP)
+	binary.BigEndian.PutUint16(frame[14:16], 1)      // ethernet
+	binary.BigEndian.PutUint16(frame[16:18], 0x0800) // IPv4
+	frame[18], frame[19] = 6, 4
+	binary.BigEndian.PutUint16(frame[20:22], 1) // request
+	copy(frame[22:28], mac)
+	copy(frame[28:32], src)
+	copy(frame[38:42], vip[:])
+	to := &unix.SockaddrLinklayer{Ifindex: ifindex, Protocol: htons(unix.ETH_P_ARP), Halen: 6}
+	copy(to.Addr[:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	if err := unix.Sendto(fd, frame, 0, to); err != nil {
+		return nil, fmt.Errorf("lab: send arp request: %w", err)
+	}
+	seen := map[string]bool{}
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 1500)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return nil, fmt.Errorf("lab: read arp: %w", err)
+		}
+		p := buf[:n]
+		if len(p) < 42 || binary.BigEndian.Uint16(p[12:14]) != unix.ETH_P_ARP || binary.BigEndian.Uint16(p[20:22]) != 2 {
+			continue
+		}
+		if [4]byte(p[28:32]) == vip {
+			seen[net.HardwareAddr(p[22:28]).String()] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for m := range seen {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// MACs returns each master's eth0 MAC by master name.
+func (l *Lab) MACs() (map[string]string, error) {
+	out := map[string]string{}
+	for _, m := range l.masters {
+		ns, err := netns.GetFromName(m.Name)
+		if err != nil {
+			return nil, err
+		}
+		h, err := netlink.NewHandleAt(ns)
+		ns.Close()
+		if err != nil {
+			return nil, err
+		}
+		link, err := h.LinkByName("eth0")
+		h.Close()
+		if err != nil {
+			return nil, err
+		}
+		out[m.Name] = link.Attrs().HardwareAddr.String()
+	}
+	return out, nil
+}
+
+// clientPacketSocket opens an AF_PACKET socket for ARP inside the client's
+// namespace (a socket stays in the namespace it was created in).
+func (l *Lab) clientPacketSocket() (fd, ifindex int, mac net.HardwareAddr, src []byte, err error) {
+	ns, err := netns.GetFromName(l.clientNS)
+	if err != nil {
+		return -1, 0, nil, nil, fmt.Errorf("lab: netns %s: %w", l.clientNS, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return -1, 0, nil, nil, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		return -1, 0, nil, nil, err
+	}
+	addrs, err := h.AddrList(link, unix.AF_INET)
+	if err != nil || len(addrs) == 0 {
+		return -1, 0, nil, nil, fmt.Errorf("lab: client address: %v", err)
+	}
+	src = addrs[0].IP.To4()
+
+	type res struct {
+		fd  int
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{-1, err}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{-1, err}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
+		if err == nil {
+			err = unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: link.Attrs().Index, Protocol: htons(unix.ETH_P_ARP)})
+		}
+		// Leave the thread locked (the runtime ends it) unless it is back in
+		// the original namespace.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- res{fd, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		if r.fd >= 0 {
+			unix.Close(r.fd)
+		}
+		return -1, 0, nil, nil, fmt.Errorf("lab: packet socket in %s: %w", l.clientNS, r.err)
+	}
+	return r.fd, link.Attrs().Index, link.Attrs().HardwareAddr, src, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
