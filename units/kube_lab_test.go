@@ -57,14 +57,18 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 	defer cancel()
 	etcdBin := buildEtcd(t)
 	h := bootLab(t, ctx, "kube")
+	// A node address and a default route inside the lab's namespace (a veth
+	// pair with both ends inside: no dummy driver on this kernel, and the
+	// lab itself cannot load modules).
 	for _, c := range [][]string{
-		{"ip", "link", "add", "dummy0", "type", "dummy"},
-		{"ip", "addr", "add", "10.99.0.1/24", "dev", "dummy0"},
-		{"ip", "link", "set", "dummy0", "up"},
-		{"ip", "route", "add", "default", "dev", "dummy0"},
+		{"link", "add", "unitst0", "type", "veth", "peer", "name", "unitst1"},
+		{"addr", "add", "10.99.0.1/24", "dev", "unitst0"},
+		{"link", "set", "unitst0", "up"},
+		{"link", "set", "unitst1", "up"},
+		{"route", "add", "default", "dev", "unitst0"},
 	} {
-		if _, err := h.Exec(ctx, c...); err != nil {
-			t.Fatal(err)
+		if out, err := exec.CommandContext(ctx, "ip", append([]string{"-n", h.NetNS()}, c...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", c, err, out)
 		}
 	}
 	etcdData, err := os.ReadFile(etcdBin)
