@@ -37,6 +37,7 @@ type Manager struct {
 	lastRefresh time.Time
 	stopAnn     context.CancelFunc
 	closed      bool
+	done        chan struct{} // closed by Close, ends Run
 }
 
 // New validates cfg and opens the manager's sockets in the network namespace
@@ -58,7 +59,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Manager, 
 	if err != nil {
 		return nil, fmt.Errorf("vip: open network namespace: %w", err)
 	}
-	m := &Manager{cfg: cfg, m: mt, ns: ns, sendFD: -1,
+	m := &Manager{cfg: cfg, m: mt, ns: ns, sendFD: -1, done: make(chan struct{}),
 		log: logger.With("component", "vip", "vip", cfg.Address.String())}
 	fail := func(what string, err error) (*Manager, error) {
 		m.Close()
@@ -115,6 +116,7 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
+	close(m.done)
 	if m.stopAnn != nil {
 		m.stopAnn()
 	}

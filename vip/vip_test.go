@@ -390,3 +390,22 @@ func value(m prometheus.Metric) float64 {
 	}
 	return 0
 }
+
+func TestRunReturnsWhenTheManagerIsClosed(t *testing.T) {
+	l := newLab(t, 1)
+	m := newManager(t, l.hosts[0], DefaultConfig(families[0].vip(l.hosts[0])), nil)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still running 5 s after Close")
+	}
+}

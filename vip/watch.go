@@ -19,6 +19,13 @@ import (
 func (m *Manager) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { m.watchAddresses(ctx) })
 	wg.Go(func() { m.readClaims(ctx) })
