@@ -131,8 +131,7 @@ func TestAlertRulesCoverTheIssue(t *testing.T) {
 }
 
 // documentedMetrics are the masterd metrics named in issues 3-13 (some not
-// implemented by every package yet) plus the latency histograms the
-// dashboard assumes for the election (issue 4, issue 13).
+// registered by every package yet) plus those the packages added.
 var documentedMetrics = []string{
 	"masterd_build_info", "masterd_ready", "masterd_component_start_seconds",
 	"masterd_role_leader", "masterd_role_term", "masterd_role_transitions_total",
