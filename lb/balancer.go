@@ -376,10 +376,22 @@ func (pc *proxyConn) close() {
 	})
 }
 
+// abort closes both legs with a RST (SO_LINGER 0), so a peer learns that the
+// stream broke rather than seeing what looks like a clean end.
+func (pc *proxyConn) abort() {
+	pc.once.Do(func() {
+		_ = pc.client.SetLinger(0)
+		_ = pc.backend.SetLinger(0)
+		_ = pc.client.Close()
+		_ = pc.backend.Close()
+	})
+}
+
 // proxy copies both directions until each has ended. A clean EOF on one side
 // is passed on as a half-close (FIN) to the other, so protocols that close
-// their sending side first keep working; an error on either direction closes
-// both connections at once, so the peer sees the failure instead of a hang.
+// their sending side first keep working; an error on either direction (a
+// reset, a keepalive or user timeout) resets both connections at once, so the
+// peer sees the failure instead of a hang or a clean-looking end.
 func (lb *Balancer) proxy(client, back *net.TCPConn, b *backend) {
 	lb.setKeepAlive(back)
 	pc := &proxyConn{client: client, backend: back}
@@ -400,13 +412,11 @@ func (lb *Balancer) proxy(client, back *net.TCPConn, b *backend) {
 
 	errc := make(chan error, 1)
 	go func() { errc <- lb.pipe(back, client, b.mToBackend) }()
-	err1 := lb.pipe(client, back, b.mToClient)
-	if err1 != nil {
-		pc.close()
+	if err := lb.pipe(client, back, b.mToClient); err != nil {
+		pc.abort()
 	}
-	err2 := <-errc
-	if err2 != nil {
-		pc.close()
+	if err := <-errc; err != nil {
+		pc.abort()
 	}
 }
 

@@ -62,9 +62,12 @@
 // (keepalive does not run then, and Linux would retransmit for about 15
 // minutes). A clean EOF in one
 // direction is propagated as a half-close (shutdown(SHUT_WR)) to the other
-// side and the other direction keeps flowing; an error (reset, keepalive
-// timeout) in either direction closes both connections, so a client whose
-// backend died mid-stream sees an error promptly instead of hanging.
+// side and the other direction keeps flowing; an error (reset, keepalive or
+// user timeout) in either direction resets both connections (SO_LINGER 0),
+// so a client whose backend died mid-stream sees an error promptly instead
+// of hanging or mistaking the cut for a clean end. A backend process that
+// dies is closed by its kernel with a FIN (or a RST if data was unread), and
+// that is what the client sees.
 //
 // # API
 //

@@ -116,7 +116,7 @@ func freebindCase(vipStr, backendIP string) error {
 	defer func() { cancel(); <-done }()
 	for deadline := time.Now().Add(20 * time.Second); !lb.Status()[0].Up; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return errors.New("backend never came up")
+			return fmt.Errorf("backend never came up: %s", lb.Status()[0].LastError)
 		}
 	}
 

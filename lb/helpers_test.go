@@ -83,7 +83,7 @@ func makePKI() (*testPKI, error) {
 	for i := 1; i < 255; i++ {
 		ips = append(ips, net.IPv4(127, 0, 0, byte(i)))
 	}
-	ips = append(ips, net.ParseIP("10.99.0.1"), net.ParseIP("fd00:99::1"), net.IPv6loopback)
+	ips = append(ips, net.ParseIP("10.99.0.1"), net.ParseIP("10.98.0.2"), net.ParseIP("fd00:99::1"), net.IPv6loopback)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "kube-apiserver"},

@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperBackend())
 	case "freebind":
 		os.Exit(helperFreebind())
+	case "deadpeer":
+		os.Exit(helperDeadPeer())
 	}
 	os.Exit(m.Run())
 }
