@@ -324,6 +324,7 @@ func TestStartWithoutQuorumFailsWithAnExplanation(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "quorum unreachable") {
 		t.Fatalf("start alone of a 3-member cluster: %v, want a quorum unreachable error", err)
 	}
+	t.Logf("start error: %v", err)
 	if tc.members[0].Client() != nil {
 		t.Error("a failed start left the member running")
 	}
@@ -359,6 +360,7 @@ func TestDataDirOfAnotherClusterIsReported(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another cluster") {
 		t.Fatalf("start with a foreign data dir: %v, want an error naming another cluster", err)
 	}
+	t.Logf("start error: %v", err)
 	mustPut(t, tc.members[0].Client(), "still", "writable")
 }
 

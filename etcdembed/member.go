@@ -104,7 +104,7 @@ func (m *Member) Start(ctx context.Context) error {
 		return m.startError(err)
 	}
 	if err := m.waitReady(ctx, e); err != nil {
-		e.Close()
+		closeUnready(e)
 		return err
 	}
 	if e.Server.IsLearner() {
@@ -125,6 +125,14 @@ func (m *Member) Start(ctx context.Context) error {
 	u := m.cfg.clientURL(m.cfg.self())
 	m.log.Info("etcd member ready", "id", e.Server.MemberID().String(), "client_url", u.String())
 	return nil
+}
+
+// closeUnready closes a member that never became ready. embed.Etcd.Close
+// alone hangs then: it waits for the client servers, which wait for the
+// server to be ready or stopping, and stops the server only afterwards.
+func closeUnready(e *embed.Etcd) {
+	e.Server.HardStop()
+	e.Close()
 }
 
 // startError turns etcd's start failure into a clear error.
