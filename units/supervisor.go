@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +86,8 @@ type Supervisor struct {
 	dials  int
 	units  map[string]*unitState
 
+	readSeq atomic.Uint64
+
 	updates chan *sdbus.PropertiesUpdate
 	subErrs chan error
 	kick    chan struct{}
@@ -102,7 +105,8 @@ type unitState struct {
 	st          Status
 	known       bool
 	nRestarts   uint32
-	intentional bool // masterd is stopping it: exits are not failures
+	intentional bool   // masterd is stopping it: exits are not failures
+	lastSeq     uint64 // seq of the last applied reading
 }
 
 // New returns a supervisor. It connects to systemd lazily and keeps
@@ -313,10 +317,11 @@ type props struct {
 	execMainStart                 uint64
 	loadState                     string
 	invocation                    string
+	seq                           uint64 // order of the reads, to drop stale ones
 }
 
 func (s *Supervisor) read(ctx context.Context, name string) (props, error) {
-	var p props
+	p := props{seq: s.readSeq.Add(1)}
 	err := s.do(ctx, func(c *sdbus.Conn) error {
 		u, err := c.GetUnitPropertiesContext(ctx, name)
 		if err != nil {
@@ -353,6 +358,14 @@ func (s *Supervisor) observe(name string, p props) {
 		s.mu.Unlock()
 		return
 	}
+	if p.seq < st.lastSeq {
+		// A reading that started before one already applied (the watcher
+		// and a Start/Stop read concurrently): applying it would replay an
+		// old transition.
+		s.mu.Unlock()
+		return
+	}
+	st.lastSeq = p.seq
 	prev := st.st
 	st.st.ActiveState, st.st.SubState, st.st.MainPID = p.activeState, p.subState, p.mainPID
 	if st.known && p.nRestarts > st.nRestarts {
