@@ -35,7 +35,9 @@
 // neighbour advertisement to ff02::1 with the override flag and the target
 // link-layer address option. Frames go out through an AF_PACKET socket.
 // Reannounce repeats the schedule (after a partition heals, or after the
-// fence re-arms).
+// fence re-arms). With the kernel fence (package fence) installed, frames
+// for a VIP that is not armed are dropped at egress and the send fails
+// with ENOBUFS (logged): arm the fence before Acquire.
 //
 // # Watching
 //

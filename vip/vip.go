@@ -35,6 +35,7 @@ type Manager struct {
 	mac         net.HardwareAddr
 	boundIndex  int
 	lastRefresh time.Time
+	lastLogged  map[string]time.Time // conflict log rate limit, per other MAC
 	stopAnn     context.CancelFunc
 	closed      bool
 	done        chan struct{} // closed by Close, ends Run
@@ -243,6 +244,21 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+// Interface resolves and returns the name of the interface the VIP is (or
+// would be) added to: Config.Interface, or the one whose subnet holds the
+// VIP. The agent passes it to the fence, whose egress chain hooks it.
+func (m *Manager) Interface() (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return "", fmt.Errorf("vip: interface for %s: manager closed", m.prefix())
+	}
+	if err := m.resolve(); err != nil {
+		return "", err
+	}
+	return m.ifname, nil
 }
 
 // Acquire adds the VIP and announces it: the first announcement is sent

@@ -409,3 +409,14 @@ func TestRunReturnsWhenTheManagerIsClosed(t *testing.T) {
 		t.Fatal("Run still running 5 s after Close")
 	}
 }
+
+func TestInterfaceIsTheOneWhoseSubnetHoldsTheVIP(t *testing.T) {
+	l := newLab(t, 1)
+	h := l.hosts[0]
+	for _, f := range families {
+		m := newManager(t, h, DefaultConfig(f.vip(h)), nil)
+		if got, err := m.Interface(); err != nil || got != "eth0" {
+			t.Errorf("%s: Interface() = %q, %v; want eth0", f.name, got, err)
+		}
+	}
+}

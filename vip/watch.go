@@ -161,13 +161,29 @@ func (m *Manager) readClaims(ctx context.Context) {
 func (m *Manager) checkClaim(mac net.HardwareAddr) {
 	m.mu.Lock()
 	owned, own, ifname := m.owned, m.mac, m.ifname
-	m.mu.Unlock()
 	if !owned || bytes.Equal(mac, own) || bytes.Equal(mac, zeroMAC) {
+		m.mu.Unlock()
 		return
 	}
 	m.m.conflicts.Inc()
-	m.log.Warn("another host answers for the vip", "interface", ifname, "other_mac", mac.String(), "own_mac", own.String())
+	// Count every frame, log each other MAC at most every conflictLogEvery.
+	if m.lastLogged == nil {
+		m.lastLogged = map[string]time.Time{}
+	}
+	key := mac.String()
+	logIt := time.Since(m.lastLogged[key]) >= conflictLogEvery
+	if logIt {
+		m.lastLogged[key] = time.Now()
+	}
+	m.mu.Unlock()
+	if logIt {
+		m.log.Warn("another host answers for the vip", "interface", ifname, "other_mac", key, "own_mac", own.String())
+	}
 }
+
+// conflictLogEvery bounds the log lines of one persisting conflict; the
+// counter still counts every frame.
+const conflictLogEvery = 10 * time.Second
 
 // probe asks for the VIP every ConflictProbeInterval while it is held.
 func (m *Manager) probe(ctx context.Context) {
