@@ -147,3 +147,138 @@ func TestUpInstallsAndEnablesMasterdOnEveryHostAndDownLeavesNothing(t *testing.T
 		t.Errorf("left behind after Down: %q", left)
 	}
 }
+
+func TestFaultsAndObserversOnARealLab(t *testing.T) {
+	o := testOptions(t, 3, "flt")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	l := up(t, ctx, o)
+	m1, m2, m3 := l.Masters()[0], l.Masters()[1], l.Masters()[2]
+	ping := func(m *Master, to string) error {
+		_, err := m.Exec(ctx, "ping", "-c1", "-W1", to)
+		return err
+	}
+	// masterd may hold the VIP itself once the daemon is wired; stop it so
+	// the test alone decides who holds it.
+	for _, m := range l.Masters() {
+		if err := m.StopMasterd(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vip := l.VIP().String() + "/32"
+	macs, err := l.MACs()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("partition isolates a master from the others only", func(t *testing.T) {
+		if err := l.Partition(ctx, m1); err != nil {
+			t.Fatal(err)
+		}
+		if ping(m1, m2.Addr.String()) == nil || ping(m3, m1.Addr.String()) == nil {
+			t.Error("partitioned m1 still talks to the other masters")
+		}
+		if ping(m2, m3.Addr.String()) != nil {
+			t.Error("m2 -> m3 broken by m1's partition")
+		}
+		if _, err := l.ClientExec(ctx, "ping", "-c1", "-W1", m1.Addr.String()); err != nil {
+			t.Errorf("client -> partitioned m1: %v", err)
+		}
+		if err := l.Heal(ctx, m1); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Heal(ctx, m1); err != nil {
+			t.Errorf("second heal: %v", err)
+		}
+		if err := ping(m1, m2.Addr.String()); err != nil {
+			t.Errorf("after heal m1 -> m2: %v", err)
+		}
+	})
+
+	t.Run("VIP and ARP holders are seen in namespaces and on the wire", func(t *testing.T) {
+		if hs, err := l.VIPHolders(); err != nil || len(hs) != 0 {
+			t.Fatalf("VIP holders before = %v (%v), want none", hs, err)
+		}
+		mon, err := l.MonitorVIP(10 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m2.Exec(ctx, "ip", "addr", "add", vip, "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		if hs, _ := l.VIPHolders(); strings.Join(hs, ",") != m2.Name {
+			t.Errorf("VIP holders = %v, want [%s]", hs, m2.Name)
+		}
+		if got, err := l.ARPHolders(300 * time.Millisecond); err != nil || strings.Join(got, ",") != macs[m2.Name] {
+			t.Errorf("ARP holders = %v (%v), want [%s]", got, err, macs[m2.Name])
+		}
+		if _, err := m3.Exec(ctx, "ip", "addr", "add", vip, "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // let the monitor take a few samples
+		if got, err := l.ARPHolders(300 * time.Millisecond); err != nil || len(got) != 2 {
+			t.Errorf("ARP holders with two owners = %v (%v), want both MACs", got, err)
+		}
+		if _, err := m3.Exec(ctx, "ip", "addr", "del", vip, "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		r := mon.Stop()
+		if r.Dual == 0 || r.Samples < 5 || len(r.Transitions) < 3 {
+			t.Errorf("monitor missed the dual holding: %v", r)
+		}
+		t.Logf("monitor: %v", r)
+	})
+
+	t.Run("pinger measures an outage", func(t *testing.T) {
+		p, err := l.StartPinger(10 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if err := l.CutLink(ctx, m2); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(600 * time.Millisecond)
+		if err := l.RestoreLink(ctx, m2); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		r := p.Stop()
+		t.Logf("pinger: %v", r)
+		if r.Replies < 20 || r.LongestGap < 500*time.Millisecond || len(r.Outages) != 1 {
+			t.Errorf("pinger report %v: want one outage of at least the 600 ms cut", r)
+		}
+	})
+
+	t.Run("reboot keeps the disk and drops the VIP", func(t *testing.T) {
+		if _, err := m2.Exec(ctx, "sh", "-c", "echo kept > /var/lib/masterd/lab-marker"); err != nil {
+			t.Fatal(err)
+		}
+		old := m2.Host().PID1()
+		if err := l.KillPID1(m2); err != nil {
+			t.Fatal(err)
+		}
+		if hs, _ := l.VIPHolders(); strings.Join(hs, ",") != m2.Name {
+			t.Errorf("after killing PID 1 the namespace should keep the VIP; holders = %v", hs)
+		}
+		if err := l.Reboot(ctx, m2); err != nil {
+			t.Fatal(err)
+		}
+		if m2.Host().PID1() == old {
+			t.Error("same PID 1 after reboot")
+		}
+		out, err := m2.Exec(ctx, "cat", "/var/lib/masterd/lab-marker")
+		if err != nil || strings.TrimSpace(string(out)) != "kept" {
+			t.Errorf("marker after reboot = %q (%v)", out, err)
+		}
+		if hs, _ := l.VIPHolders(); len(hs) != 0 {
+			t.Errorf("VIP holders after reboot = %v, want none", hs)
+		}
+		if out, err := m2.Exec(ctx, "systemctl", "is-enabled", "masterd"); err != nil {
+			t.Errorf("masterd after reboot: %q %v", out, err)
+		}
+		if err := ping(m2, m1.Addr.String()); err != nil {
+			t.Errorf("rebooted m2 -> m1: %v", err)
+		}
+	})
+}
