@@ -183,6 +183,16 @@ type Monitor struct {
 	err         error
 	transitions []Transition
 	last        string
+	ignore      map[string]bool
+}
+
+// Ignore leaves the named master out of the following samples (a crashed
+// host whose link is cut keeps the address in its namespace but is not on
+// the wire).
+func (mon *Monitor) Ignore(name string) {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	mon.ignore[name] = true
 }
 
 // Transition is a change of VIP holder seen by a Monitor ("" = nobody,
@@ -199,7 +209,7 @@ func (l *Lab) MonitorVIP(interval time.Duration) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	mon := &Monitor{stop: make(chan struct{}), done: make(chan struct{}), last: "?"}
+	mon := &Monitor{stop: make(chan struct{}), done: make(chan struct{}), last: "?", ignore: map[string]bool{}}
 	go func() {
 		defer close(mon.done)
 		defer p.close()
@@ -212,6 +222,13 @@ func (l *Lab) MonitorVIP(interval time.Duration) (*Monitor, error) {
 			if err != nil {
 				mon.err = err
 			} else {
+				var kept []string
+				for _, h := range hs {
+					if !mon.ignore[h] {
+						kept = append(kept, h)
+					}
+				}
+				hs = kept
 				mon.samples++
 				switch len(hs) {
 				case 0:

@@ -23,7 +23,6 @@ type Pinger struct {
 	replies []reply
 	started time.Time
 	stopped time.Time
-	lastSeq int
 }
 
 type reply struct {
