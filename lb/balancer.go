@@ -146,18 +146,18 @@ func (lb *Balancer) Run(ctx context.Context) error {
 	lb.running = true
 	ctx, cancel := context.WithCancel(ctx)
 	lb.stop = cancel
+	// Counted under the lock, so a concurrent Close waits for them.
+	lb.wg.Add(len(lb.backends) + 1)
 	lb.mu.Unlock()
 	defer cancel()
 
 	lb.log.Info("balancer started", "listen", lb.Addr().String(), "backends", len(lb.backends))
 	for _, b := range lb.backends {
-		lb.wg.Add(1)
 		go func() {
 			defer lb.wg.Done()
 			lb.healthLoop(ctx, b)
 		}()
 	}
-	lb.wg.Add(1)
 	go func() {
 		defer lb.wg.Done()
 		lb.acceptLoop(ctx)

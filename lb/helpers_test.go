@@ -310,8 +310,8 @@ func testConfig(t testing.TB, listen string, backends ...*testBackend) Config {
 	}
 	// Fast, but with room for a TLS handshake on a loaded machine under
 	// -race: a check timing out would take a backend down mid-test.
-	cfg.HealthCheck.Interval = 200 * time.Millisecond
-	cfg.HealthCheck.Timeout = 200 * time.Millisecond
+	cfg.HealthCheck.Interval = 500 * time.Millisecond
+	cfg.HealthCheck.Timeout = 500 * time.Millisecond
 	cfg.HealthCheck.CA = getPKI(t).pool
 	cfg.DialTimeout = time.Second
 	return cfg

@@ -86,7 +86,7 @@ func TestSpreadsConnectionsEvenlyOverReadyBackends(t *testing.T) {
 	}
 	for _, b := range bs {
 		if count[b.name] != 10 {
-			t.Errorf("held connections: %s got %d of 30, want 10 (all: %v)", b.name, count[b.name], count)
+			t.Errorf("held connections: %s got %d of 30, want 10 (all: %v; status %+v)", b.name, count[b.name], count, lb.Status())
 		}
 	}
 	for _, c := range held {
