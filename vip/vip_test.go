@@ -420,3 +420,40 @@ func TestInterfaceIsTheOneWhoseSubnetHoldsTheVIP(t *testing.T) {
 		}
 	}
 }
+
+// Without probing, a gratuitous ARP from another host (a keepalived left
+// running, say) is still a conflict.
+func TestGratuitousARPFromAnotherHostIsAConflictWithoutProbing(t *testing.T) {
+	l := newLab(t, 2)
+	a, rogue := l.hosts[0], l.hosts[1]
+	vip := families[0].vip(a)
+	cfg := DefaultConfig(vip)
+	cfg.ConflictProbeInterval = 0
+	m := newManager(t, a, cfg, nil)
+	runManager(t, m)
+	if err := m.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var fd, ifindex int
+	rogue.In(func() error {
+		link, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		ifindex = link.Attrs().Index
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		return err
+	})
+	defer unix.Close(fd)
+	waitFor(t, "the rogue's gratuitous ARP to be counted", 10*time.Second, func() bool {
+		for _, f := range garpFrames(rogue.MAC, vip) {
+			sa := &unix.SockaddrLinklayer{Protocol: htons(etherTypeARP), Ifindex: ifindex, Halen: 6}
+			copy(sa.Addr[:], broadcastMAC)
+			if err := unix.Sendto(fd, f, 0, sa); err != nil {
+				t.Fatalf("rogue send: %v", err)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		return value(m.m.conflicts) >= 1
+	})
+}
