@@ -69,6 +69,7 @@ type Driver struct {
 	metaDirty chan struct{}
 
 	started  atomic.Bool
+	lifeMu   sync.Mutex // serialises Leave and shutdown (Leave after Shutdown panics)
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -466,6 +467,13 @@ func (d *Driver) Stop(ctx context.Context) error {
 		}
 		break
 	}
+	d.lifeMu.Lock()
+	defer d.lifeMu.Unlock()
+	select {
+	case <-d.stop: // killed meanwhile: memberlist is gone
+		return err
+	default:
+	}
 	if lerr := d.ml.Leave(time.Second); lerr != nil {
 		err = errors.Join(err, fmt.Errorf("election: leave: %w", lerr))
 	}
@@ -478,6 +486,8 @@ func (d *Driver) Stop(ctx context.Context) error {
 // Held roles stay held on the host; callbacks are not called again.
 func (d *Driver) Kill() {
 	if d.ml != nil {
+		d.lifeMu.Lock()
+		defer d.lifeMu.Unlock()
 		d.shutdown()
 	}
 }

@@ -72,7 +72,7 @@ func (r *recorder) callbacks(node string) Callbacks {
 
 // waitStarted waits for a "started" event after since by a node other than
 // not, and returns it.
-func (r *recorder) waitStarted(t *testing.T, since time.Time, not string, timeout time.Duration) recEvent {
+func (r *recorder) waitStarted(t testing.TB, since time.Time, not string, timeout time.Duration) recEvent {
 	t.Helper()
 	end := time.Now().Add(timeout)
 	for time.Now().Before(end) {
@@ -91,7 +91,7 @@ func (r *recorder) waitStarted(t *testing.T, since time.Time, not string, timeou
 }
 
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	rec     *recorder
 	peers   []Peer
 	key     []byte
@@ -100,7 +100,7 @@ type cluster struct {
 	dirs    map[string]string
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -117,7 +117,7 @@ func freePort(t *testing.T) int {
 	}
 }
 
-func testKey(t *testing.T) []byte {
+func testKey(t testing.TB) []byte {
 	k := make([]byte, 32)
 	if _, err := rand.Read(k); err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func testKey(t *testing.T) []byte {
 	return k
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	c := &cluster{t: t, rec: newRecorder(), key: testKey(t), drivers: map[string]*Driver{},
 		regs: map[string]*prometheus.Registry{}, dirs: map[string]string{}}
 	for i := range n {
@@ -416,4 +416,44 @@ func FuzzDecodeMeta(f *testing.F) {
 			t.Fatalf("accepted %x, re-encodes differently", b)
 		}
 	})
+}
+
+// Failover on loopback with the default vip timings (800ms/500ms/100ms):
+//
+//	go test ./election -run '^$' -bench Failover -benchtime 10x
+//
+// reports the mean, min and max from the leader's Stop (graceful) or Kill
+// (transport closed, no release) to the new leader's OnStartedLeading.
+func BenchmarkFailoverGracefulHandover(b *testing.B) { benchFailover(b, true) }
+func BenchmarkFailoverKilledLeader(b *testing.B)     { benchFailover(b, false) }
+
+func benchFailover(b *testing.B, graceful bool) {
+	var total, lo, hi time.Duration
+	for i := 0; b.Loop(); i++ {
+		c := newCluster(b, 3)
+		c.startAll()
+		l := c.waitLeader(10 * time.Second)
+		time.Sleep(time.Duration(200+i*37%100) * time.Millisecond) // vary the heartbeat phase
+		t0 := time.Now()
+		if graceful {
+			go c.drivers[l].Stop(context.Background())
+		} else {
+			c.drivers[l].Kill()
+		}
+		e := c.rec.waitStarted(b, t0, l, 5*time.Second)
+		d := e.at.Sub(t0)
+		total += d
+		if lo == 0 || d < lo {
+			lo = d
+		}
+		hi = max(hi, d)
+		c.checkNoOverlap()
+		for _, dr := range c.drivers {
+			dr.Kill()
+		}
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/failover")
+	b.ReportMetric(float64(lo.Microseconds())/1000, "min-ms")
+	b.ReportMetric(float64(hi.Microseconds())/1000, "max-ms")
+	b.ReportMetric(0, "ns/op")
 }

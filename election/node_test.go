@@ -22,6 +22,7 @@ type testNet struct {
 	inc         map[string]uint64
 	inflight    []flight
 	drop        func(Message) bool
+	delay       func(Message) time.Duration
 	holdRelease bool
 	events      []string // "n1 acquired 1", "n2 lost 1"
 	sent        []Message
@@ -74,7 +75,11 @@ func (tn *testNet) collect(id string) {
 		for _, m := range rd.Messages {
 			tn.sent = append(tn.sent, m)
 			if tn.drop == nil || !tn.drop(m) {
-				tn.inflight = append(tn.inflight, flight{at: tn.now + time.Millisecond, m: m})
+				d := time.Millisecond
+				if tn.delay != nil {
+					d = tn.delay(m)
+				}
+				tn.inflight = append(tn.inflight, flight{at: tn.now + d, m: m})
 			}
 		}
 		n.Advance()
@@ -371,6 +376,23 @@ func TestScenarios(t *testing.T) {
 			c.run(t, newTestNet(t, 3, vip))
 		})
 	}
+	t.Run("a handover among five wins in a few ms even when the Release reaches voters after the Vote", func(t *testing.T) {
+		tn := newTestNet(t, 5, vip)
+		tn.startAll().run(100 * time.Millisecond)
+		l := tn.leader()
+		tn.delay = func(m Message) time.Duration {
+			if m.Type == MsgRelease && m.From == l && m.To != "b" {
+				return 5 * time.Millisecond
+			}
+			return time.Millisecond
+		}
+		tn.nodes[l].Handover(tn.now, RoleVIP, "b")
+		tn.collect(l)
+		tn.run(30 * time.Millisecond)
+		if nl := tn.leader(); nl != "b" {
+			t.Fatalf("leader %q 30ms after handover, want b", nl)
+		}
+	})
 }
 
 func TestStepRejectsForeignMessagesWithAReason(t *testing.T) {

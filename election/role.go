@@ -60,6 +60,11 @@ type role struct {
 	nextBeat   time.Duration
 	campaignAt time.Duration
 	immediate  bool // successor of a handover: campaign now, no PreVote
+	// handoverFrom/handoverTerm name the leader that handed the role to this
+	// node: a Nack that only reflects its not-yet-received Release is retried
+	// instead of counted.
+	handoverFrom string
+	handoverTerm uint64
 	failures   int
 	handoverTo string
 
@@ -238,6 +243,7 @@ func (r *role) giveUp(now time.Duration) {
 		}
 	}
 	r.state = stateFollower
+	r.handoverFrom = ""
 	r.failures = min(r.failures+1, 6)
 	backoff := min(r.t.RetryPeriod<<r.failures, r.t.LeaseDuration)
 	wait := max(backoff, min(r.nackWait, r.t.LeaseDuration))
@@ -267,6 +273,7 @@ func (r *role) maybeLead(now time.Duration) {
 		return // too late: the round times out and gives up
 	}
 	r.state = stateLeader
+	r.handoverFrom = ""
 	r.failures = 0
 	r.deadline = deadline
 	r.nextBeat = r.sendTimes[r.roundSeq] + r.t.RetryPeriod
@@ -416,6 +423,11 @@ func (r *role) step(now time.Duration, m Message) {
 				r.lapse(now, "")
 			}
 		case stateCandidate:
+			if m.PromisedTo != "" && m.PromisedTo == r.handoverFrom && m.PromisedTerm <= r.handoverTerm && m.MaxTerm <= r.term {
+				// The voter has not seen the handover's Release yet: ask again soon.
+				r.resendAt = min(r.resendAt, now+r.t.RetryPeriod/10)
+				return
+			}
 			r.nacks[m.From] = true
 			if m.PromisedTo != r.n.cfg.ID {
 				r.nackWait = max(r.nackWait, m.Remaining)
@@ -473,6 +485,7 @@ func (r *role) stepRelease(now time.Duration, m Message) {
 	if m.Successor != "" && r.n.voters[m.Successor] {
 		r.successor, r.successorUntil = m.Successor, now+r.handoverWindow()
 		if m.Successor == r.n.cfg.ID && r.state == stateFollower {
+			r.handoverFrom, r.handoverTerm = m.From, m.Term
 			r.immediate = true
 			r.campaignAt = now
 			r.tickFollower(now)
