@@ -66,6 +66,7 @@ func main() {
 	duration := flag.Duration("duration", 4*time.Second, "measurement time per cell")
 	modes := flag.String("modes", "keepalive,newconn", "client modes to run")
 	conc := flag.String("clients", "1,16,64", "concurrent clients")
+	direct := flag.Bool("direct", true, "also measure the client straight to one backend (no balancer) as a baseline")
 	flag.Parse()
 
 	var err error
@@ -75,7 +76,7 @@ func main() {
 	case "lb":
 		err = runMasterdLB(*dir)
 	case "":
-		err = orchestrate(*out, *duration, strings.Split(*modes, ","), *conc)
+		err = orchestrate(*out, *duration, strings.Split(*modes, ","), *conc, *direct)
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -196,7 +197,7 @@ type cell struct {
 	wall           time.Duration
 }
 
-func orchestrate(out string, duration time.Duration, modes []string, concList string) error {
+func orchestrate(out string, duration time.Duration, modes []string, concList string, direct bool) error {
 	var concs []int
 	for _, s := range strings.Split(concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -282,6 +283,14 @@ func orchestrate(out string, duration time.Duration, modes []string, concList st
 	}{
 		{"masterd", masterdAddr, mlb.Process.Pid},
 		{"haproxy", haproxyAddr, hap.Process.Pid},
+	}
+	if direct {
+		// Baseline: one backend, no balancer in the path.
+		targets = append(targets, struct {
+			name string
+			addr string
+			pid  int
+		}{"direct", backendAddrs[0], 0})
 	}
 	for _, tg := range targets {
 		if err := waitServing(tg.addr, pool); err != nil {
@@ -449,6 +458,9 @@ func run(addr string, pool *x509.CertPool, mode string, c int, d time.Duration) 
 
 // cpuSeconds is utime+stime of pid from /proc/<pid>/stat.
 func cpuSeconds(pid int) (float64, error) {
+	if pid == 0 {
+		return 0, nil
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -484,7 +496,7 @@ func writeReport(out string, cells []cell, hversion string, duration, total time
 		"requests alternate GET /readyz and GET of a ~4 KiB ConfigMap list. Both balancers: least connections, "+
 		"readiness GET /readyz over TLS verified against the CA every 1 s, rise 2, fall 3. "+
 		"CPU is the balancer process's utime+stime during the cell. keepalive = one persistent connection per client; "+
-		"newconn = a new TCP+TLS connection per request.\n\n")
+		"newconn = a new TCP+TLS connection per request. direct = the same client straight to one backend, no balancer (a baseline, not a target).\n\n")
 	b.WriteString("The machine is shared (2 cores, other builds running): the client, the backends and the balancer compete for the same cores, so absolute numbers are noisy; the two balancers ran interleaved slice by slice in the same run. CPU µs/req is the steadier figure.\n\n")
 	b.WriteString("| mode | clients | balancer | req/s | p50 ms | p99 ms | CPU s | CPU µs/req | errors | req/s vs haproxy | p99 vs haproxy |\n")
 	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -508,8 +520,12 @@ func writeReport(out string, cells []cell, hversion string, duration, total time
 		if x.requests > 0 {
 			perReq = x.cpu / float64(x.requests) * 1e6
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %.3f | %.3f | %.2f | %.1f | %d | %s | %s |\n",
-			x.mode, x.clients, x.balancer, x.rps, ms(x.p50), ms(x.p99), x.cpu, perReq, x.errs, rel1, rel2)
+		cpu, cpuReq := fmt.Sprintf("%.2f", x.cpu), fmt.Sprintf("%.1f", perReq)
+		if x.balancer == "direct" {
+			cpu, cpuReq = "–", "–"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %.3f | %.3f | %s | %s | %d | %s | %s |\n",
+			x.mode, x.clients, x.balancer, x.rps, ms(x.p50), ms(x.p99), cpu, cpuReq, x.errs, rel1, rel2)
 	}
 	b.WriteString("\nTarget (issue 12): masterd's throughput within 10% of haproxy's and p99 no worse by more than 10%.\n")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
