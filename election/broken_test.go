@@ -30,3 +30,19 @@ func TestSimulationFindsOverlapWhenARuleIsBroken(t *testing.T) {
 		})
 	}
 }
+
+// The liveness check is not vacuous: a cluster whose nodes never campaign is
+// reported.
+func TestSimulationReportsAClusterThatNeverElects(t *testing.T) {
+	failed, _, _ := runSeeds(t, 1, 20, rules{neverCampaign: true}, func(s *sim) bool {
+		for _, v := range s.viol {
+			if v.kind == "liveness" {
+				return true
+			}
+		}
+		return false
+	})
+	if len(failed) == 0 {
+		t.Fatal("no liveness violation reported for a cluster that never campaigns")
+	}
+}

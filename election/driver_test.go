@@ -457,3 +457,51 @@ func benchFailover(b *testing.B, graceful bool) {
 	b.ReportMetric(float64(hi.Microseconds())/1000, "max-ms")
 	b.ReportMetric(0, "ns/op")
 }
+
+func TestDriverRestartedLeaderRejoinsAsFollowerWithANewIncarnation(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startAll()
+	l := c.waitLeader(10 * time.Second)
+	c.drivers[l].Kill()
+	t0 := time.Now()
+	e := c.rec.waitStarted(t, t0, l, 5*time.Second)
+	delete(c.drivers, l)
+	before, _ := loadState(c.dirs[l])
+	d := c.start(l) // same state dir and port
+	after, _ := loadState(c.dirs[l])
+	if after.Incarnation != before.Incarnation+1 {
+		t.Fatalf("incarnation %d after restart, was %d", after.Incarnation, before.Incarnation)
+	}
+	end := time.Now().Add(3 * time.Second)
+	for time.Now().Before(end) {
+		if s := d.Status().Roles[RoleVIP]; s.Holder == e.node {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := d.Status().Roles[RoleVIP]; s.Holder != e.node || s.Leader {
+		t.Fatalf("restarted node sees %+v, want follower of %s", s, e.node)
+	}
+	if ls := c.leaders(); !slices.Equal(ls, []string{e.node}) {
+		t.Fatalf("leaders %v, want [%s]", ls, e.node)
+	}
+	c.checkNoOverlap()
+}
+
+func TestDriverUnhealthyLeaderHandsOverToAHealthyPeer(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startAll()
+	l := c.waitLeader(10 * time.Second)
+	t0 := time.Now()
+	c.drivers[l].SetHealthy(RoleVIP, false)
+	e := c.rec.waitStarted(t, t0, l, 5*time.Second)
+	t.Logf("unhealthy leader %s handed over to %s after %v", l, e.node, e.at.Sub(t0))
+	if e.at.Sub(t0) < DefaultVIPTiming().LeaseDuration {
+		t.Fatalf("handed over after %v, before the health hysteresis of a lease", e.at.Sub(t0))
+	}
+	time.Sleep(2 * time.Second) // the unhealthy node does not take the role back
+	if ls := c.leaders(); !slices.Equal(ls, []string{e.node}) {
+		t.Fatalf("leaders %v, want [%s]", ls, e.node)
+	}
+	c.checkNoOverlap()
+}

@@ -98,6 +98,7 @@ type rules struct {
 	noQuietPeriod    bool
 	noPromise        bool
 	noReleaseOnLapse bool
+	neverCampaign    bool
 }
 
 // Node is the election state machine of one master for every role. It is

@@ -65,8 +65,8 @@ type role struct {
 	// instead of counted.
 	handoverFrom string
 	handoverTerm uint64
-	failures   int
-	handoverTo string
+	failures     int
+	handoverTo   string
 
 	healthy       bool
 	healthChanged time.Duration
@@ -147,7 +147,7 @@ func (r *role) tickFollower(now time.Duration) {
 	if now < r.campaignAt {
 		return
 	}
-	if r.n.withdrawn {
+	if r.n.withdrawn || r.n.rules.neverCampaign {
 		r.campaignAt = now + r.t.LeaseDuration
 		return
 	}
@@ -357,13 +357,22 @@ func (r *role) released(now time.Duration, term uint64) {
 	}
 }
 
+// bestPeer is the best-ranked other voter heard from within a lease (or
+// the best-ranked one at all if none was).
 func (r *role) bestPeer() string {
+	first := ""
 	for _, v := range r.n.ranked(r.name) {
-		if v != r.n.cfg.ID {
+		if v == r.n.cfg.ID {
+			continue
+		}
+		if first == "" {
+			first = v
+		}
+		if t, ok := r.n.lastHeard[v]; ok && r.n.now-t <= r.t.LeaseDuration {
 			return v
 		}
 	}
-	return ""
+	return first
 }
 
 func (r *role) step(now time.Duration, m Message) {
