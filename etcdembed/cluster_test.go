@@ -170,13 +170,13 @@ func TestClientsWithoutCertificateOrFromAnotherCAAreRejected(t *testing.T) {
 	tc := newTestCluster(t, 1)
 	tc.startAll()
 	pool := x509.NewCertPool()
-	ca, err := os.ReadFile(tc.pki.CAFile)
+	ca, err := os.ReadFile(tc.cfgs[0].TLS.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool.AppendCertsFromPEM(ca)
-	foreign := newTestPKI(t, filepath.Join(tc.dir, "foreign"), "foreign CA")
-	foreignInfo := transport.TLSInfo{CertFile: foreign.ClientCertFile, KeyFile: foreign.ClientKeyFile, TrustedCAFile: tc.pki.CAFile}
+	foreign := nodeTLS(t, testSecret(t), filepath.Join(tc.dir, "foreign"), "m0", loopback)
+	foreignInfo := transport.TLSInfo{CertFile: foreign.ClientCertFile, KeyFile: foreign.ClientKeyFile, TrustedCAFile: tc.cfgs[0].TLS.CAFile}
 	foreignTLS, err := foreignInfo.ClientConfig()
 	if err != nil {
 		t.Fatal(err)

@@ -2,16 +2,10 @@ package etcdembed
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -20,115 +14,40 @@ import (
 	"testing"
 	"time"
 
+	"github.com/masterd/masterd/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
-// testPKI is a throw-away CA with one server/peer certificate (SANs
-// 127.0.0.1, localhost; server and client auth) shared by all members, and
-// masterd's client certificate. TODO: switch to package pki once it lands.
-type testPKI struct {
-	CAFile, CertFile, KeyFile, ClientCertFile, ClientKeyFile string
-}
-
-type keyPair struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newCA(t testing.TB, cn string) keyPair {
+// testSecret is one cluster secret (etcd CA) from package pki, as masterd
+// init makes it.
+func testSecret(t testing.TB) *pki.Secret {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, err := pki.GenerateSecret(rand.Reader, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keyPair{cert, key}
+	return s
 }
 
-var serial int64 = 10
-var serialMu sync.Mutex
-
-func (ca keyPair) issue(t testing.TB, cn string, server bool) keyPair {
+// nodeTLS runs pki.Ensure for one node into dir and returns its etcd files.
+func nodeTLS(t testing.TB, s *pki.Secret, dir, name string, addr netip.Addr) TLS {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := pki.DefaultParams()
+	p.NodeName, p.NodeAddress = name, addr
+	p.Peers = []pki.Peer{{Name: name, Address: addr}}
+	f, err := pki.Ensure(dir, s, p, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	serialMu.Lock()
-	serial++
-	sn := serial
-	serialMu.Unlock()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(sn),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	return TLS{
+		CAFile:         f.EtcdCA,
+		ServerCertFile: f.EtcdServer.Cert, ServerKeyFile: f.EtcdServer.Key,
+		PeerCertFile: f.EtcdPeer.Cert, PeerKeyFile: f.EtcdPeer.Key,
+		ClientCertFile: f.EtcdClient.Cert, ClientKeyFile: f.EtcdClient.Key,
 	}
-	if server {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keyPair{cert, key}
-}
-
-func (kp keyPair) write(t testing.TB, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	certFile = filepath.Join(dir, name+".crt")
-	keyFile = filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kp.cert.Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(kp.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
-func newTestPKI(t testing.TB, dir, caName string) testPKI {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ca := newCA(t, caName)
-	var p testPKI
-	p.CAFile, _ = ca.write(t, dir, "ca")
-	p.CertFile, p.KeyFile = ca.issue(t, "etcd-member", true).write(t, dir, "member")
-	p.ClientCertFile, p.ClientKeyFile = ca.issue(t, "masterd", false).write(t, dir, "client")
-	return p
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -160,7 +79,8 @@ func testLogger(t testing.TB) *slog.Logger {
 type testCluster struct {
 	t       testing.TB
 	dir     string
-	pki     testPKI
+	secret  *pki.Secret
+	tls     map[string]TLS // by member name
 	peers   []Peer
 	cfgs    []Config
 	members []*Member
@@ -169,7 +89,7 @@ type testCluster struct {
 func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
-	tc := &testCluster{t: t, dir: dir, pki: newTestPKI(t, filepath.Join(dir, "pki"), "masterd test CA")}
+	tc := &testCluster{t: t, dir: dir, secret: testSecret(t), tls: map[string]TLS{}}
 	for i := 0; i < n; i++ {
 		tc.peers = append(tc.peers, Peer{Name: fmt.Sprintf("m%d", i), Address: loopback,
 			PeerPort: freePort(t), ClientPort: freePort(t)})
@@ -189,12 +109,10 @@ func (tc *testCluster) config(i int) Config {
 	cfg.Address = p.Address
 	cfg.ClientPort, cfg.PeerPort = p.ClientPort, p.PeerPort
 	cfg.Members = append([]Peer(nil), tc.peers...)
-	cfg.TLS = TLS{
-		CAFile:         tc.pki.CAFile,
-		ServerCertFile: tc.pki.CertFile, ServerKeyFile: tc.pki.KeyFile,
-		PeerCertFile: tc.pki.CertFile, PeerKeyFile: tc.pki.KeyFile,
-		ClientCertFile: tc.pki.ClientCertFile, ClientKeyFile: tc.pki.ClientKeyFile,
+	if _, ok := tc.tls[p.Name]; !ok {
+		tc.tls[p.Name] = nodeTLS(tc.t, tc.secret, filepath.Join(tc.dir, p.Name, "pki"), p.Name, p.Address)
 	}
+	cfg.TLS = tc.tls[p.Name]
 	cfg.SnapshotInterval = 0
 	cfg.ReadyTimeout = 90 * time.Second
 	cfg.ProgressInterval = 5 * time.Second
@@ -291,7 +209,8 @@ func (tc *testCluster) endpoint(i int) string {
 // endpoints; closed at the end of the test.
 func (tc *testCluster) client(idx ...int) *clientv3.Client {
 	tc.t.Helper()
-	info := transport.TLSInfo{CertFile: tc.pki.ClientCertFile, KeyFile: tc.pki.ClientKeyFile, TrustedCAFile: tc.pki.CAFile}
+	f := tc.cfgs[0].TLS
+	info := transport.TLSInfo{CertFile: f.ClientCertFile, KeyFile: f.ClientKeyFile, TrustedCAFile: f.CAFile}
 	tlsc, err := info.ClientConfig()
 	if err != nil {
 		tc.t.Fatal(err)
