@@ -376,9 +376,27 @@ func (s *Supervisor) observe(name string, p props) {
 	st.nRestarts = p.nRestarts
 	failedNow := p.subState == "auto-restart" || p.activeState == "failed"
 	failedBefore := prev.SubState == "auto-restart" || prev.ActiveState == "failed"
-	if st.known && failedNow && !failedBefore && !st.intentional {
-		st.st.Failures++
-		s.m.failures.WithLabelValues(name).Inc()
+	if st.known && !st.intentional {
+		// Every automatic restart follows an exit nobody asked for, even
+		// when the readings missed the failed/auto-restart state between.
+		f := st.st.Failures
+		if failedNow && !failedBefore {
+			f++
+		}
+		// In auto-restart the pending restart is counted through NRestarts
+		// (systemd increments it while still in auto-restart); only a final
+		// "failed" adds one more.
+		bound := st.st.Restarts
+		if p.activeState == "failed" {
+			bound++
+		}
+		if bound > f {
+			f = bound
+		}
+		if d := f - st.st.Failures; d > 0 {
+			st.st.Failures = f
+			s.m.failures.WithLabelValues(name).Add(float64(d))
+		}
 	}
 	st.known = true
 	intentional := st.intentional
