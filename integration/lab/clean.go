@@ -28,9 +28,15 @@ func Clean(prefix string) error {
 	}
 	var errs []error
 	hosts := map[string]bool{}
+	var owners []string
 	if ents, err := os.ReadDir(stateRoot); err == nil {
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), prefix+"-") {
+				if strings.HasSuffix(e.Name(), ".owner") {
+					// labhost's record of who booted the host.
+					owners = append(owners, filepath.Join(stateRoot, e.Name()))
+					continue
+				}
 				hosts[e.Name()] = true
 			}
 		}
@@ -76,6 +82,11 @@ func Clean(prefix string) error {
 	for _, ns := range nss {
 		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", ns, err, strings.TrimSpace(string(out))))
+		}
+	}
+	for _, o := range owners {
+		if err := os.Remove(o); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
 		}
 	}
 	if err := os.RemoveAll(filepath.Join(stateRoot, prefix)); err != nil {

@@ -336,7 +336,21 @@ func (m *Master) Exec(ctx context.Context, argv ...string) ([]byte, error) {
 
 // Journal returns the master's masterd journal (last lines).
 func (m *Master) Journal(ctx context.Context, lines int) string {
-	out, _ := m.Exec(ctx, "journalctl", "--no-pager", "-o", "short-precise", "-u", "masterd", "-n", fmt.Sprint(lines))
+	out, _ := m.Exec(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "masterd", "-n", fmt.Sprint(lines))
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		if len(line) > 400 {
+			line = line[:400] + "…\n"
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// JournalSince returns masterd's journal lines of the master logged at or
+// after t (the current boot of the host only).
+func (m *Master) JournalSince(ctx context.Context, t time.Time) string {
+	out, _ := m.Exec(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", "masterd", "--since", "@"+fmt.Sprint(t.Unix()))
 	return string(out)
 }
 

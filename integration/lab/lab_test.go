@@ -60,7 +60,7 @@ func up(t *testing.T, ctx context.Context, o Options) *Lab {
 // leftovers lists what a lab with prefix left on the machine.
 func leftovers(prefix string) []string {
 	var out []string
-	for _, pat := range []string{"/run/netns/" + prefix + "-*", stateRoot + "/" + prefix + "*", cgroupRoot + "/masterd-lab-" + prefix + "-*"} {
+	for _, pat := range []string{"/run/netns/" + prefix + "-*", stateRoot + "/" + prefix + "-*", stateRoot + "/" + prefix, cgroupRoot + "/masterd-lab-" + prefix + "-*"} {
 		ms, _ := filepath.Glob(pat)
 		out = append(out, ms...)
 	}
