@@ -298,6 +298,25 @@ func orchestrate(out string, duration time.Duration, modes []string, concList st
 		}
 	}
 
+	// Idle cost: CPU while only the readiness checks run.
+	idle := map[string]float64{}
+	var c0 []float64
+	for _, tg := range targets {
+		v, err := cpuSeconds(tg.pid)
+		if err != nil {
+			return err
+		}
+		c0 = append(c0, v)
+	}
+	time.Sleep(idleWindow)
+	for i, tg := range targets {
+		v, err := cpuSeconds(tg.pid)
+		if err != nil {
+			return err
+		}
+		idle[tg.name] = (v - c0[i]) / idleWindow.Seconds()
+	}
+
 	// Each cell is measured in rounds of slices, the two balancers
 	// alternating slice by slice (and swapping who goes first every
 	// round), so drift in the shared machine's load hits both alike.
@@ -336,12 +355,13 @@ func orchestrate(out string, duration time.Duration, modes []string, concList st
 			}
 		}
 	}
-	return writeReport(out, cells, hversion, duration, time.Since(began))
+	return writeReport(out, cells, idle, hversion, duration, time.Since(began))
 }
 
 const (
-	rounds = 4                      // slices per balancer per cell
-	warmup = 500 * time.Millisecond // per balancer per cell
+	idleWindow = 5 * time.Second        // idle CPU measurement
+	rounds     = 4                      // slices per balancer per cell
+	warmup     = 500 * time.Millisecond // per balancer per cell
 )
 
 // sample is what one or more measurement slices collected.
@@ -485,7 +505,7 @@ func cpuSeconds(pid int) (float64, error) {
 	return (ut + st) / hz, nil
 }
 
-func writeReport(out string, cells []cell, hversion string, duration, total time.Duration) error {
+func writeReport(out string, cells []cell, idle map[string]float64, hversion string, duration, total time.Duration) error {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# lb benchmark: masterd's balancer vs haproxy (TCP mode)\n\n")
@@ -527,6 +547,8 @@ func writeReport(out string, cells []cell, hversion string, duration, total time
 		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %.3f | %.3f | %s | %s | %d | %s | %s |\n",
 			x.mode, x.clients, x.balancer, x.rps, ms(x.p50), ms(x.p99), cpu, cpuReq, x.errs, rel1, rel2)
 	}
+	fmt.Fprintf(&b, "\nIdle CPU (no client traffic, readiness checks of 3 backends every 1 s), measured over %s before the cells: masterd %.1f ms/s, haproxy %.1f ms/s.\n",
+		idleWindow, idle["masterd"]*1000, idle["haproxy"]*1000)
 	b.WriteString("\nTarget (issue 12): masterd's throughput within 10% of haproxy's and p99 no worse by more than 10%.\n")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
