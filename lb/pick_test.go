@@ -1,0 +1,58 @@
+package lb
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestPickMatchesNaiveLeastConnections compares pick with a naive reference
+// on random backend states: it must return an up, untried backend with the
+// minimum active count (nil if there is none) and count the connection on it.
+func TestPickMatchesNaiveLeastConnections(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for iter := range 5000 {
+		n := 1 + rng.IntN(5)
+		lb := &Balancer{}
+		for range n {
+			b := &backend{}
+			b.up.Store(rng.IntN(4) != 0)
+			b.active.Store(int64(rng.IntN(4)))
+			lb.backends = append(lb.backends, b)
+		}
+		var tried []*backend
+		for _, b := range lb.backends {
+			if rng.IntN(4) == 0 {
+				tried = append(tried, b)
+			}
+		}
+		isTried := func(b *backend) bool {
+			for _, x := range tried {
+				if x == b {
+					return true
+				}
+			}
+			return false
+		}
+		want := int64(-1) // reference: the minimum active count among candidates
+		for _, b := range lb.backends {
+			if b.up.Load() && !isTried(b) && (want < 0 || b.active.Load() < want) {
+				want = b.active.Load()
+			}
+		}
+		got := lb.pick(tried)
+		switch {
+		case want < 0 && got != nil:
+			t.Fatalf("iteration %d (seed %d): picked a backend although none is eligible", iter, seed)
+		case want < 0:
+			continue
+		case got == nil:
+			t.Fatalf("iteration %d (seed %d): picked nothing, want one with %d active", iter, seed, want)
+		case !got.up.Load() || isTried(got):
+			t.Fatalf("iteration %d (seed %d): picked a down or already tried backend", iter, seed)
+		case got.active.Load() != want+1:
+			t.Fatalf("iteration %d (seed %d): picked one with %d active (after counting), want %d", iter, seed, got.active.Load(), want+1)
+		}
+	}
+}
