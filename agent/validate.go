@@ -11,23 +11,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/masterd/masterd/election"
 )
 
-// Release budgets: how long after a missed renew deadline a holder may still act
-// (T_detect + T_release in DESIGN.md's safety inequality).
-const (
-	// vipBudget: the deadline timer may run late by a GC pause or a scheduling
-	// delay (T_detect, ~100 ms on a loaded host) and the address removal is one
-	// netlink call (T_release, ~1 ms) — with room to spare.
-	vipBudget = 200 * time.Millisecond
-	// vipFencedBudget: with the nftables fence armed the kernel silences the VIP
-	// at the deadline minus a margin, whatever the daemon does; what is left is
-	// the fence's timer granularity (one 4 ms jiffy) and ARP already in flight.
-	vipFencedBudget = 20 * time.Millisecond
-	// unitBudget: a leader-only component is stopped by killing its control
-	// group: SIGTERM, SIGKILL after a 2 s grace, and the wait for it to be gone.
-	unitBudget = 4 * time.Second
+// Slack budgets: how late a lapsed holder's deadline check may run (T_detect)
+// and how long its release may take (T_release) in DESIGN.md's safety
+// inequality. They are the election package's defaults, so the configuration
+// is checked against exactly what the election enforces.
+var (
+	// vipSlack: a GC pause or scheduling delay of ~100 ms, then one netlink
+	// call that deletes the address (with room to spare).
+	vipSlack = slack{detect: election.DefaultVIPTiming().DetectSlack, release: election.DefaultVIPTiming().ReleaseSlack}
+	// vipFencedSlack: with the nftables fence armed the kernel silences the VIP
+	// at the lease deadline minus a margin, whatever the daemon does.
+	vipFencedSlack = slack{detect: election.FastVIPTiming().DetectSlack, release: election.FastVIPTiming().ReleaseSlack}
+	// unitSlack: a leader-only component is stopped by killing its control
+	// group: SIGTERM, SIGKILL after a short grace, and the wait for it to go.
+	unitSlack = slack{detect: election.DefaultUnitTiming().DetectSlack, release: election.DefaultUnitTiming().ReleaseSlack}
 )
+
+type slack struct{ detect, release time.Duration }
+
+func (s slack) total() time.Duration { return s.detect + s.release }
 
 // LoadConfig reads, decodes and validates the file at path. Every problem found
 // is reported at once.
@@ -185,8 +191,8 @@ func (c *Config) Validate() error {
 	if c.VIP.Enabled {
 		c.validateVIP(bad, eps, addrs, &ports)
 	}
-	checkTimings(bad, "roles.scheduler", c.Roles.Scheduler, eps, unitBudget)
-	checkTimings(bad, "roles.controllerManager", c.Roles.ControllerManager, eps, unitBudget)
+	checkTimings(bad, "roles.scheduler", c.Roles.Scheduler, eps, unitSlack)
+	checkTimings(bad, "roles.controllerManager", c.Roles.ControllerManager, eps, unitSlack)
 
 	ports.add("etcd.clientPort", c.Etcd.ClientPort)
 	ports.add("etcd.peerPort", c.Etcd.PeerPort)
@@ -244,9 +250,9 @@ func (c *Config) validateVIP(bad func(string, string, ...any), eps float64, peer
 	if len(v.Interface) > 15 || strings.ContainsAny(v.Interface, "/ \t") {
 		bad("vip.interface", "%q is not an interface name", v.Interface)
 	}
-	budget := vipBudget
+	budget := vipSlack
 	if v.Fence {
-		budget = vipFencedBudget
+		budget = vipFencedSlack
 	}
 	switch v.Profile {
 	case "default":
@@ -325,7 +331,7 @@ func (c *Config) validateKubernetes(bad func(string, string, ...any), ports *por
 //	leaseDuration ≥ renewDeadline·(1+ε)/(1−ε) + (1+ε)·budget
 //
 // where budget is how long a lapsed holder may still act (T_detect + T_release).
-func checkTimings(bad func(string, string, ...any), path string, t Timings, eps float64, budget time.Duration) {
+func checkTimings(bad func(string, string, ...any), path string, t Timings, eps float64, budget slack) {
 	l, r, p := t.LeaseDuration.D(), t.RenewDeadline.D(), t.RetryPeriod.D()
 	if l <= 0 || r <= 0 || p <= 0 {
 		for k, v := range map[string]time.Duration{"leaseDuration": l, "renewDeadline": r, "retryPeriod": p} {
@@ -338,10 +344,10 @@ func checkTimings(bad func(string, string, ...any), path string, t Timings, eps 
 	if float64(r) <= 1.2*float64(p) {
 		bad(path+".renewDeadline", "%s must exceed 1.2 × retryPeriod (%s)", r, p)
 	}
-	need := time.Duration(float64(r)*(1+eps)/(1-eps) + (1+eps)*float64(budget))
+	need := electionTiming(t, budget).RequiredLease(eps)
 	if l < need {
 		bad(path+".leaseDuration", "%s is too short: with renewDeadline %s, clock drift %.0f ppm and %s to release, it must be at least %s",
-			l, r, eps*1e6, budget, need.Round(time.Millisecond))
+			l, r, eps*1e6, budget.total(), need.Round(time.Millisecond))
 	}
 }
 
@@ -364,4 +370,15 @@ func (s *portSet) add(path string, port int) {
 		return
 	}
 	s.seen[port] = path
+}
+
+// electionTiming is t with the slack budget, as the election package takes it.
+func electionTiming(t Timings, s slack) election.Timing {
+	return election.Timing{
+		LeaseDuration: t.LeaseDuration.D(),
+		RenewDeadline: t.RenewDeadline.D(),
+		RetryPeriod:   t.RetryPeriod.D(),
+		DetectSlack:   s.detect,
+		ReleaseSlack:  s.release,
+	}
 }

@@ -19,17 +19,48 @@ type Node struct {
 	Liveness func() error
 }
 
-// Build assembles the components of this node from cfg. cfg must be valid.
+// Build assembles the components of this node from cfg, in start order:
+//
+//	pki → etcd → kube (kube-apiserver ready) → lb → vip → election
+//
+// The election starts last: a role may only be taken once everything it drives
+// is in place, and it is the first to stop, handing every held role over while
+// the VIP and units can still be released. cfg must be valid.
 func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error) {
 	shared := &node{cfg: cfg, log: log, reg: reg}
 	pkiC, err := newPKIComponent(shared)
 	if err != nil {
 		return nil, err
 	}
+	etcdC := &etcdComponent{n: shared}
 	n := &Node{
-		Gatherer: prometheus.Gatherers{reg, libraryGatherer{prometheus.DefaultGatherer}},
+		Gatherer:   prometheus.Gatherers{reg, libraryGatherer{prometheus.DefaultGatherer}},
+		Components: []Component{pkiC, etcdC},
 	}
-	n.Components = append(n.Components, pkiC, &etcdComponent{n: shared})
+	el := &electionComponent{n: shared, handlers: map[string]roleHandler{}, health: map[string]healthSource{}}
+
+	// A role's eligibility: the local apiserver ready when masterd runs it,
+	// else the etcd member healthy.
+	fit := healthSource(etcdC.Check)
+	if cfg.Kubernetes.Mode != "none" {
+		kube := &kubeComponent{n: shared}
+		n.Components = append(n.Components, kube)
+		fit = kube.Check
+		el.handlers[RoleScheduler] = leaderUnit{c: kube, unit: func() string { return kube.scheduler }}
+		el.handlers[RoleControllerManager] = leaderUnit{c: kube, unit: func() string { return kube.controllerManager }}
+	}
+	for role := range cfg.RoleTimings() {
+		el.health[role] = fit
+	}
+	if cfg.VIP.Enabled {
+		if cfg.VIP.Balancer.Enabled {
+			n.Components = append(n.Components, &lbComponent{n: shared})
+		}
+		v := &vipComponent{n: shared}
+		n.Components = append(n.Components, v)
+		el.handlers[RoleVIP] = v
+	}
+	n.Components = append(n.Components, el)
 	return n, nil
 }
 

@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/masterd/masterd/election"
+)
+
+// roleHandler acts on one role's lease: the VIP, or a leader-only unit. The
+// election driver calls it serially per role (see election.Callbacks).
+type roleHandler interface {
+	// acquire runs when this node starts holding the role under term.
+	acquire(ctx context.Context, term uint64)
+	// release must let the role go completely (VIP deleted, unit dead)
+	// before it returns; the driver sends Release only afterwards.
+	release(ctx context.Context, term uint64)
+	// renewed runs on each validated renewal with the lease deadline.
+	renewed(term uint64, deadline time.Time)
+}
+
+// healthSource reports whether this node is fit to hold a role; the election
+// ranks healthy candidates first.
+type healthSource func(ctx context.Context) error
+
+// electionComponent runs the quorum-lease elections over memberlist and
+// dispatches role changes to the handlers.
+type electionComponent struct {
+	n        *node
+	handlers map[string]roleHandler
+	health   map[string]healthSource
+	d        *election.Driver
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (c *electionComponent) Name() string { return "election" }
+
+// healthInterval is how often role eligibility is re-evaluated.
+const healthInterval = time.Second
+
+func (c *electionComponent) driverConfig() election.DriverConfig {
+	cfg := c.n.cfg
+	dc := election.DefaultDriverConfig()
+	dc.Name = cfg.Name
+	dc.BindAddr = cfg.Address.String()
+	dc.BindPort = cfg.Gossip.Port
+	dc.AdvertiseAddr = cfg.Address.String()
+	dc.AdvertisePort = cfg.Gossip.Port
+	for _, p := range cfg.Peers {
+		dc.Peers = append(dc.Peers, election.Peer{Name: p.Name, Addr: net.JoinHostPort(p.Address.String(), strconv.Itoa(cfg.Gossip.Port))})
+	}
+	if c.n.secret != nil {
+		dc.Keys = c.n.secret.GossipKeys
+	}
+	dc.Label = cfg.Gossip.ClusterName
+	dc.StateDir = c.n.electionDir()
+	dc.Roles = map[string]election.Timing{}
+	for role, t := range cfg.RoleTimings() {
+		s := unitSlack
+		if role == RoleVIP {
+			s = vipSlack
+			if cfg.VIP.Fence {
+				s = vipFencedSlack
+			}
+		}
+		dc.Roles[role] = electionTiming(t, s)
+	}
+	dc.Drift = float64(cfg.Election.ClockDriftPPM) / 1e6
+	dc.Priority = cfg.Priority
+	dc.Logger = c.n.log
+	dc.Registerer = c.n.reg
+	return dc
+}
+
+func (c *electionComponent) Start(ctx context.Context) error {
+	if c.n.secret == nil {
+		return errors.New("election: no cluster secret (pki did not start)")
+	}
+	// Every role starts ineligible until its first health check passes.
+	roleCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	call := func(role string, f func(h roleHandler)) {
+		if h, ok := c.handlers[role]; ok {
+			f(h)
+		}
+	}
+	d, err := election.NewDriver(c.driverConfig(), election.Callbacks{
+		OnStartedLeading: func(role string, term uint64) {
+			c.n.log.Info("role acquired", "component", "election", "role", role, "term", term)
+			call(role, func(h roleHandler) { h.acquire(roleCtx, term) })
+		},
+		OnStoppedLeading: func(role string, term uint64) {
+			c.n.log.Info("role lost", "component", "election", "role", role, "term", term)
+			call(role, func(h roleHandler) { h.release(context.Background(), term) })
+		},
+		OnRenewed: func(role string, term uint64, deadline time.Time) {
+			call(role, func(h roleHandler) { h.renewed(term, deadline) })
+		},
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	c.d = d
+	c.evaluateHealth(ctx)
+	if err := d.Start(ctx); err != nil {
+		cancel()
+		return fmt.Errorf("election: %w", err)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(healthInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-roleCtx.Done():
+				return
+			case <-t.C:
+				c.evaluateHealth(roleCtx)
+			}
+		}
+	}()
+	return nil
+}
+
+// evaluateHealth feeds each role's eligibility to the driver.
+func (c *electionComponent) evaluateHealth(ctx context.Context) {
+	for role := range c.n.cfg.RoleTimings() {
+		ok := true
+		if h, found := c.health[role]; found {
+			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			err := h(cctx)
+			cancel()
+			ok = err == nil
+		}
+		c.d.SetHealthy(role, ok)
+	}
+}
+
+// Stop hands every held role over (graceful), then leaves the gossip cluster.
+func (c *electionComponent) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.d == nil {
+		return nil
+	}
+	return c.d.Stop(ctx)
+}
+
+// electionStatus is the election's section of /status.
+type electionStatus struct {
+	Roles   map[string]election.RoleInfo `json:"roles"`
+	Members []election.Member            `json:"members"`
+}
+
+func (c *electionComponent) Status() any {
+	if c.d == nil {
+		return electionStatus{}
+	}
+	st := c.d.Status()
+	return electionStatus{Roles: st.Roles, Members: st.Members}
+}

@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/masterd/masterd/units"
+)
+
+// kubeComponent runs kube-apiserver on this master and, through roleHandlers,
+// kube-scheduler and kube-controller-manager where this node leads their role.
+type kubeComponent struct {
+	n   *node
+	sup *units.Supervisor
+	// unit names by role; "" for the apiserver's key.
+	apiserver, scheduler, controllerManager string
+}
+
+func (c *kubeComponent) Name() string { return "kube" }
+
+// kubeConfig generates the managed units' settings from masterd.yaml and the
+// pki files.
+func kubeConfig(n *node) units.KubeConfig {
+	cfg, f := n.cfg, n.files
+	k := units.DefaultKubeConfig()
+	k.BinDir = cfg.Kubernetes.BinDir
+	k.AdvertiseAddress = cfg.Address.String()
+	// The apiserver binds the node address only: VIP:port belongs to the
+	// balancer on the VIP holder.
+	k.BindAddress = cfg.Address.String()
+	k.SecurePort = cfg.Kubernetes.APIServerPort
+	for _, p := range cfg.Peers {
+		k.EtcdServers = append(k.EtcdServers, (&url.URL{Scheme: "https", Host: net.JoinHostPort(p.Address.String(), strconv.Itoa(cfg.Etcd.ClientPort))}).String())
+	}
+	k.EtcdCAFile = f.EtcdCA
+	k.EtcdCertFile, k.EtcdKeyFile = f.APIServerEtcdClient.Cert, f.APIServerEtcdClient.Key
+	k.ServiceClusterIPRange = cfg.Kubernetes.ServiceCIDR.String()
+	k.CAFile, k.CAKeyFile = f.KubeCA.Cert, f.KubeCA.Key
+	k.APIServerCertFile, k.APIServerKeyFile = f.APIServer.Cert, f.APIServer.Key
+	k.KubeletClientCertFile, k.KubeletClientKeyFile = f.APIServerKubeletClient.Cert, f.APIServerKubeletClient.Key
+	k.ServiceAccountKeyFile, k.ServiceAccountSigningKeyFile = f.ServiceAccountPub, f.ServiceAccountKey
+	k.ServiceAccountIssuer = "https://kubernetes.default.svc." + cfg.Kubernetes.ClusterDomain
+	k.SchedulerKubeconfig, k.ControllerManagerKubeconfig = f.SchedulerConf, f.ControllerManagerConf
+	k.SchedulerLease = leaseTimings(cfg.Roles.Scheduler)
+	k.ControllerManagerLease = leaseTimings(cfg.Roles.ControllerManager)
+	k.APIServerExtraArgs = extraArgs(cfg.Kubernetes.APIServer.ExtraArgs)
+	k.SchedulerExtraArgs = extraArgs(cfg.Kubernetes.Scheduler.ExtraArgs)
+	k.ControllerManagerExtraArgs = extraArgs(cfg.Kubernetes.ControllerManager.ExtraArgs)
+	return k
+}
+
+func leaseTimings(t Timings) units.LeaseTimings {
+	return units.LeaseTimings{LeaseDuration: t.LeaseDuration.D(), RenewDeadline: t.RenewDeadline.D(), RetryPeriod: t.RetryPeriod.D()}
+}
+
+// extraArgs turns the config's flag map into "--flag=value" in a stable order.
+func extraArgs(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, "--"+k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *kubeComponent) Start(ctx context.Context) error {
+	n := c.n
+	if n.files == nil {
+		return errors.New("kube: no certificates (pki did not start)")
+	}
+	sup, err := units.New(units.DefaultConfig(), n.reg, n.log)
+	if err != nil {
+		return err
+	}
+	c.sup = sup
+	var apiserver, scheduler, controllerManager units.Unit
+	if n.cfg.Kubernetes.Mode == "existing" {
+		apiserver = units.Unit{Name: n.cfg.Kubernetes.APIServer.Unit}
+		scheduler = units.Unit{Name: n.cfg.Kubernetes.Scheduler.Unit, LeaderOnly: true}
+		controllerManager = units.Unit{Name: n.cfg.Kubernetes.ControllerManager.Unit, LeaderOnly: true}
+	} else {
+		k := kubeConfig(n)
+		defs := map[string]func() (units.Definition, error){
+			"kube-apiserver": k.APIServer, "kube-scheduler": k.Scheduler, "kube-controller-manager": k.ControllerManager,
+		}
+		got := map[string]*units.Definition{}
+		for name, f := range defs {
+			d, err := f()
+			if err != nil {
+				return fmt.Errorf("kube: %s: %w", name, err)
+			}
+			got[name] = &d
+		}
+		apiserver = units.Unit{Name: units.APIServerUnit, Definition: got["kube-apiserver"]}
+		scheduler = units.Unit{Name: units.SchedulerUnit, LeaderOnly: true, Definition: got["kube-scheduler"]}
+		controllerManager = units.Unit{Name: units.ControllerManagerUnit, LeaderOnly: true, Definition: got["kube-controller-manager"]}
+	}
+	readyz, err := units.NewHTTPProbe(units.HTTPProbe{
+		URL:    (&url.URL{Scheme: "https", Host: net.JoinHostPort(n.cfg.Address.String(), strconv.Itoa(n.cfg.Kubernetes.APIServerPort)), Path: "/readyz"}).String(),
+		CAFile: n.files.KubeCA.Cert,
+	})
+	if err != nil {
+		return err
+	}
+	apiserver.Health = readyz
+	if scheduler.Health, err = units.NewHTTPProbe(units.HTTPProbe{URL: "https://127.0.0.1:10259/healthz"}); err != nil {
+		return err
+	}
+	if controllerManager.Health, err = units.NewHTTPProbe(units.HTTPProbe{URL: "https://127.0.0.1:10257/healthz"}); err != nil {
+		return err
+	}
+	for _, u := range []units.Unit{apiserver, scheduler, controllerManager} {
+		if err := sup.Register(u); err != nil {
+			return err
+		}
+	}
+	c.apiserver, c.scheduler, c.controllerManager = apiserver.Name, scheduler.Name, controllerManager.Name
+	// Leader-only units a previous run left running are not ours until the
+	// election says so.
+	for _, name := range []string{c.scheduler, c.controllerManager} {
+		if err := sup.Stop(ctx, name); err != nil {
+			return fmt.Errorf("kube: clean up %s: %w", name, err)
+		}
+	}
+	return sup.Start(ctx, c.apiserver, 0)
+}
+
+// Stop stops every unit masterd runs, leader-only units first (the election
+// already released their roles when it stopped).
+func (c *kubeComponent) Stop(ctx context.Context) error {
+	if c.sup == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range []string{c.scheduler, c.controllerManager, c.apiserver} {
+		if name == "" {
+			continue
+		}
+		if err := c.sup.Stop(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, c.sup.Close())
+	return errors.Join(errs...)
+}
+
+// Check is the apiserver's readiness.
+func (c *kubeComponent) Check(ctx context.Context) error {
+	if c.sup == nil || c.apiserver == "" {
+		return errors.New("not started")
+	}
+	return c.sup.Healthy(ctx, c.apiserver)
+}
+
+type unitStatus struct {
+	Name     string `json:"name"`
+	Active   string `json:"active"`
+	Sub      string `json:"sub"`
+	PID      uint32 `json:"pid"`
+	Restarts uint64 `json:"restarts"`
+}
+
+func (c *kubeComponent) Status() any {
+	out := []unitStatus{}
+	if c.sup == nil {
+		return out
+	}
+	for _, name := range []string{c.apiserver, c.scheduler, c.controllerManager} {
+		if st, ok := c.sup.Status(name); ok {
+			out = append(out, unitStatus{Name: name, Active: st.ActiveState, Sub: st.SubState, PID: st.MainPID, Restarts: st.Restarts})
+		}
+	}
+	return out
+}
+
+// leaderUnit is the roleHandler of a leader-only unit.
+type leaderUnit struct {
+	c    *kubeComponent
+	unit func() string
+}
+
+func (l leaderUnit) acquire(ctx context.Context, term uint64) {
+	name := l.unit()
+	t := time.Now()
+	if err := l.c.sup.Start(ctx, name, term); err != nil {
+		l.c.n.log.Error("leader unit start failed", "component", "kube", "unit", name, "term", term, "err", err)
+		return
+	}
+	l.c.n.log.Info("leader unit healthy", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+}
+
+func (l leaderUnit) release(ctx context.Context, term uint64) {
+	name := l.unit()
+	if err := l.c.sup.Stop(ctx, name); err != nil {
+		l.c.n.log.Error("leader unit stop failed", "component", "kube", "unit", name, "term", term, "err", err)
+	}
+}
+
+func (l leaderUnit) renewed(uint64, time.Time) {}

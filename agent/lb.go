@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+
+	"github.com/masterd/masterd/lb"
+)
+
+// lbComponent balances VIP:port over every master's ready kube-apiserver. It
+// listens on every master (bound with IP_FREEBIND before the VIP arrives);
+// only the VIP holder receives traffic.
+type lbComponent struct {
+	n      *node
+	b      *lb.Balancer
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (c *lbComponent) Name() string { return "lb" }
+
+func (c *lbComponent) Start(ctx context.Context) error {
+	cfg := c.n.cfg
+	if c.n.files == nil {
+		return errors.New("lb: no certificates (pki did not start)")
+	}
+	lc := lb.DefaultConfig()
+	lc.Listen = netip.AddrPortFrom(cfg.VIP.Address, uint16(cfg.VIP.Balancer.Port))
+	for _, p := range cfg.Peers {
+		lc.Backends = append(lc.Backends, lb.Backend{Name: p.Name, Address: netip.AddrPortFrom(p.Address, uint16(cfg.Kubernetes.APIServerPort))})
+	}
+	lc.HealthCheck.CAFile = c.n.files.KubeCA.Cert
+	b, err := lb.New(lc, c.n.reg, c.n.log)
+	if err != nil {
+		return err
+	}
+	c.b = b
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := b.Run(runCtx); err != nil && runCtx.Err() == nil {
+			c.n.log.Error("balancer stopped", "component", "lb", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (c *lbComponent) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	var err error
+	if c.b != nil {
+		err = c.b.Close()
+	}
+	c.wg.Wait()
+	return err
+}
+
+func (c *lbComponent) Status() any {
+	if c.b == nil {
+		return []lb.BackendStatus{}
+	}
+	return c.b.Status()
+}
