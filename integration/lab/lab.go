@@ -315,6 +315,13 @@ func (l *Lab) VIP() netip.Addr { return l.vip }
 // ClientNS returns the client's network namespace.
 func (l *Lab) ClientNS() string { return l.clientNS }
 
+// Masterd returns the path, on the machine, of the masterd binary of the
+// lab's package (extracted at Up), e.g. for `masterd init` of another key.
+func (l *Lab) Masterd() string { return filepath.Join(l.dir, "pkg/usr/bin/masterd") }
+
+// KubeEnabled reports whether the lab runs the kube components.
+func (l *Lab) KubeEnabled() bool { return l.opts.KubeBinDir != "" }
+
 // Dir returns the lab's state directory on the machine.
 func (l *Lab) Dir() string { return l.dir }
 
