@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -81,8 +82,9 @@ func TestSimulationKeepsOneHolderAndElectsOne(t *testing.T) {
 		s := replay(*simSeed, rules{})
 		t.Log(s.report())
 		if len(s.viol) > 0 {
-			os.WriteFile(fmt.Sprintf("sim-trace-%d.txt", *simSeed), []byte(strings.Join(s.trace, "\n")), 0o644)
-			t.Fatalf("seed %d: %d violations; trace in sim-trace-%d.txt\n%s", *simSeed, len(s.viol), *simSeed, tail(s.trace, 80))
+			path := filepath.Join(os.TempDir(), fmt.Sprintf("election-sim-trace-%d.txt", *simSeed))
+			os.WriteFile(path, []byte(strings.Join(s.trace, "\n")), 0o644)
+			t.Fatalf("seed %d: %d violations; full trace in %s\n%s", *simSeed, len(s.viol), path, tail(s.trace, 80))
 		}
 		return
 	}
