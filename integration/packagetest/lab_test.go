@@ -35,6 +35,9 @@ func bootLab(t *testing.T, ctx context.Context, suffix string) *labhost.Host {
 		t.Fatal(err)
 	}
 	labExec(t, ctx, h, "systemctl", "unmask", "masterd.service")
+	// man-db's dpkg trigger re-indexes every manual page of the machine on
+	// each install: minutes on a busy machine, and nothing to test here.
+	labExec(t, ctx, h, "rm", "-f", "/var/lib/man-db/auto-update")
 	return h
 }
 
@@ -89,8 +92,8 @@ func unitProp(t *testing.T, ctx context.Context, h *labhost.Host, unit, prop str
 // start, kill and reload units over the private socket.
 func TestUnitSandboxLetsMasterdWork(t *testing.T) {
 	need(t, "go", "dpkg-deb")
-	ctx := labCtx(t)
 	b := buildPackages(t, testVersion)
+	ctx := labCtx(t)
 	probe := filepath.Join(t.TempDir(), "sandboxprobe")
 	if out, err := exec.Command("go", "build", "-o", probe, "./testdata/sandboxprobe").CombinedOutput(); err != nil {
 		t.Fatalf("build sandboxprobe: %v\n%s", err, out)
@@ -185,8 +188,8 @@ func unhardened(t *testing.T) string {
 // "OK" territory (at most 3.0) and better than the unhardened one.
 func TestUnitVerifiesAndExposure(t *testing.T) {
 	need(t, "dpkg-deb", "systemd-analyze")
-	ctx := labCtx(t)
 	b := buildPackages(t, testVersion)
+	ctx := labCtx(t)
 	h := bootLab(t, ctx, "sec")
 	copyIn(t, h, b.Deb, "/var/tmp/masterd.deb", 0o644)
 	labExec(t, ctx, h, "dpkg", "-i", "/var/tmp/masterd.deb")
