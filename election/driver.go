@@ -102,7 +102,10 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.Incarnation++
+	// The incarnation grows at every start, and stays ahead of the wall
+	// clock so a wiped state directory does not make peers drop this node's
+	// messages as stale.
+	st.Incarnation = max(st.Incarnation+1, uint64(time.Now().UnixMilli()))
 	if err := saveState(cfg.StateDir, st); err != nil {
 		return nil, err
 	}
