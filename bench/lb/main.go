@@ -298,6 +298,7 @@ func orchestrate(out string, duration time.Duration, modes []string, concList st
 		}
 	}
 
+	loadBefore := loadavg()
 	// Idle cost: CPU while only the readiness checks run.
 	idle := map[string]float64{}
 	var c0 []float64
@@ -355,7 +356,22 @@ func orchestrate(out string, duration time.Duration, modes []string, concList st
 			}
 		}
 	}
-	return writeReport(out, cells, idle, hversion, duration, time.Since(began))
+	load := fmt.Sprintf("load average (1/5/15 min) %s before, %s after", loadBefore, loadavg())
+	return writeReport(out, cells, idle, load, hversion, duration, time.Since(began))
+}
+
+// loadavg is the first three fields of /proc/loadavg: how busy the shared
+// machine was, which these numbers depend on.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 const (
@@ -505,7 +521,7 @@ func cpuSeconds(pid int) (float64, error) {
 	return (ut + st) / hz, nil
 }
 
-func writeReport(out string, cells []cell, idle map[string]float64, hversion string, duration, total time.Duration) error {
+func writeReport(out string, cells []cell, idle map[string]float64, load, hversion string, duration, total time.Duration) error {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# lb benchmark: masterd's balancer vs haproxy (TCP mode)\n\n")
@@ -517,7 +533,7 @@ func writeReport(out string, cells []cell, idle map[string]float64, hversion str
 		"readiness GET /readyz over TLS verified against the CA every 1 s, rise 2, fall 3. "+
 		"CPU is the balancer process's utime+stime during the cell. keepalive = one persistent connection per client; "+
 		"newconn = a new TCP+TLS connection per request. direct = the same client straight to one backend, no balancer (a baseline, not a target).\n\n")
-	b.WriteString("The machine is shared (2 cores, other builds running): the client, the backends and the balancer compete for the same cores, so absolute numbers are noisy; the two balancers ran interleaved slice by slice in the same run. CPU µs/req is the steadier figure.\n\n")
+	fmt.Fprintf(&b, "The machine is shared (%d cores, other builds running; %s): the client, the backends and the balancer compete for the same cores, so absolute numbers are noisy; the two balancers ran interleaved slice by slice in the same run. CPU µs/req is the steadier figure.\n\n", runtime.NumCPU(), load)
 	b.WriteString("| mode | clients | balancer | req/s | p50 ms | p99 ms | CPU s | CPU µs/req | errors | req/s vs haproxy | p99 vs haproxy |\n")
 	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	find := func(mode string, c int, name string) *cell {
