@@ -27,8 +27,11 @@ import (
 type Callbacks struct {
 	// OnStartedLeading: this node holds role under term (the fencing token)
 	// until the deadline of the last OnRenewed (or of the acquisition,
-	// delivered as an OnRenewed right before this call). It may block; the
-	// lease keeps being renewed meanwhile.
+	// delivered as an OnRenewed right before this call). The lease keeps
+	// being renewed while it runs, but it should return promptly (start the
+	// unit, do not wait for it to become ready): a loss queued behind it
+	// waits, and OnStoppedLeading must finish within ReleaseSlack of the
+	// deadline.
 	OnStartedLeading func(role string, term uint64)
 	// OnStoppedLeading: let the role go now (delete the VIP, kill the unit).
 	// The driver sends Release — letting the next leader start at once —
