@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/masterd/masterd/integration/labhost"
 )
@@ -61,6 +62,45 @@ func assertState(t *testing.T, ctx context.Context, h *labhost.Host, enabled, ac
 	}
 }
 
+// assertWatchdogFed waits (bounded by ctx) until systemd records a second
+// WATCHDOG=1 from masterd: WatchdogSec= in the unit would otherwise abort it.
+func assertWatchdogFed(t *testing.T, ctx context.Context, h *labhost.Host) {
+	t.Helper()
+	first := unitProp(t, ctx, h, "masterd.service", "WatchdogTimestampMonotonic")
+	for {
+		now := unitProp(t, ctx, h, "masterd.service", "WatchdogTimestampMonotonic")
+		if now != first && now != "0" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("masterd sent no WATCHDOG=1 (WatchdogTimestampMonotonic stays %s); WatchdogSec= in masterd.service will abort it", first)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if n := unitProp(t, ctx, h, "masterd.service", "NRestarts"); n != "0" {
+		journal, _ := labTry(ctx, h, "journalctl", "-u", "masterd.service", "--no-pager", "-n", "40")
+		t.Errorf("masterd restarted %s times while running\n%s", n, journal)
+	}
+}
+
+// assertCleanStop stops masterd and checks systemd saw a clean stop,
+// ExecStopPost= (masterd cleanup) included, then starts it again.
+func assertCleanStop(t *testing.T, ctx context.Context, h *labhost.Host) {
+	t.Helper()
+	labExec(t, ctx, h, "systemctl", "stop", "masterd.service")
+	result := unitProp(t, ctx, h, "masterd.service", "Result")
+	help := labExec(t, ctx, h, "masterd", "--help")
+	switch {
+	case !strings.Contains(help, "cleanup"):
+		t.Logf("masterd has no cleanup subcommand yet: ExecStopPost= fails (stop result %q)", result)
+	case result != "success":
+		journal, _ := labTry(ctx, h, "journalctl", "-u", "masterd.service", "--no-pager", "-n", "40")
+		t.Errorf("masterd stop result %q, want success\n%s", result, journal)
+	}
+	labExec(t, ctx, h, "systemctl", "start", "masterd.service")
+}
+
 func exists(h *labhost.Host, path string) bool {
 	_, err := os.Lstat(h.Path(path))
 	return err == nil
@@ -101,6 +141,7 @@ func TestDebLifecycleInLabHost(t *testing.T) {
 	if err := h.WriteFile(marker, []byte("data\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	assertWatchdogFed(t, ctx, h)
 
 	// Upgrade: config edit and data kept, the running daemon restarted on
 	// the new binary.
@@ -124,6 +165,8 @@ func TestDebLifecycleInLabHost(t *testing.T) {
 	if v := labExec(t, ctx, h, "masterd", "version"); !strings.Contains(v, testVersionNewer) {
 		t.Errorf("masterd version after upgrade = %q, want %s", v, testVersionNewer)
 	}
+
+	assertCleanStop(t, ctx, h)
 
 	// Remove: stopped, disabled, data and config kept.
 	labExec(t, ctx, h, "dpkg", "-r", "masterd")
