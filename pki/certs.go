@@ -70,9 +70,11 @@ func newCA(r io.Reader, cn string, now time.Time) (CA, error) {
 		return CA{}, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"masterd"}},
-		NotBefore:             now.Add(-clockSkew).UTC().Truncate(time.Second),
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"masterd"}},
+		// Back-dated an hour: the other masters' clocks may lag the one
+		// that ran `masterd init`.
+		NotBefore:             now.Add(-time.Hour).UTC().Truncate(time.Second),
 		NotAfter:              now.Add(CAValidity).UTC().Truncate(time.Second),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
@@ -103,7 +105,10 @@ type leafSpec struct {
 func (s leafSpec) sorted() leafSpec {
 	s.org = sortedUnique(s.org)
 	s.dns = sortedUnique(s.dns)
-	ips := slices.Clone(s.ips)
+	ips := make([]netip.Addr, len(s.ips))
+	for i, ip := range s.ips {
+		ips[i] = ip.Unmap()
+	}
 	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
 	s.ips = slices.Compact(ips)
 	u := slices.Clone(s.usage)

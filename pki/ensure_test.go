@@ -287,6 +287,10 @@ func TestEnsureRegeneratesOnlyWhatChanged(t *testing.T) {
 			func(t *testing.T, dir string, s **Secret, p *Params, now *time.Time) {
 				p.NodeName = "master-1"
 			}, []string{"etcd-server.crt", "etcd-peer.crt", "apiserver.crt"}, "master-1"},
+		{"the same address written IPv4-in-IPv6 changes nothing",
+			func(t *testing.T, dir string, s **Secret, p *Params, now *time.Time) {
+				p.NodeAddress = netip.AddrFrom16(p.NodeAddress.As16())
+			}, nil, ""},
 		{"a new peer reissues the apiserver certificate",
 			func(t *testing.T, dir string, s **Secret, p *Params, now *time.Time) {
 				p.Peers = append(p.Peers, Peer{Name: "m4", Address: netip.MustParseAddr("10.10.0.4")})

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -9,6 +10,8 @@ import (
 // Metrics exports certificate expiry times.
 type Metrics struct {
 	expiry *prometheus.GaugeVec
+	mu     sync.Mutex
+	names  map[string]bool
 }
 
 // NewMetrics creates the pki metrics and registers them on reg.
@@ -28,9 +31,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // Observe sets the expiry gauge of every certificate in f.Expiry and drops
 // series of certificates no longer present.
+// Safe for concurrent use.
 func (m *Metrics) Observe(f *Files) {
-	m.expiry.Reset()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name := range m.names {
+		if _, ok := f.Expiry[name]; !ok {
+			m.expiry.DeleteLabelValues(name)
+		}
+	}
+	m.names = map[string]bool{}
 	for name, t := range f.Expiry {
 		m.expiry.WithLabelValues(name).Set(float64(t.Unix()))
+		m.names[name] = true
 	}
 }

@@ -148,14 +148,14 @@ func firstServiceIP(p netip.Prefix) (netip.Addr, bool) {
 
 func (p Params) localAPIAddress() netip.Addr {
 	if p.LocalAPIAddress.IsValid() {
-		return p.LocalAPIAddress
+		return p.LocalAPIAddress.Unmap()
 	}
-	return p.NodeAddress
+	return p.NodeAddress.Unmap()
 }
 
 func (p Params) adminAPIAddress() netip.Addr {
 	if p.VIP.IsValid() {
-		return p.VIP
+		return p.VIP.Unmap()
 	}
-	return p.NodeAddress
+	return p.NodeAddress.Unmap()
 }

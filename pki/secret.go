@@ -95,7 +95,7 @@ func (s *Secret) cas() []*CA { return []*CA{&s.EtcdCA, &s.KubeCA, &s.FrontProxyC
 // EncodeSecret returns the file form of s (see the package doc).
 func EncodeSecret(s *Secret) ([]byte, error) {
 	if err := s.check(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pki: encode secret: %w", err)
 	}
 	var roles []string
 	var blocks []*pem.Block
@@ -161,6 +161,9 @@ func decodeSecret(data []byte) (*Secret, error) {
 			return nil, fmt.Errorf("created %q: not an RFC 3339 time", c)
 		}
 		s.Created = t
+	}
+	if hdr.Headers[headerBlocks] == "" {
+		return nil, fmt.Errorf("header %q missing: it lists the blocks that follow", headerBlocks)
 	}
 	roles := strings.Split(hdr.Headers[headerBlocks], ",")
 	if len(roles) > maxSecretBlocks {
@@ -264,7 +267,7 @@ func parseSignerDER(der []byte) (crypto.Signer, error) {
 // check reports the first way s is incomplete or inconsistent.
 func (s *Secret) check() error {
 	if s == nil {
-		return errors.New("pki: nil secret")
+		return errors.New("nil secret")
 	}
 	if len(s.GossipKeys) == 0 {
 		return errors.New("no gossip key")

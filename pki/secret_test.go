@@ -63,6 +63,17 @@ func TestGeneratedCAsLastTenYearsAndAreDistinct(t *testing.T) {
 	}
 }
 
+func TestEncodeSecretRefusesIncompleteSecrets(t *testing.T) {
+	s := testSecret(t)
+	s.ServiceAccountKey = nil
+	if _, err := EncodeSecret(s); err == nil || err.Error() != "pki: encode secret: service-account key missing" {
+		t.Errorf("error %v", err)
+	}
+	if _, err := EncodeSecret(nil); err == nil {
+		t.Error("nil secret encoded")
+	}
+}
+
 func TestGenerateSecretFailsWhenRandomnessRunsOut(t *testing.T) {
 	if _, err := GenerateSecret(bytes.NewReader(make([]byte, 10)), t0); err == nil {
 		t.Fatal("want error from a short random source")
@@ -97,6 +108,7 @@ func TestDecodeSecretExplainsWhatIsWrong(t *testing.T) {
 		{"a header listing fewer blocks", strings.Replace(string(good), ",service-account-key", "", 1), "extra block"},
 		{"a duplicate gossip key", dupGossip(good), "duplicate key"},
 		{"a CA key of another secret", mixKey(t, good, otherData), "etcd-ca key does not match its certificate"},
+		{"no block list", strings.Replace(string(good), "Blocks: ", "Blockz: ", 1), `header "Blocks" missing`},
 		{"no gossip key", strings.Replace(string(good), "gossip-key,", "", 1), `type "MASTERD GOSSIP KEY", want "CERTIFICATE"`},
 	}
 	for _, tt := range tests {
