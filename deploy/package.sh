@@ -2,6 +2,7 @@
 # package.sh builds bin/masterd and the masterd .deb and .rpm into dist/.
 #
 #   deploy/package.sh            # from anywhere inside the repository
+#   deploy/package.sh --version  # print the package version and exit
 #
 # Environment (all optional):
 #   VERSION      package version; default: derived from `git describe --tags
@@ -61,6 +62,10 @@ case $VERSION in
 [0-9]*) ;;
 *) echo "package.sh: VERSION $VERSION must start with a digit" >&2; exit 1 ;;
 esac
+if [ "${1:-}" = --version ]; then
+	echo "$VERSION"
+	exit 0
+fi
 
 mkdir -p bin "$DIST"
 if [ -n "${MASTERD_BIN:-}" ]; then
