@@ -376,3 +376,41 @@ func TestTwoMembersInOneProcessShareARegistry(t *testing.T) {
 		tc.members[i] = m
 	}
 }
+
+func TestEmptyMemberWaitsInsteadOfBootstrappingWhenAFormedClusterLacksQuorum(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	tc.startAll()
+	mustPut(t, tc.members[0].Client(), "committed", "1")
+	for i := range tc.members {
+		tc.stop(i)
+	}
+	// m0 restarts from its data alone: it cannot serve without quorum.
+	m0ctx, m0cancel := context.WithCancel(context.Background())
+	m0done := make(chan error, 1)
+	go func() { m0done <- tc.members[0].Start(m0ctx) }()
+	t.Cleanup(func() { m0cancel(); <-m0done })
+	// m2's disk is replaced meanwhile.
+	if err := os.RemoveAll(tc.cfgs[2].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := tc.members[2].Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "wait for quorum of the existing etcd cluster") {
+		t.Fatalf("start with an empty data dir beside a quorumless formed cluster: %v, want it to wait for quorum", err)
+	}
+	t.Logf("start error: %v", err)
+	if _, err := os.Stat(filepath.Join(tc.cfgs[2].DataDir, "member")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("m2 bootstrapped a data dir anyway (stat: %v)", err)
+	}
+	// With m1 back, the cluster serves again and m2 rejoins as a new member.
+	tc.start(1)
+	if err := <-m0done; err != nil {
+		t.Fatalf("m0 after quorum returned: %v", err)
+	}
+	m0done <- nil
+	tc.start(2)
+	if got := mustGet(t, tc.members[2].Client(), "committed"); got != "1" {
+		t.Errorf("rejoined m2 reads %q, want 1", got)
+	}
+}

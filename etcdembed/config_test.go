@@ -117,10 +117,14 @@ func TestEtcdLogsReachSlogAtSaneLevels(t *testing.T) {
 	zl := newZapLogger(log, last).With(zap.String("member", "a"))
 	zl.Info("applied entries") // routine: Debug, dropped at Info
 	zl.Info("ready to serve client requests")
+	zl.Error("setting up serving from embedded etcd failed.", zap.Error(errors.New("accept tcp 127.0.0.1:2379: use of closed network connection")))
 	zl.Warn("prober detected unhealthy status", zap.Error(errors.New("connection refused")))
 	out := buf.String()
 	if strings.Contains(out, "applied entries") {
 		t.Errorf("routine etcd info line logged at Info: %s", out)
+	}
+	if strings.Contains(out, "setting up serving") {
+		t.Errorf("listener-closed noise of a stop logged as an error: %s", out)
 	}
 	if !strings.Contains(out, `level=INFO msg="ready to serve client requests" member=a`) {
 		t.Errorf("lifecycle line missing: %s", out)

@@ -38,8 +38,25 @@ func (m *Member) plan(ctx context.Context) (plan, error) {
 	}
 	defer cli.Close()
 	if !m.anyPeerServing(ctx, cli, eps) {
-		m.log.Info("no peer serves etcd yet, bootstrapping new etcd cluster", "peers", strings.Join(eps, ","))
-		return first, nil
+		formed, err := m.formedPeer(ctx)
+		if err != nil {
+			return plan{}, err
+		}
+		if formed == "" {
+			m.log.Info("no peer serves etcd yet, bootstrapping new etcd cluster", "peers", strings.Join(eps, ","))
+			return first, nil
+		}
+		// A cluster was formed before and has no quorum now: bootstrapping
+		// "new" with an empty data dir could vote away committed writes.
+		m.log.Warn("etcd cluster exists but serves no client, waiting for its quorum before joining", "peer", formed)
+		if err := m.retry(ctx, "wait for quorum of the existing etcd cluster ("+formed+")", func(ctx context.Context) (bool, error) {
+			if m.anyPeerServing(ctx, cli, eps) {
+				return true, nil
+			}
+			return false, errors.New("no peer serves clients")
+		}); err != nil {
+			return plan{}, err
+		}
 	}
 	m.log.Info("etcd cluster running, joining it", "peers", strings.Join(eps, ","))
 	var p plan
@@ -52,16 +69,25 @@ func (m *Member) plan(ctx context.Context) (plan, error) {
 }
 
 // anyPeerServing reports whether some peer answers a Status call: only a
-// member that has joined its cluster serves clients.
+// member that has joined its cluster serves clients. Peers are asked
+// concurrently.
 func (m *Member) anyPeerServing(ctx context.Context, cli *clientv3.Client, eps []string) bool {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	ok := make(chan bool, len(eps))
 	for _, ep := range eps {
-		sctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err := cli.Status(sctx, ep)
-		cancel()
-		if err == nil {
+		go func() {
+			_, err := cli.Status(ctx, ep)
+			if err != nil {
+				m.log.Debug("peer does not serve etcd", "endpoint", ep, "error", err)
+			}
+			ok <- err == nil
+		}()
+	}
+	for range eps {
+		if <-ok {
 			return true
 		}
-		m.log.Debug("peer does not serve etcd", "endpoint", ep, "error", err)
 	}
 	return false
 }

@@ -87,6 +87,12 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	level := slog.LevelDebug
 	switch {
+	case isShutdownNoise(fields), strings.HasPrefix(e.Message, "simple token is not cryptographically signed"),
+		strings.HasPrefix(e.Message, "Running http and grpc server on single port"):
+		// Debug: etcd reports its own listeners closing on Close as errors,
+		// and warns about auth tokens although etcd auth is not enabled
+		// (mutual TLS is the authentication) and about sharing the client
+		// port between gRPC and HTTP (/health, /metrics; no gateway).
 	case e.Level >= zapcore.ErrorLevel:
 		level = slog.LevelError
 	case e.Level == zapcore.WarnLevel:
@@ -123,6 +129,19 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *slogCore) Sync() error { return nil }
+
+// isShutdownNoise recognises etcd's reports of its own listeners being
+// closed by Close, which it logs as warnings and errors.
+func isShutdownNoise(fields []zapcore.Field) bool {
+	for _, f := range fields {
+		if f.Key == "error" && f.Interface != nil {
+			if err, ok := f.Interface.(error); ok && strings.Contains(err.Error(), "use of closed network connection") {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func isLifecycle(msg string) bool {
 	for _, m := range lifecycleMarkers {
