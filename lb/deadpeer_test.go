@@ -27,6 +27,9 @@ import (
 // and the balancer, lbd-<pid>-b the backend, joined by a veth pair
 // 10.98.0.1/24 — 10.98.0.2/24. The far end going down drops every packet.
 func TestVanishedBackendHostEndsTheClientConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: creates network namespaces (run without -short as root)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces")
 	}

@@ -25,6 +25,9 @@ import (
 // listener, the backend, the balancer's dials, the client) lives there and
 // nothing touches the host's network.
 func TestFreebindListenerAcceptsOnceTheAddressIsAdded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: creates a network namespace (run without -short as root)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
 	}
