@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -55,7 +54,13 @@ func (c Config) peerEndpoints() []string {
 }
 
 // localEndpoint is the loopback client URL Member.Client uses.
+// A member whose node address is itself a loopback address (several members
+// on one host, in tests) is reached there and listens on no other loopback.
 func (c Config) localEndpoint() string {
+	if c.Address.IsLoopback() {
+		u := httpsURL(c.Address.String(), c.ClientPort)
+		return u.String()
+	}
 	u := httpsURL("127.0.0.1", c.ClientPort)
 	return u.String()
 }
@@ -100,7 +105,7 @@ func (c Config) embedConfig(state, initialCluster string, lg *zap.Logger) (*embe
 	ec.ListenPeerUrls = []url.URL{peer}
 	ec.AdvertisePeerUrls = []url.URL{peer}
 	ec.ListenClientUrls = []url.URL{client}
-	if c.Address != netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
+	if !c.Address.IsLoopback() {
 		ec.ListenClientUrls = append(ec.ListenClientUrls, httpsURL("127.0.0.1", c.ClientPort))
 	}
 	ec.AdvertiseClientUrls = []url.URL{client}
