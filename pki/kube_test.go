@@ -1,0 +1,275 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// The real kube-apiserver against an embedded etcd, both on files from
+// Ensure. The parent test makes a network namespace and re-runs this test
+// binary inside it (so every socket of etcd, the apiserver and the HTTP
+// clients lives there); the child does the work.
+
+const kubeChildEnv = "PKI_KUBE_TEST_CHILD"
+
+func kubeBin(t *testing.T) string {
+	t.Helper()
+	dirs := []string{os.Getenv("MASTERD_KUBE_BIN")}
+	if home, err := os.UserHomeDir(); err == nil {
+		for _, d := range []string{"bin", "bin.tmp"} {
+			dirs = append(dirs, filepath.Join(home, ".cache/masterd/kube/v1.37.2", d))
+		}
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		p := filepath.Join(d, "kube-apiserver")
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	t.Skip("kube-apiserver not built: run integration/kube/build.sh or set MASTERD_KUBE_BIN")
+	return ""
+}
+
+func TestKubeAPIServerServesWithOurPKI(t *testing.T) {
+	if os.Getenv(kubeChildEnv) != "" {
+		t.Skip("child process")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	bin := kubeBin(t)
+	ns := fmt.Sprintf("pki-%d-kube", os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip("-n", ns, "link", "set", "lo", "up")
+	for _, a := range []string{"10.10.0.1/32", "10.10.0.100/32"} {
+		ip("-n", ns, "addr", "add", a, "dev", "lo")
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestKubeAPIServerChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), kubeChildEnv+"="+bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	t.Logf("child:\n%s", out)
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestKubeAPIServerChild")) {
+		t.Fatalf("child failed: %v", err)
+	}
+}
+
+func TestKubeAPIServerChild(t *testing.T) {
+	bin := os.Getenv(kubeChildEnv)
+	if bin == "" {
+		t.Skip("runs only inside TestKubeAPIServerServesWithOurPKI's network namespace")
+	}
+	s, p := testSecret(t), testParams()
+	p.Peers = p.Peers[:1]
+	now := time.Now()
+	f := mustEnsure(t, filepath.Join(t.TempDir(), "pki"), s, p, now)
+
+	// etcd: one member with mutual TLS on both ports.
+	cfg := embed.NewConfig()
+	cfg.Name, cfg.Dir = "m1", filepath.Join(t.TempDir(), "etcd")
+	cu, _ := url.Parse("https://10.10.0.1:2379")
+	pu, _ := url.Parse("https://10.10.0.1:2380")
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = "m1=https://10.10.0.1:2380"
+	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: f.EtcdServer.Cert, KeyFile: f.EtcdServer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
+	cfg.PeerTLSInfo = transport.TLSInfo{CertFile: f.EtcdPeer.Cert, KeyFile: f.EtcdPeer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("etcd not ready")
+	}
+
+	args := []string{
+		"--advertise-address=10.10.0.1", "--bind-address=0.0.0.0", "--secure-port=6443",
+		"--etcd-servers=https://10.10.0.1:2379", "--etcd-cafile=" + f.EtcdCA,
+		"--etcd-certfile=" + f.APIServerEtcdClient.Cert, "--etcd-keyfile=" + f.APIServerEtcdClient.Key,
+		"--client-ca-file=" + f.KubeCA.Cert,
+		"--tls-cert-file=" + f.APIServer.Cert, "--tls-private-key-file=" + f.APIServer.Key,
+		"--kubelet-client-certificate=" + f.APIServerKubeletClient.Cert, "--kubelet-client-key=" + f.APIServerKubeletClient.Key,
+		"--proxy-client-cert-file=" + f.FrontProxyClient.Cert, "--proxy-client-key-file=" + f.FrontProxyClient.Key,
+		"--requestheader-client-ca-file=" + f.FrontProxyCA, "--requestheader-allowed-names=" + FrontProxyClientName,
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--service-account-key-file=" + f.ServiceAccountPub, "--service-account-signing-key-file=" + f.ServiceAccountKey,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
+		"--cert-dir=" + t.TempDir(),
+	}
+	var log bytes.Buffer
+	api := exec.Command(bin, args...)
+	api.Stdout, api.Stderr = &log, &log
+	api.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := api.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- api.Wait() }()
+	t.Cleanup(func() {
+		api.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("kube-apiserver log (tail):\n%s", tail(log.String(), 4000))
+		}
+	})
+
+	admin := kubeClient(t, f.AdminConf)
+	ready := false
+	for deadline := time.Now().Add(4 * time.Minute); time.Now().Before(deadline) && !ready; {
+		select {
+		case err := <-exited:
+			t.Fatalf("kube-apiserver exited: %v", err)
+		case <-time.After(time.Second):
+		}
+		code, _ := admin.call("GET", "/readyz", "", nil)
+		ready = code == http.StatusOK
+	}
+	if !ready {
+		t.Fatal("kube-apiserver not ready via the VIP with admin.conf")
+	}
+
+	// Each kubeconfig authenticates as its user.
+	for _, kc := range []struct{ path, user, group string }{
+		{f.AdminConf, AdminName, MastersGroup},
+		{f.SchedulerConf, SchedulerName, ""},
+		{f.ControllerManagerConf, ControllerManagerName, ""},
+	} {
+		c := kubeClient(t, kc.path)
+		user, groups := c.whoami(t, "")
+		t.Logf("%s (server %s) authenticates as %s, groups %s", filepath.Base(kc.path), c.server, user, groups)
+		if user != kc.user || (kc.group != "" && !strings.Contains(groups, kc.group)) {
+			t.Errorf("%s authenticates as %q %s", filepath.Base(kc.path), user, groups)
+		}
+	}
+	if code, body := kubeClient(t, f.SchedulerConf).call("GET", "/api/v1/nodes", "", nil); code != http.StatusOK {
+		t.Errorf("scheduler lists nodes: %d %s", code, body)
+	}
+
+	// A service-account token signed with sa.key is accepted (ES256).
+	if code, body := admin.call("POST", "/api/v1/namespaces/default/serviceaccounts", "", []byte(`{"metadata":{"name":"pki-test"}}`)); code != http.StatusCreated {
+		t.Fatalf("create service account: %d %s", code, body)
+	}
+	code, body := admin.call("POST", "/api/v1/namespaces/default/serviceaccounts/pki-test/token", "", []byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}`))
+	var tr struct {
+		Status struct{ Token string } `json:"status"`
+	}
+	if code != http.StatusCreated || json.Unmarshal(body, &tr) != nil || tr.Status.Token == "" {
+		t.Fatalf("token request: %d %s", code, body)
+	}
+	anon := kubeClient(t, "")
+	user, _ := anon.whoami(t, tr.Status.Token)
+	t.Logf("service-account token (ES256, sa.key) authenticates as %s", user)
+	if user != "system:serviceaccount:default:pki-test" {
+		t.Errorf("service-account token authenticates as %q", user)
+	}
+
+	// A client certificate of another cluster is not a user here.
+	foreign := mustEnsure(t, t.TempDir(), testSecret(t), p, now)
+	fc := kubeClient(t, foreign.AdminConf)
+	fc.http.Transport.(*http.Transport).TLSClientConfig.RootCAs = admin.http.Transport.(*http.Transport).TLSClientConfig.RootCAs
+	if code, _ := fc.call("GET", "/api/v1/nodes", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("foreign admin certificate: status %d, want 401", code)
+	}
+}
+
+type kubeHTTP struct {
+	http   *http.Client
+	server string
+}
+
+// kubeClient speaks to the apiserver as the kubeconfig at path says; with
+// an empty path, to https://10.10.0.1:6443 without a client certificate.
+func kubeClient(t *testing.T, path string) *kubeHTTP {
+	t.Helper()
+	cfg := &tls.Config{}
+	server := "https://10.10.0.1:6443"
+	if path != "" {
+		kc := mustLoadKubeconfig(t, path)
+		cfg.RootCAs = x509.NewCertPool()
+		for _, c := range kc.cas {
+			cfg.RootCAs.AddCert(c)
+		}
+		cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{kc.cert.Raw}, PrivateKey: kc.key}}
+		server = kc.server
+	} else {
+		cfg.InsecureSkipVerify = true
+	}
+	return &kubeHTTP{http: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}, server: server}
+}
+
+func (k *kubeHTTP) call(method, path, token string, body []byte) (int, []byte) {
+	req, err := http.NewRequest(method, k.server+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := k.http.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// whoami asks the apiserver who the caller is (SelfSubjectReview).
+func (k *kubeHTTP) whoami(t *testing.T, token string) (string, string) {
+	t.Helper()
+	code, body := k.call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", token,
+		[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
+	var r struct {
+		Status struct {
+			UserInfo struct {
+				Username string   `json:"username"`
+				Groups   []string `json:"groups"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	if code != http.StatusCreated || json.Unmarshal(body, &r) != nil {
+		t.Errorf("selfsubjectreview: %d %s", code, body)
+	}
+	return r.Status.UserInfo.Username, strings.Join(r.Status.UserInfo.Groups, ",")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
