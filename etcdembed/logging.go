@@ -2,7 +2,9 @@ package etcdembed
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -135,7 +137,8 @@ func (c *slogCore) Sync() error { return nil }
 func isShutdownNoise(fields []zapcore.Field) bool {
 	for _, f := range fields {
 		if f.Key == "error" && f.Interface != nil {
-			if err, ok := f.Interface.(error); ok && strings.Contains(err.Error(), "use of closed network connection") {
+			if err, ok := f.Interface.(error); ok && (strings.Contains(err.Error(), "use of closed network connection") ||
+				errors.Is(err, http.ErrServerClosed) || err.Error() == http.ErrServerClosed.Error()) {
 				return true
 			}
 		}
