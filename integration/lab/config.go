@@ -37,6 +37,11 @@ type Options struct {
 	// ExtraYAML is appended to every master's masterd.yaml (top-level keys not
 	// written by the lab, e.g. "log:\n  level: debug\n").
 	ExtraYAML string
+	// UnitDropIn, when set, is written to
+	// /etc/systemd/system/masterd.service.d/lab.conf in every master before
+	// masterd starts: a debugging aid (e.g. a hardening setting under
+	// suspicion); scenarios run the unit as packaged.
+	UnitDropIn string
 	// Progress receives one line per step while the lab builds and boots. Nil:
 	// discarded.
 	Progress io.Writer

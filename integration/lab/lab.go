@@ -232,6 +232,14 @@ func (m *Master) boot(ctx context.Context, disk *string) error {
 			return err
 		}
 	}
+	if l.opts.UnitDropIn != "" {
+		if err := h.WriteFile("/etc/systemd/system/masterd.service.d/lab.conf", []byte(l.opts.UnitDropIn), 0o644); err != nil {
+			return err
+		}
+		if _, err := h.Systemctl(ctx, "daemon-reload"); err != nil {
+			return err
+		}
+	}
 	l.progress("%s: systemctl enable --now masterd", m.Name)
 	// --no-block: a master's start waits for its peers (etcd quorum).
 	if _, err := h.Systemctl(ctx, "enable", "--now", "--no-block", "masterd"); err != nil {

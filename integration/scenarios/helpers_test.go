@@ -64,6 +64,11 @@ func options(t *testing.T) lab.Options {
 		t.Log("no kube binaries (run `make kube`, or set KUBE_BIN_DIR): Kubernetes scenarios skip, the rest run with kubernetes.mode: none")
 	}
 	o.Progress = logWriter{t}
+	// A debugging aid: a drop-in for masterd.service (not for CI).
+	if d := os.Getenv("MASTERD_LAB_DROPIN"); d != "" {
+		o.UnitDropIn = d
+		t.Logf("masterd.service drop-in from MASTERD_LAB_DROPIN:\n%s", d)
+	}
 	return o
 }
 
