@@ -2,13 +2,20 @@ package units
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masterd/masterd/integration/labhost"
 )
 
 const kubeVersion = "v1.37.2"
@@ -148,6 +155,14 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 		t.Logf("%s: start to healthy %s", u.Name, took[u.Name])
 	}
 
+	// The scheduler's own lease (--leader-elect, the second fence).
+	admin := adminClient(t, h, pki)
+	holder := func() string {
+		return leaseHolder(ctx, admin, "kube-scheduler")
+	}
+	waitFor(t, ctx, "first scheduler holds its lease", func() bool { return holder() != "" })
+	first := holder()
+
 	// Role loss: the scheduler is stopped by the leader-only path, then
 	// started again (a role move without the election's part).
 	t0 := time.Now()
@@ -160,9 +175,17 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 	restart := time.Since(t1)
-	t.Logf("FIGURES etcd_ready=%s apiserver_ready=%s scheduler_healthy=%s controller_manager_healthy=%s scheduler_stop=%s scheduler_start_to_healthy_again=%s",
+	waitFor(t, ctx, "new scheduler takes its lease", func() bool { h := holder(); return h != "" && h != first })
+	leading := time.Since(t1)
+	figures := fmt.Sprintf("etcd_ready=%s apiserver_ready=%s scheduler_healthy=%s controller_manager_healthy=%s scheduler_stop=%s scheduler_start_to_healthy_again=%s scheduler_start_to_lease_held=%s",
 		took[etcd.Name].Round(time.Millisecond), took[APIServerUnit].Round(time.Millisecond), took[SchedulerUnit].Round(time.Millisecond),
-		took[ControllerManagerUnit].Round(time.Millisecond), stop.Round(time.Millisecond), restart.Round(time.Millisecond))
+		took[ControllerManagerUnit].Round(time.Millisecond), stop.Round(time.Millisecond), restart.Round(time.Millisecond), leading.Round(time.Millisecond))
+	t.Logf("FIGURES %s", figures)
+	if dir := os.Getenv("MASTERD_RESULTS_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "units-kube.txt"), []byte(time.Now().UTC().Format(time.RFC3339)+" "+figures+"\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 	for _, n := range []string{APIServerUnit, SchedulerUnit, ControllerManagerUnit} {
 		if st, _ := s.Status(n); st.Failures != 0 || st.Restarts != 0 {
 			t.Errorf("%s: %d failures, %d restarts during the test", n, st.Failures, st.Restarts)
@@ -179,4 +202,40 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 		t.Errorf("start with a bad flag: %v, want kube-apiserver's own message", err)
 	}
 	_ = s.Stop(ctx, "unitst-badapi.service")
+}
+
+// adminClient is an HTTPS client with cluster-admin credentials that dials
+// into the lab.
+func adminClient(t *testing.T, h *labhost.Host, p *testPKI) *http.Client {
+	t.Helper()
+	cert, err := tls.X509KeyPair(p.files["admin.crt"], p.files["admin.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.files["ca.crt"])
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext:     h.DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	}}
+}
+
+// leaseHolder returns the holder of a kube-system lease, "" if none.
+func leaseHolder(ctx context.Context, c *http.Client, name string) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
+		"https://127.0.0.1:6443/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Spec struct {
+			HolderIdentity *string `json:"holderIdentity"`
+		} `json:"spec"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&l) != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
 }

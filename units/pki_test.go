@@ -87,6 +87,9 @@ func newTestPKI(t *testing.T, apiserverIPs []net.IP, server string) *testPKI {
 		}
 		crt, key := issue(c.cn, orgs, x509.ExtKeyUsageClientAuth, nil, nil)
 		p.files[c.file] = kubeconfig(server, p.files["ca.crt"], crt, key, c.cn)
+		if c.file == "admin.conf" {
+			p.files["admin.crt"], p.files["admin.key"] = crt, key
+		}
 	}
 	return p
 }
