@@ -91,7 +91,7 @@ func unitProp(t *testing.T, ctx context.Context, h *labhost.Host, unit, prop str
 // four, new namespaces). In particular masterd needs no CAP_SYS_ADMIN to
 // start, kill and reload units over the private socket.
 func TestUnitSandboxLetsMasterdWork(t *testing.T) {
-	need(t, "go", "dpkg-deb")
+	need(t, "go", "dpkg-deb", "ip", "nft")
 	b := buildPackages(t, testVersion)
 	ctx := labCtx(t)
 	probe := filepath.Join(t.TempDir(), "sandboxprobe")
