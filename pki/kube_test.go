@@ -129,37 +129,12 @@ func TestKubeAPIServerChild(t *testing.T) {
 		"--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
 		"--cert-dir=" + t.TempDir(),
 	}
-	var log bytes.Buffer
-	api := exec.Command(bin, args...)
-	api.Stdout, api.Stderr = &log, &log
-	api.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- api.Wait() }()
-	t.Cleanup(func() {
-		api.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("kube-apiserver log (tail):\n%s", tail(log.String(), 4000))
-		}
-	})
-
+	exited := startProc(t, bin, args...)
 	admin := kubeClient(t, f.AdminConf)
-	ready := false
-	for deadline := time.Now().Add(4 * time.Minute); time.Now().Before(deadline) && !ready; {
-		select {
-		case err := <-exited:
-			t.Fatalf("kube-apiserver exited: %v", err)
-		case <-time.After(time.Second):
-		}
+	waitFor(t, "kube-apiserver ready via the VIP with admin.conf", exited, func() bool {
 		code, _ := admin.call("GET", "/readyz", "", nil)
-		ready = code == http.StatusOK
-	}
-	if !ready {
-		t.Fatal("kube-apiserver not ready via the VIP with admin.conf")
-	}
+		return code == http.StatusOK
+	})
 
 	// Each kubeconfig authenticates as its user.
 	for _, kc := range []struct{ path, user, group string }{
@@ -196,6 +171,14 @@ func TestKubeAPIServerChild(t *testing.T) {
 		t.Errorf("service-account token authenticates as %q", user)
 	}
 
+	// The front-proxy client certificate may assert a user (aggregation layer).
+	fp := kubeClient(t, "")
+	fp.http.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{keyPair(t, f.FrontProxyClient)}
+	fp.header = http.Header{"X-Remote-User": {"alice"}, "X-Remote-Group": {"team-a"}}
+	if user, groups := fp.whoami(t, ""); user != "alice" || !strings.Contains(groups, "team-a") {
+		t.Errorf("front-proxy request authenticates as %q %s, want alice in team-a", user, groups)
+	}
+
 	// A client certificate of another cluster is not a user here.
 	foreign := mustEnsure(t, t.TempDir(), testSecret(t), p, now)
 	fc := kubeClient(t, foreign.AdminConf)
@@ -208,6 +191,7 @@ func TestKubeAPIServerChild(t *testing.T) {
 type kubeHTTP struct {
 	http   *http.Client
 	server string
+	header http.Header
 }
 
 // kubeClient speaks to the apiserver as the kubeconfig at path says; with
@@ -234,6 +218,9 @@ func (k *kubeHTTP) call(method, path, token string, body []byte) (int, []byte) {
 	req, err := http.NewRequest(method, k.server+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil
+	}
+	for k, v := range k.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -265,6 +252,46 @@ func (k *kubeHTTP) whoami(t *testing.T, token string) (string, string) {
 		t.Errorf("selfsubjectreview: %d %s", code, body)
 	}
 	return r.Status.UserInfo.Username, strings.Join(r.Status.UserInfo.Groups, ",")
+}
+
+// startProc starts a process that is killed (by its PID) when the test
+// ends; its output is logged if the test failed. The channel reports its exit.
+func startProc(t *testing.T, bin string, args ...string) <-chan error {
+	t.Helper()
+	var log bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("%s log (tail):\n%s", filepath.Base(bin), tail(log.String(), 4000))
+		}
+	})
+	return exited
+}
+
+// waitFor polls cond every second until it holds, the process exits or
+// the time is up.
+func waitFor(t *testing.T, what string, exited <-chan error, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(4 * time.Minute); time.Now().Before(deadline); {
+		if cond() {
+			return
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("%s: process exited: %v", what, err)
+		case <-time.After(time.Second):
+		}
+	}
+	t.Fatalf("%s: timed out", what)
 }
 
 func tail(s string, n int) string {
