@@ -341,7 +341,7 @@ func writeResults(results []result) error {
 	for _, t := range []string{"embedded", "standalone"} {
 		a := agg[t]
 		a.finish()
-		fmt.Fprintf(&b, "| **%s (all runs)** | %d | %.0f | %.2f | %.2f | %d |\n", t, a.ops, a.throughput(), ms(a.p50), ms(a.p99), a.errors)
+		fmt.Fprintf(&b, "| **%s (all slices)** | %d | %.0f | %.2f | %.2f | %d |\n", t, a.ops, a.throughput(), ms(a.p50), ms(a.p99), a.errors)
 	}
 	e, s := agg["embedded"], agg["standalone"]
 	fmt.Fprintf(&b, "\nEmbedded vs standalone: throughput %+.1f%%, p50 %+.1f%%, p99 %+.1f%% (target: within 5%%).\n",
