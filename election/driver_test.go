@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -504,4 +505,79 @@ func TestDriverUnhealthyLeaderHandsOverToAHealthyPeer(t *testing.T) {
 		t.Fatalf("leaders %v, want [%s]", ls, e.node)
 	}
 	c.checkNoOverlap()
+}
+
+func TestDriverSlowUnitStopDoesNotDelayTheVIPRole(t *testing.T) {
+	c := newCluster(t, 3)
+	unit := Timing{LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 400 * time.Millisecond,
+		DetectSlack: 200 * time.Millisecond, ReleaseSlack: 600 * time.Millisecond}
+	var mu sync.Mutex
+	var log []string
+	var inStop, renewedDuringStop atomic.Int32
+	for _, p := range c.peers {
+		name := p.Name
+		cfg := c.config(name, [][]byte{c.key})
+		cfg.Roles = map[string]Timing{RoleVIP: DefaultVIPTiming(), RoleScheduler: unit}
+		d, err := NewDriver(cfg, Callbacks{
+			OnStartedLeading: func(role string, term uint64) {
+				mu.Lock()
+				log = append(log, name+" started "+role)
+				mu.Unlock()
+			},
+			OnStoppedLeading: func(role string, term uint64) {
+				mu.Lock()
+				log = append(log, name+" stopped "+role)
+				mu.Unlock()
+				if role == RoleScheduler {
+					inStop.Add(1)
+					time.Sleep(500 * time.Millisecond) // a slow unit kill
+					inStop.Add(-1)
+				}
+			},
+			OnRenewed: func(role string, term uint64, deadline time.Time) {
+				if role == RoleVIP && inStop.Load() > 0 {
+					renewedDuringStop.Add(1)
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Kill)
+		c.drivers[name] = d
+	}
+	var l string
+	end := time.Now().Add(10 * time.Second)
+	for time.Now().Before(end) && l == "" {
+		for name, d := range c.drivers {
+			s := d.Status()
+			if s.Roles[RoleVIP].Leader && s.Roles[RoleScheduler].Leader {
+				l = name
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l == "" {
+		t.Fatal("no node leads both roles")
+	}
+	c.drivers[l].SetHealthy(RoleScheduler, false)
+	end = time.Now().Add(10 * time.Second)
+	for time.Now().Before(end) && c.drivers[l].Status().Roles[RoleScheduler].Leader {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(log, l+" stopped "+RoleScheduler) {
+		t.Fatalf("scheduler never handed over: %v", log)
+	}
+	if slices.Contains(log, l+" stopped "+RoleVIP) || !c.drivers[l].Status().Roles[RoleVIP].Leader {
+		t.Fatalf("the vip role was lost while the scheduler stopped slowly: %v", log)
+	}
+	if renewedDuringStop.Load() == 0 {
+		t.Fatal("no vip renewal was delivered while the scheduler's stop callback ran")
+	}
 }

@@ -80,3 +80,39 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStep feeds decoded garbage to a live node: it must never panic and
+// never persist a smaller maxTerm.
+func FuzzStep(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(Encode(nil, m))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		voters := []string{"m1", "m2", "m3"}
+		n, err := NewNode(Config{ID: "m1", Voters: voters, Roles: map[string]Timing{RoleVIP: DefaultVIPTiming()},
+			Drift: DefaultDrift, Rand: func() uint64 { return 4 }}, nil, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		m.ConfigHash = ConfigHash(voters, RoleVIP, DefaultVIPTiming())
+		for i, now := range []time.Duration{time.Millisecond, 2 * time.Millisecond, time.Second} {
+			m.To = "m1"
+			if i == 2 {
+				m.Term++
+			}
+			n.Step(now, m)
+			n.Tick(now)
+			if n.HasReady() {
+				rd := n.Ready()
+				if rd.State != nil && rd.State[RoleVIP].MaxTerm < n.roles[RoleVIP].st.MaxTerm {
+					t.Fatal("persisted state behind memory")
+				}
+				n.Advance()
+			}
+		}
+	})
+}

@@ -596,7 +596,13 @@ func randomOpts(seed uint64, rs rules) simOpts {
 	if r.IntN(3) == 0 {
 		o.voters = 5
 	}
-	switch r.IntN(4) {
+	switch r.IntN(5) {
+	case 4:
+		// Lease exactly at the safety bound, with 1% clock-rate drift.
+		o.eps = 0.01
+		o.timing = DefaultVIPTiming()
+		o.timing.LeaseDuration = o.timing.RequiredLease(o.eps)
+		o.fenced, o.profile = false, "tight"
 	case 0:
 		o.timing, o.fenced, o.profile = FastVIPTiming(), true, "fast-fenced"
 	case 1:
