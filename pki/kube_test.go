@@ -2,9 +2,13 @@ package pki
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -179,6 +183,74 @@ func TestKubeAPIServerChild(t *testing.T) {
 		t.Errorf("front-proxy request authenticates as %q %s, want alice in team-a", user, groups)
 	}
 
+	t.Run("kube-scheduler runs on scheduler.conf", func(t *testing.T) {
+		sched := sibling(t, bin, "kube-scheduler")
+		exited := startProc(t, sched, "--kubeconfig="+f.SchedulerConf, "--authentication-kubeconfig="+f.SchedulerConf,
+			"--authorization-kubeconfig="+f.SchedulerConf, "--leader-elect=true", "--bind-address=127.0.0.1", "--secure-port=10259")
+		waitFor(t, "scheduler holds its lease", exited, func() bool {
+			return leaseHolder(admin, "kube-scheduler") != ""
+		})
+	})
+	t.Run("kube-controller-manager runs on controller-manager.conf, ca.key and sa.key", func(t *testing.T) {
+		cmBin := sibling(t, bin, "kube-controller-manager")
+		exited := startProc(t, cmBin, "--kubeconfig="+f.ControllerManagerConf,
+			"--authentication-kubeconfig="+f.ControllerManagerConf, "--authorization-kubeconfig="+f.ControllerManagerConf,
+			"--root-ca-file="+f.KubeCA.Cert, "--cluster-signing-cert-file="+f.KubeCA.Cert, "--cluster-signing-key-file="+f.KubeCA.Key,
+			"--service-account-private-key-file="+f.ServiceAccountKey, "--use-service-account-credentials=true",
+			"--leader-elect=true", "--bind-address=127.0.0.1", "--secure-port=10257")
+		waitFor(t, "controller-manager holds its lease", exited, func() bool {
+			return leaseHolder(admin, "kube-controller-manager") != ""
+		})
+		caPEM, _ := os.ReadFile(f.KubeCA.Cert)
+		waitFor(t, "kube-root-ca.crt published", exited, func() bool {
+			code, body := admin.call("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt", "", nil)
+			var cm struct{ Data map[string]string }
+			return code == http.StatusOK && json.Unmarshal(body, &cm) == nil && cm.Data["ca.crt"] == string(caPEM)
+		})
+		// A CSR for an apiserver client is signed with ca.key.
+		key, err := newKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "pki-csr-user"}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+		csrPath := "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+		if code, body := admin.call("POST", csrPath, "", []byte(`{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest",
+			"metadata":{"name":"pki-test"},"spec":{"request":"`+req+`","signerName":"kubernetes.io/kube-apiserver-client",
+			"usages":["client auth"],"expirationSeconds":3600}}`)); code != http.StatusCreated {
+			t.Fatalf("create csr: %d %s", code, body)
+		}
+		code, body := admin.call("GET", csrPath+"/pki-test", "", nil)
+		var obj map[string]any
+		if code != http.StatusOK || json.Unmarshal(body, &obj) != nil {
+			t.Fatalf("get csr: %d %s", code, body)
+		}
+		obj["status"] = map[string]any{"conditions": []any{map[string]any{"type": "Approved", "status": "True", "reason": "PKITest", "message": "approved by the pki test"}}}
+		approval, _ := json.Marshal(obj)
+		if code, body := admin.call("PUT", csrPath+"/pki-test/approval", "", approval); code != http.StatusOK {
+			t.Fatalf("approve csr: %d %s", code, body)
+		}
+		var signed *x509.Certificate
+		waitFor(t, "csr signed", exited, func() bool {
+			code, body := admin.call("GET", csrPath+"/pki-test", "", nil)
+			var csr struct {
+				Status struct{ Certificate []byte } `json:"status"`
+			}
+			if code != http.StatusOK || json.Unmarshal(body, &csr) != nil || len(csr.Status.Certificate) == 0 {
+				return false
+			}
+			signed, err = parseCertPEM(csr.Status.Certificate)
+			return err == nil
+		})
+		if err := verifyChain(signed, nil, []*x509.Certificate{s.KubeCA.Cert}, clientOnly, time.Now()); err != nil || signed.Subject.CommonName != "pki-csr-user" {
+			t.Errorf("signed certificate %q: %v", signed.Subject.CommonName, err)
+		}
+		t.Logf("controller-manager signed %q with the kube CA, expires %s", signed.Subject.CommonName, signed.NotAfter.Format(time.RFC3339))
+	})
+
 	// A client certificate of another cluster is not a user here.
 	foreign := mustEnsure(t, t.TempDir(), testSecret(t), p, now)
 	fc := kubeClient(t, foreign.AdminConf)
@@ -252,6 +324,30 @@ func (k *kubeHTTP) whoami(t *testing.T, token string) (string, string) {
 		t.Errorf("selfsubjectreview: %d %s", code, body)
 	}
 	return r.Status.UserInfo.Username, strings.Join(r.Status.UserInfo.Groups, ",")
+}
+
+// sibling is another kube binary next to the apiserver, or a skip.
+func sibling(t *testing.T, apiserver, name string) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(apiserver), name)
+	if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+		t.Skipf("%s not built next to %s", name, apiserver)
+	}
+	return p
+}
+
+// leaseHolder is the holder of a kube-system Lease, or "".
+func leaseHolder(c *kubeHTTP, name string) string {
+	code, body := c.call("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, "", nil)
+	var l struct {
+		Spec struct {
+			HolderIdentity string `json:"holderIdentity"`
+		} `json:"spec"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &l) != nil {
+		return ""
+	}
+	return l.Spec.HolderIdentity
 }
 
 // startProc starts a process that is killed (by its PID) when the test
