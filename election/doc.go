@@ -134,6 +134,8 @@
 // ExecStopPost), stalls and power cycles, and checks on true time: never two
 // effective holders, one node per term and increasing terms, promise
 // exclusivity and the quiet period, maxTerm monotonic, and a stable holder
-// after a healed period. `go test ./election -sim.runs=N` runs more seeds;
+// after a healed period. Profiles: default vip (with and without the fence),
+// fast (fenced), the unit roles, and "tight" (lease exactly at the safety
+// bound with 1% drift). `go test ./election -sim.runs=N` runs more seeds;
 // -sim.seed=S replays one with a trace.
 package election

@@ -581,3 +581,35 @@ func TestDriverSlowUnitStopDoesNotDelayTheVIPRole(t *testing.T) {
 		t.Fatal("no vip renewal was delivered while the scheduler's stop callback ran")
 	}
 }
+
+func TestDriverOfAnotherClusterLabelNeverMerges(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startAll()
+	c.waitLeader(10 * time.Second)
+	other := Peer{Name: "x1", Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	c.peers = append(c.peers, other)
+	c.dirs["x1"] = t.TempDir()
+	cfg := c.config("x1", [][]byte{c.key}) // same key, other cluster name
+	cfg.Label = "another-cluster"
+	d, err := NewDriver(cfg, Callbacks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Kill)
+	time.Sleep(1500 * time.Millisecond)
+	rejected := 0.0
+	for _, dr := range c.drivers {
+		rejected += testutil.ToFloat64(dr.met.rejected.WithLabelValues("label"))
+		for _, m := range dr.Status().Members {
+			if m.Name == "x1" {
+				t.Fatalf("a node of another cluster became a member: %+v", m)
+			}
+		}
+	}
+	if rejected == 0 {
+		t.Fatal("no label rejections counted")
+	}
+}
