@@ -336,3 +336,44 @@ func TestSystemdPassesGeneratedArgumentsThroughUnchanged(t *testing.T) {
 		t.Errorf("process got E=%q, want %q", got, want)
 	}
 }
+
+func TestStopOvertakesAStartStillWaitingForHealth(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h := bootLab(t, ctx, "ovt")
+	s, _ := newSup(t, h, func(c *Config) { c.StartTimeout = 5 * time.Minute })
+	probing := make(chan struct{}, 1)
+	u := shUnit("unitst-never.service", `exec sleep infinity`)
+	u.LeaderOnly = true
+	u.Health = ProbeFunc(func(context.Context) error {
+		select {
+		case probing <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("not yet")
+	})
+	if err := s.Register(u); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- s.Start(ctx, u.Name, 4) }()
+	<-probing // the role is lost while the unit is still starting
+	if err := s.Stop(ctx, u.Name); err != nil {
+		t.Fatal(err)
+	}
+	err := <-started
+	if err == nil || !strings.Contains(err.Error(), "stopped while starting") {
+		t.Errorf("overtaken Start returned %v, want an error saying it was stopped", err)
+	}
+	if out, _ := h.Systemctl(ctx, "is-active", u.Name); strings.TrimSpace(string(out)) != "inactive" {
+		t.Errorf("unit is %q after Stop, want inactive", strings.TrimSpace(string(out)))
+	}
+	// The next Start is not affected by the earlier abort.
+	u.Health = nil
+	if err := s.Register(u); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx, u.Name, 5); err != nil {
+		t.Errorf("Start after an overtaken Start: %v", err)
+	}
+}

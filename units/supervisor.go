@@ -107,7 +107,12 @@ type unitState struct {
 	nRestarts   uint32
 	intentional bool   // masterd is stopping it: exits are not failures
 	lastSeq     uint64 // seq of the last applied reading
+	abortStart  context.CancelCauseFunc
+	starts      uint64
 }
+
+// errStopped ends a Start that a Stop of the same unit overtook.
+var errStopped = errors.New("stopped while starting")
 
 // New returns a supervisor. It connects to systemd lazily and keeps
 // reconnecting in the background until Close.
@@ -472,14 +477,35 @@ func (s *Supervisor) watch() {
 // healthy within Config.StartTimeout. term is exported as MASTERD_TERM to
 // managed units (0 for units that follow no role). On error the unit is
 // left as systemd has it (Restart=always keeps retrying a managed unit); the
-// caller decides whether to Stop it.
+// caller decides whether to Stop it. A Stop of the same unit overtakes a
+// Start in progress: the Start returns an error at once and the Stop does
+// not wait for it.
 func (s *Supervisor) Start(ctx context.Context, name string, term uint64) error {
 	st, err := s.unit(name)
 	if err != nil {
 		return err
 	}
+	// A Stop must never wait for a Start (a role lost while its unit is
+	// still starting): Stop cancels this context before taking the lock.
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	s.mu.Lock()
+	st.starts++
+	gen := st.starts
+	st.abortStart = abort
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if st.starts == gen {
+			st.abortStart = nil
+		}
+		s.mu.Unlock()
+	}()
 	st.op.Lock()
 	defer st.op.Unlock()
+	if err := context.Cause(ctx); err != nil && errors.Is(err, errStopped) {
+		return fmt.Errorf("units: start %s: %w", name, err)
+	}
 	t0 := time.Now()
 	s.mu.Lock()
 	st.intentional = false
@@ -520,6 +546,9 @@ func (s *Supervisor) Start(ctx context.Context, name string, term uint64) error 
 	var activeSince time.Time
 	var p props
 	timeout := func() error {
+		if errors.Is(context.Cause(ctx), errStopped) {
+			return fmt.Errorf("units: start %s: %w", name, errStopped)
+		}
 		why := fmt.Sprintf("not healthy within %s (state %s/%s)", s.cfg.StartTimeout, p.activeState, p.subState)
 		if lastProbe != nil {
 			why += ": last probe: " + lastProbe.Error()
@@ -674,6 +703,11 @@ func (s *Supervisor) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	if st.abortStart != nil {
+		st.abortStart(errStopped)
+	}
+	s.mu.Unlock()
 	st.op.Lock()
 	defer st.op.Unlock()
 	s.mu.Lock()
