@@ -187,6 +187,8 @@ func cmdKeep(args []string) error {
 	o := lab.DefaultOptions()
 	o.Prefix, o.Masters, o.Deb, o.KubeBinDir = f.prefix, f.masters, f.deb, f.kube
 	o.VIPProfile, o.Fence, o.Progress = f.profile, f.fence, os.Stdout
+	// A debugging aid: a drop-in for masterd.service in every master.
+	o.UnitDropIn = os.Getenv("MASTERD_LAB_DROPIN")
 	start := time.Now()
 	l, err := lab.Up(ctx, o)
 	if err != nil {
