@@ -528,6 +528,8 @@ type Member struct {
 	Addr  string
 	State string // alive, suspect, dead, left
 	Voter bool
+	// Eligibility is the member's gossiped health and priority per role.
+	Eligibility map[string]Eligibility
 }
 
 // Status is the election as this node sees it.
@@ -540,9 +542,13 @@ type Status struct {
 // Status returns a snapshot; after Stop or Kill it returns only the name.
 func (d *Driver) Status() Status {
 	s := Status{Name: d.cfg.Name, Roles: map[string]RoleInfo{}}
+	elig := map[string]map[string]Eligibility{}
 	d.call(func() {
 		for name, r := range d.node.Status(d.now()) {
 			s.Roles[name] = RoleInfo{Holder: r.Holder, Term: r.Term, Leader: r.Leader, Quorum: r.Quorum, State: r.State}
+		}
+		for _, v := range d.cfg.voters() {
+			elig[v] = d.node.Eligibility(v)
 		}
 	})
 	if d.ml == nil {
@@ -556,7 +562,7 @@ func (d *Driver) Status() Status {
 	for _, m := range d.ml.Members() {
 		_, voter := d.addrs[m.Name]
 		s.Members = append(s.Members, Member{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-			State: memberState(m.State), Voter: voter || m.Name == d.cfg.Name})
+			State: memberState(m.State), Voter: voter || m.Name == d.cfg.Name, Eligibility: elig[m.Name]})
 	}
 	return s
 }

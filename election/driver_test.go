@@ -497,6 +497,11 @@ func TestDriverUnhealthyLeaderHandsOverToAHealthyPeer(t *testing.T) {
 	c.drivers[l].SetHealthy(RoleVIP, false)
 	e := c.rec.waitStarted(t, t0, l, 5*time.Second)
 	t.Logf("unhealthy leader %s handed over to %s after %v", l, e.node, e.at.Sub(t0))
+	for _, m := range c.drivers[e.node].Status().Members {
+		if m.Name == l && m.Eligibility[RoleVIP].Healthy {
+			t.Fatalf("status shows the unhealthy %s as healthy: %+v", l, m)
+		}
+	}
 	if e.at.Sub(t0) < DefaultVIPTiming().LeaseDuration {
 		t.Fatalf("handed over after %v, before the health hysteresis of a lease", e.at.Sub(t0))
 	}

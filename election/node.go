@@ -396,6 +396,16 @@ func (n *Node) SetPeerEligibility(peer, roleName string, e Eligibility) {
 	n.peerElig[peer][roleName] = e
 }
 
+// Eligibility returns what node (this node or a peer) is known to be
+// eligible for, per role (peers not gossiped yet are assumed healthy).
+func (n *Node) Eligibility(node string) map[string]Eligibility {
+	out := map[string]Eligibility{}
+	for _, name := range n.names {
+		out[name] = n.eligibility(node, name)
+	}
+	return out
+}
+
 // Status returns every role as this node sees it at local time now.
 func (n *Node) Status(now time.Duration) map[string]RoleStatus {
 	heard := 1
