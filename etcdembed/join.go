@@ -19,6 +19,9 @@ type plan struct {
 	initialCluster string
 }
 
+// retryInterval is the pause between attempts of retry.
+const retryInterval = 200 * time.Millisecond
+
 // probeTimeout bounds one attempt to reach a peer's client port.
 const probeTimeout = 2 * time.Second
 
@@ -192,7 +195,7 @@ func (m *Member) promote(ctx context.Context, id uint64) error {
 	})
 }
 
-// retry calls f every 500ms until it reports done or ctx ends, logging
+// retry calls f every retryInterval until it reports done or ctx ends, logging
 // progress (with f's last error) every Config.ProgressInterval.
 func (m *Member) retry(ctx context.Context, what string, f func(context.Context) (bool, error)) error {
 	start := time.Now()
@@ -211,7 +214,7 @@ func (m *Member) retry(ctx context.Context, what string, f func(context.Context)
 		case <-ctx.Done():
 			return fmt.Errorf("etcdembed: %s: gave up after %.0fs: %w (quorum unreachable?): %w",
 				what, time.Since(start).Seconds(), err, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(retryInterval):
 		}
 	}
 }

@@ -112,6 +112,17 @@ func (m *Member) Start(ctx context.Context) error {
 			e.Close()
 			return err
 		}
+		// The promotion is committed; wait until this member has applied
+		// it, or it would still refuse requests as a learner.
+		if err := m.retry(ctx, "apply own promotion", func(context.Context) (bool, error) {
+			if e.Server.IsLearner() {
+				return false, errors.New("member still a learner locally")
+			}
+			return true, nil
+		}); err != nil {
+			e.Close()
+			return err
+		}
 	}
 	cli, err := m.newClient([]string{m.cfg.localEndpoint()})
 	if err != nil {
