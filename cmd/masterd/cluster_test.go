@@ -168,6 +168,29 @@ metrics: {listen: "%s"}
 	l := waitOneLeaderEach(ds, "cold start")
 	t.Logf("leaders after cold start: %v", l)
 
+	// masterd status renders the cluster from the local agent.
+	out, err := exec.Command(bin, "status", "--addr", ds[0].metrics).CombinedOutput()
+	if err != nil {
+		t.Fatalf("masterd status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"node m1  ready", "ROLE", "scheduler", "controller-manager", "MEMBER", "m3", "etcd: member", "certificates:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("masterd status lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("masterd status:\n%s", out)
+	// masterd etcd talks to the local member with its client certificate.
+	cfg1 := filepath.Join(dir, "m1.yaml")
+	if out, err := exec.Command(bin, "etcd", "members", "--config", cfg1).CombinedOutput(); err != nil || strings.Count(string(out), "https://127.0.0.") != 3 {
+		t.Errorf("masterd etcd members: %v\n%s", err, out)
+	}
+	snap := filepath.Join(dir, "snap.db")
+	if out, err := exec.Command(bin, "etcd", "snapshot", "save", "--config", cfg1, snap).CombinedOutput(); err != nil {
+		t.Errorf("masterd etcd snapshot save: %v\n%s", err, out)
+	} else if fi, err := os.Stat(snap); err != nil || fi.Size() == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("snapshot file: %v %v", fi, err)
+	}
+
 	// SIGTERM the scheduler leader: graceful stop hands its roles over.
 	var victim *daemon
 	var rest []*daemon

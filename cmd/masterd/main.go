@@ -46,6 +46,8 @@ func commands() []command {
 		{"run", "run the daemon (what masterd.service starts)", cmdRun},
 		{"init", "create the cluster secret to copy to every master", cmdInit},
 		{"status", "show the cluster: members, roles, etcd, certificates", cmdStatus},
+		{"cleanup", "remove what a dead daemon left: the VIP, leader-only units", cmdCleanup},
+		{"etcd", "etcd maintenance: snapshot save, restore, remove a member", cmdEtcd},
 		{"version", "print version, revision and Go version", cmdVersion},
 	}
 }

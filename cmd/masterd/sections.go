@@ -1,17 +1,160 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/masterd/masterd/agent"
 )
 
-// printSections renders each component's status section. Sections of packages
-// this binary does not know how to render are skipped (use --json).
-func printSections(w io.Writer, st agent.Status) {
-	for name := range st.Sections {
-		_ = name
+// The shapes of the /status sections, as the agent encodes them.
+type (
+	roleSection struct {
+		Holder string
+		Term   uint64
+		Leader bool
+		Quorum bool
+		State  string
 	}
-	fmt.Fprint(w, "")
+	memberSection struct {
+		Name  string
+		Addr  string
+		State string
+		Voter bool
+	}
+	electionSection struct {
+		Roles   map[string]roleSection `json:"roles"`
+		Members []memberSection        `json:"members"`
+	}
+	etcdSection struct {
+		ID      string   `json:"id"`
+		Leader  bool     `json:"leader"`
+		Members []string `json:"members"`
+		Healthy bool     `json:"healthy"`
+		Error   string   `json:"error"`
+	}
+	vipSection struct {
+		Address string `json:"address"`
+		Owned   bool   `json:"owned"`
+		Fence   bool   `json:"fence"`
+	}
+	backendSection struct {
+		Name      string
+		Address   string
+		Up        bool
+		Active    int64
+		LastError string
+	}
+	unitSection struct {
+		Name     string `json:"name"`
+		Active   string `json:"active"`
+		Sub      string `json:"sub"`
+		PID      uint32 `json:"pid"`
+		Restarts uint64 `json:"restarts"`
+	}
+	certSection struct {
+		Name string `json:"name"`
+		Days int    `json:"daysLeft"`
+	}
+)
+
+// printSections renders each component's section of the status document.
+func printSections(w io.Writer, st agent.Status) {
+	section := func(name string, v any) bool {
+		raw, ok := st.Sections[name]
+		return ok && json.Unmarshal(raw, v) == nil
+	}
+	var el electionSection
+	if section("election", &el) {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROLE\tHOLDER\tTERM\tTHIS NODE\tQUORUM")
+		for _, role := range sortedKeys(el.Roles) {
+			r := el.Roles[role]
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%v\n", role, dash(r.Holder), r.Term, r.State, r.Quorum)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tVOTER")
+		sort.Slice(el.Members, func(i, j int) bool { return el.Members[i].Name < el.Members[j].Name })
+		for _, m := range el.Members {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Name, m.Addr, m.State, m.Voter)
+		}
+		tw.Flush()
+	}
+	var e etcdSection
+	if section("etcd", &e) {
+		health := "healthy"
+		if !e.Healthy {
+			health = "unhealthy: " + e.Error
+		}
+		role := "follower"
+		if e.Leader {
+			role = "leader"
+		}
+		fmt.Fprintf(w, "\netcd: member %s, %s, %s; members: %s\n", e.ID, role, health, strings.Join(e.Members, ", "))
+	}
+	var v vipSection
+	if section("vip", &v) {
+		held := "not held here"
+		if v.Owned {
+			held = "held by this node"
+		}
+		fence := ""
+		if v.Fence {
+			fence = ", kernel fence on"
+		}
+		fmt.Fprintf(w, "vip: %s %s%s\n", v.Address, held, fence)
+	}
+	var backends []backendSection
+	if section("lb", &backends) && len(backends) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BACKEND\tADDRESS\tUP\tACTIVE\tLAST ERROR")
+		for _, b := range backends {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\n", b.Name, b.Address, b.Up, b.Active, dash(b.LastError))
+		}
+		tw.Flush()
+	}
+	var us []unitSection
+	if section("kube", &us) && len(us) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "UNIT\tSTATE\tPID\tRESTARTS")
+		for _, u := range us {
+			fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\n", u.Name, u.Active, u.Sub, u.PID, u.Restarts)
+		}
+		tw.Flush()
+	}
+	var certs []certSection
+	if section("pki", &certs) && len(certs) > 0 {
+		soonest := certs[0]
+		for _, c := range certs {
+			if c.Days < soonest.Days {
+				soonest = c
+			}
+		}
+		fmt.Fprintf(w, "\ncertificates: %d, next to expire %s in %d days\n", len(certs), soonest.Name, soonest.Days)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

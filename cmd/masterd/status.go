@@ -74,7 +74,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		ready = "ready"
 	}
 	fmt.Fprintf(w, "node %s  %s  masterd %s  up %s\n\n", st.Node, ready, st.Build.Version,
-		(time.Duration(st.Uptime) * time.Second).Round(time.Second))
+		time.Duration(st.Uptime*float64(time.Second)).Round(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "COMPONENT\tSTATE")
 	names := make([]string, 0, len(st.Components))
