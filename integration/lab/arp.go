@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -23,6 +24,71 @@ func (l *Lab) ARPHolders(wait time.Duration) ([]string, error) {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	return l.arpProbe(fd, ifindex, mac, src, wait)
+}
+
+// ARPMonitor asks who has the VIP from the client over and over and counts
+// the rounds in which two or more MACs answered.
+type ARPMonitor struct {
+	stop chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex
+	rounds int
+	dual   int
+	none   int
+	err    error
+}
+
+// MonitorARP starts asking who has the VIP every interval, collecting the
+// answers of each request for window (a few ms suffice on the lab bridge).
+func (l *Lab) MonitorARP(interval, window time.Duration) (*ARPMonitor, error) {
+	fd, ifindex, mac, src, err := l.clientPacketSocket()
+	if err != nil {
+		return nil, err
+	}
+	am := &ARPMonitor{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(am.done)
+		defer unix.Close(fd)
+		for {
+			got, err := l.arpProbe(fd, ifindex, mac, src, window)
+			am.mu.Lock()
+			if err != nil {
+				am.err = err
+			} else {
+				am.rounds++
+				switch len(got) {
+				case 0:
+					am.none++
+				case 1:
+				default:
+					am.dual++
+				}
+			}
+			am.mu.Unlock()
+			select {
+			case <-am.stop:
+				return
+			case <-time.After(interval - window):
+			}
+		}
+	}()
+	return am, nil
+}
+
+// Stop ends the monitor and returns the number of rounds, of rounds with two
+// or more answering MACs and of rounds without an answer.
+func (am *ARPMonitor) Stop() (rounds, dual, none int, err error) {
+	close(am.stop)
+	<-am.done
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	return am.rounds, am.dual, am.none, am.err
+}
+
+// arpProbe sends one who-has for the VIP on fd and collects the answers.
+func (l *Lab) arpProbe(fd, ifindex int, mac net.HardwareAddr, src []byte, wait time.Duration) ([]string, error) {
 	vip := l.vip.As4()
 	// Ethernet + ARP request: who has VIP, tell the client.
 	frame := make([]byte, 42)
