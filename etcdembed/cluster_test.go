@@ -6,10 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -413,4 +416,52 @@ func TestEmptyMemberWaitsInsteadOfBootstrappingWhenAFormedClusterLacksQuorum(t *
 	if got := mustGet(t, tc.members[2].Client(), "committed"); got != "1" {
 		t.Errorf("rejoined m2 reads %q, want 1", got)
 	}
+}
+
+// recordHandler keeps every log record's message, for assertions.
+type recordHandler struct {
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	*h.msgs = append(*h.msgs, r.Message)
+	h.mu.Unlock()
+	return nil
+}
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h recordHandler) seen(msg string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(*h.msgs, msg)
+}
+
+func TestStoppingTheLeaderHandsLeadershipToAnotherMember(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	rec := recordHandler{mu: &sync.Mutex{}, msgs: &[]string{}}
+	for i := range tc.cfgs {
+		cfg := tc.cfgs[i]
+		cfg.Logger = slog.New(rec)
+		tc.replace(i, cfg)
+	}
+	tc.startAll()
+	leader := -1
+	for i, m := range tc.members {
+		if m.IsLeader() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	tc.stop(leader)
+	if !rec.seen("leadership transfer finished") {
+		t.Errorf("the leader stopped without transferring leadership; log: %v", *rec.msgs)
+	}
+	other := tc.members[(leader+1)%3]
+	mustPut(t, other.Client(), "after", "transfer")
 }
