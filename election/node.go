@@ -380,6 +380,9 @@ func (n *Node) SetHealthy(now time.Duration, roleName string, ok bool) {
 	}
 	r.healthy = ok
 	r.healthChanged = n.now
+	if r.state == stateFollower {
+		r.reschedule(n.now) // the back-off depends on health
+	}
 }
 
 // Healthy reports this node's health for role.

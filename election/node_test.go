@@ -363,6 +363,46 @@ func TestScenarios(t *testing.T) {
 				t.Fatalf("leader %q, want a healthy peer", nl)
 			}
 		}},
+		{"a leader hands over to a live peer with a higher priority after a lease", func(t *testing.T, tn *testNet) {
+			tn.startAll().run(100 * time.Millisecond)
+			l := tn.leader()
+			better := tn.ids[(slices.Index(tn.ids, l)+1)%3]
+			for _, id := range tn.ids {
+				tn.nodes[id].SetPeerEligibility(better, RoleVIP, Eligibility{Healthy: true, Priority: 10})
+			}
+			tn.run(vip.LeaseDuration / 2)
+			if tn.leader() != l {
+				t.Fatal("preempted before a lease")
+			}
+			tn.run(vip.LeaseDuration)
+			if nl := tn.leader(); nl != better {
+				t.Fatalf("leader %q, want the higher-priority %s", nl, better)
+			}
+			tn.run(5 * time.Second)
+			if nl := tn.leader(); nl != better {
+				t.Fatalf("leader %q later, want %s to keep it", nl, better)
+			}
+		}},
+		{"an equal-priority peer never preempts by name alone", func(t *testing.T, tn *testNet) {
+			tn.startAll()
+			for _, id := range tn.ids {
+				tn.nodes[id].SetPeerEligibility("a", RoleVIP, Eligibility{Healthy: false})
+			}
+			tn.nodes["a"].SetHealthy(0, RoleVIP, false)
+			tn.run(300 * time.Millisecond)
+			l := tn.leader()
+			if l == "a" || l == "" {
+				t.Fatalf("leader %q, want a healthy node", l)
+			}
+			tn.nodes["a"].SetHealthy(tn.now, RoleVIP, true)
+			for _, id := range tn.ids {
+				tn.nodes[id].SetPeerEligibility("a", RoleVIP, Eligibility{Healthy: true})
+			}
+			tn.run(5 * time.Second)
+			if nl := tn.leader(); nl != l {
+				t.Fatalf("leader moved from %s to %s though nobody is strictly better", l, nl)
+			}
+		}},
 		{"a minority never elects a leader", func(t *testing.T, tn *testNet) {
 			tn.drop = func(m Message) bool { return m.From == "a" || m.To == "a" || m.From == "b" || m.To == "b" }
 			tn.startAll().run(5 * time.Second)

@@ -70,6 +70,22 @@ type role struct {
 
 	healthy       bool
 	healthChanged time.Duration
+	betterSince   time.Duration // when a strictly better live peer was first seen (leader)
+}
+
+// strictlyBetter reports whether peer ranks before this node by health or
+// priority (not merely by name).
+func (r *role) strictlyBetter(peer string) bool {
+	p, me := r.n.eligibility(peer, r.name), r.n.eligibility(r.n.cfg.ID, r.name)
+	if p.Healthy != me.Healthy {
+		return p.Healthy
+	}
+	return p.Priority > me.Priority
+}
+
+func (r *role) heardRecently(peer string, now time.Duration) bool {
+	t, ok := r.n.lastHeard[peer]
+	return ok && now-t <= r.t.LeaseDuration
 }
 
 func (r *role) jitter(d time.Duration) time.Duration { return r.n.rand(d) }
@@ -293,6 +309,19 @@ func (r *role) tickLeader(now time.Duration) {
 			r.lapse(now, best)
 			return
 		}
+	}
+	// Preemption only through handover: a live peer strictly better by
+	// (health, priority) — never by name — for a whole lease gets the role.
+	if best := r.bestPeer(); best != "" && r.strictlyBetter(best) && r.heardRecently(best, now) {
+		if r.betterSince == 0 {
+			r.betterSince = now
+		} else if now-r.betterSince >= r.t.LeaseDuration {
+			r.betterSince = 0
+			r.lapse(now, best)
+			return
+		}
+	} else {
+		r.betterSince = 0
 	}
 	if now >= r.nextBeat {
 		r.heartbeat(now)
