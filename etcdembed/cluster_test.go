@@ -323,7 +323,18 @@ func TestStartWithoutQuorumFailsWithAnExplanation(t *testing.T) {
 	tc.members[0].cfg.ProgressInterval = time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
-	err := tc.members[0].Start(ctx)
+	started := make(chan error, 1)
+	go func() { started <- tc.members[0].Start(ctx) }()
+	// Health answers during a Start instead of waiting for it.
+	if err := tc.members[0].Health(context.Background()); err == nil {
+		t.Error("a starting member reports healthy")
+	}
+	select {
+	case <-started:
+		t.Error("Health returned only after Start gave up")
+	default:
+	}
+	err := <-started
 	if err == nil || !strings.Contains(err.Error(), "quorum unreachable") {
 		t.Fatalf("start alone of a 3-member cluster: %v, want a quorum unreachable error", err)
 	}

@@ -25,8 +25,12 @@ type Member struct {
 	last *lastProblem
 	met  *metrics
 
-	mu      sync.Mutex
-	etcd    *embed.Etcd
+	// lifecycle serialises Start and Stop; mu guards the fields below and
+	// is never held while waiting, so Health, Client and IsLeader answer
+	// at once even during a long Start.
+	lifecycle sync.Mutex
+	mu        sync.Mutex
+	etcd      *embed.Etcd
 	client  *clientv3.Client
 	bgStop  context.CancelFunc
 	bgDone  chan struct{}
@@ -70,9 +74,9 @@ func (m *Member) hasData() bool {
 // waits. ctx bounds the whole start; without a deadline, Config.ReadyTimeout
 // does. On error nothing is left running.
 func (m *Member) Start(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.etcd != nil {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	if m.running() {
 		return errors.New("etcdembed: start: already running")
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -129,10 +133,12 @@ func (m *Member) Start(ctx context.Context) error {
 		e.Close()
 		return err
 	}
-	m.etcd, m.client = e, cli
 	bg, cancel := context.WithCancel(context.Background())
-	m.bgStop, m.bgDone = cancel, make(chan struct{})
-	go m.background(bg, m.bgDone)
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.etcd, m.client, m.bgStop, m.bgDone = e, cli, cancel, done
+	m.mu.Unlock()
+	go m.background(bg, done)
 	u := m.cfg.clientURL(m.cfg.self())
 	m.log.Info("etcd member ready", "id", e.Server.MemberID().String(), "client_url", u.String())
 	return nil
@@ -210,6 +216,12 @@ func (m *Member) newClient(endpoints []string) (*clientv3.Client, error) {
 	return cli, nil
 }
 
+func (m *Member) running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.etcd != nil
+}
+
 // Client returns a client of the local member (loopback client URL, masterd's
 // client certificate), or nil while the member is stopped. The Member owns
 // it: do not close it.
@@ -238,8 +250,11 @@ func (m *Member) IsLeader() bool {
 
 // Stop closes the member; a leader first transfers leadership to another
 // voter. It returns ctx's error if closing outlasts ctx (etcd then keeps
-// closing in the background). Stopping a stopped member does nothing.
+// closing in the background). Stopping a stopped member does nothing. A Stop
+// during a Start waits for it: cancel Start's context first.
 func (m *Member) Stop(ctx context.Context) error {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
 	m.mu.Lock()
 	e, cli := m.etcd, m.client
 	bgStop, bgDone := m.bgStop, m.bgDone
