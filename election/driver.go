@@ -232,6 +232,7 @@ func (d *Driver) loop() {
 	defer timer.Stop()
 	quorumTick := time.NewTicker(250 * time.Millisecond)
 	defer quorumTick.Stop()
+	d.ready() // the Release of a persisted last term goes out at once
 	for {
 		next := d.node.Next()
 		timer.Reset(max(next-d.now(), 0))
