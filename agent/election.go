@@ -38,6 +38,9 @@ type electionComponent struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	probeMu sync.Mutex
+	probing bool
 }
 
 func (c *electionComponent) Name() string { return "election" }
@@ -169,4 +172,40 @@ func (c *electionComponent) Status() any {
 	}
 	st := c.d.Status()
 	return electionStatus{Roles: st.Roles, Members: st.Members}
+}
+
+// livenessTimeout is how long the election loop may take to answer before the
+// process is considered hung: systemd's watchdog then restarts it (and
+// ExecStopPost= removes the VIP), and /healthz fails.
+const livenessTimeout = 2 * time.Second
+
+// Live reports whether the election loop still runs: it must answer a status
+// request within livenessTimeout. A loop that is stuck also no longer checks
+// its lease deadlines, so this is what "hung" means for masterd. At most one
+// probe is in flight; while one is stuck, Live fails at once.
+func (c *electionComponent) Live() error {
+	if c.d == nil {
+		return nil
+	}
+	c.probeMu.Lock()
+	if c.probing {
+		c.probeMu.Unlock()
+		return errors.New("election loop does not answer")
+	}
+	c.probing = true
+	c.probeMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		c.d.Status()
+		c.probeMu.Lock()
+		c.probing = false
+		c.probeMu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(livenessTimeout):
+		return fmt.Errorf("election loop did not answer within %s", livenessTimeout)
+	}
 }

@@ -61,6 +61,7 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		el.handlers[RoleVIP] = v
 	}
 	n.Components = append(n.Components, el)
+	n.Liveness = el.Live
 	return n, nil
 }
 
