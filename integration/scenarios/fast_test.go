@@ -62,7 +62,7 @@ func TestFastProfileFenceSilencesAKilledHolder(t *testing.T) {
 		if dual > 0 || aerr != nil {
 			t.Errorf("trial %d: two MACs answered ARP for the VIP in %d of %d rounds (%v)", trial, dual, rounds, aerr)
 		}
-		figure(t, "trial %d: PID 1 of %s killed, link up: VIP in %s's namespace %.3fs later; client ping longest gap %.3fs; ARP every 20 ms: %d rounds, %d with two MACs, %d unanswered",
+		figure(t, "trial %d: PID 1 of %s killed, link up: VIP in %s's namespace %.3fs later; client ping longest gap %.3fs (the killed kernel answers ping until the fence closes); ARP every 20 ms: %d rounds, %d with two MACs, %d unanswered",
 			trial, victim.Name, holder, moved.Seconds(), pr.LongestGap.Seconds(), rounds, dual, none)
 		if err := s.Reboot(ctx, victim); err != nil {
 			t.Fatal(err)
