@@ -473,6 +473,14 @@ func TestDriverRestartedLeaderRejoinsAsFollowerWithANewIncarnation(t *testing.T)
 	if after.Incarnation <= before.Incarnation {
 		t.Fatalf("incarnation %d after restart, was %d", after.Incarnation, before.Incarnation)
 	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if testutil.ToFloat64(d.met.messages.WithLabelValues("release", "out")) >= 2 {
+			break
+		}
+	}
+	if n := testutil.ToFloat64(d.met.messages.WithLabelValues("release", "out")); n < 2 {
+		t.Fatalf("restarted leader sent %v releases of its persisted term, want 2", n)
+	}
 	end := time.Now().Add(3 * time.Second)
 	for time.Now().Before(end) {
 		if s := d.Status().Roles[RoleVIP]; s.Holder == e.node {
