@@ -31,11 +31,11 @@ type Member struct {
 	lifecycle sync.Mutex
 	mu        sync.Mutex
 	etcd      *embed.Etcd
-	client  *clientv3.Client
-	bgStop  context.CancelFunc
-	bgDone  chan struct{}
-	applied uint64 // applied index seen by the previous Health call
-	stuck   int    // consecutive Health calls with applied index stuck behind commit
+	client    *clientv3.Client
+	bgStop    context.CancelFunc
+	bgDone    chan struct{}
+	applied   uint64 // applied index seen by the previous Health call
+	stuck     int    // consecutive Health calls with applied index stuck behind commit
 }
 
 // New validates cfg and returns a stopped Member.
