@@ -26,7 +26,7 @@ export KUBE_BIN_DIR := $(CACHE)/kube/$(KUBE_VERSION)/bin
 
 # Debian packages the tests, the lab and the benchmarks use.
 DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
-	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux
+	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux procps
 
 .PHONY: all build test unit integration lint package demo demo-down bench bench-vip \
 	bench-etcd bench-lb deps kube clean fuzz
@@ -56,7 +56,7 @@ deps:
 kube:
 	@integration/kube/build.sh $(KUBE_VERSION) >/dev/null
 
-test: deps kube build
+test: deps kube package
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
