@@ -1,0 +1,118 @@
+package report
+
+import (
+	"bytes"
+	"encoding/xml"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentileIsNearestRank(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 20; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 10 * time.Millisecond}, {95, 19 * time.Millisecond}, {100, 20 * time.Millisecond}, {0, time.Millisecond}} {
+		if got := Percentile(ds, c.p); got != c.want {
+			t.Errorf("p%v = %v, want %v", c.p, got, c.want)
+		}
+	}
+	s := Summarize([]time.Duration{3 * time.Second, time.Second, 2 * time.Second})
+	if s.N != 3 || s.P50 != 2*time.Second || s.P95 != 3*time.Second || s.Max != 3*time.Second {
+		t.Errorf("Summarize = %+v", s)
+	}
+	if (Summarize(nil) != Summary{}) {
+		t.Error("Summarize(nil) is not zero")
+	}
+}
+
+func sample() []Trial {
+	return []Trial{
+		{System: "masterd-default", Scenario: "linkcut", N: 1, Victim: "m1", NewHolder: "m2", Outage: 912 * time.Millisecond,
+			Moved: 850 * time.Millisecond, Samples: 300, ARPRounds: 150, API: -1},
+		{System: "keepalived-default", Scenario: "partition", N: 1, Victim: "m1", NewHolder: "m1", Outage: 5 * time.Second,
+			Moved: -1, Samples: 800, DualSamples: 400, ARPRounds: 400, DualARP: 200, PostHeal: 3 * time.Second, API: -1,
+			StaleNeighbour: true},
+		{System: "keepalived-default", Scenario: "partition", N: 2, Err: "VIP never stable, \"quoted\""},
+	}
+}
+
+func TestCSVRoundTripKeepsEveryField(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadCSV(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sample()
+	if len(got) != len(want) {
+		t.Fatalf("read %d trials, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("trial %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if _, err := ReadCSV(strings.NewReader("a,b\n")); err == nil {
+		t.Error("ReadCSV accepted a foreign header")
+	}
+}
+
+func TestCDFSVGIsWellFormedWithOneLinePerSystem(t *testing.T) {
+	var buf bytes.Buffer
+	err := CDFSVG(&buf, "link cut <holder>", []Series{
+		{Name: "masterd-default", Values: []time.Duration{time.Second, 900 * time.Millisecond}},
+		{Name: "keepalived-default", Values: []time.Duration{3 * time.Second}},
+		{Name: "empty"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(&buf)
+	lines := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			if err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("svg is not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			lines++
+		}
+	}
+	if lines != 2 {
+		t.Errorf("%d polylines, want 2 (the empty series has none)", lines)
+	}
+}
+
+func TestMarkdownHasMainTableRowPerSystemAndListsErrors(t *testing.T) {
+	var buf bytes.Buffer
+	meta := Meta{Title: "t", Command: "make bench", Start: time.Unix(0, 0), End: time.Unix(60, 0), TrialsAsked: 30,
+		Systems:   []Named{{"masterd-default", "d"}, {"keepalived-default", "k"}},
+		Scenarios: []Named{{"linkcut", "l"}, {"partition", "p"}},
+		Footprint: []Footprint{{Stack: "masterd", Component: "masterd", Host: "m1", RSS: 50 << 20, CPU: 10 * time.Millisecond, Window: 10 * time.Second}},
+		Appendix:  []string{"# etcd\n\ntext"}}
+	if err := Markdown(&buf, meta, sample()); err != nil {
+		t.Fatal(err)
+	}
+	s := buf.String()
+	for _, want := range []string{
+		"| masterd-default | 912 / 912 (n=1, dual 0) | – |",
+		"| keepalived-default | – | 5000 / 5000 (n=1, dual 1) |",
+		"keepalived-default trial 2: VIP never stable",
+		"| masterd | 50.0 | 10.0 |",
+		"## etcd",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, s)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package report
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Trial is one measured fault of one system in one scenario.
+type Trial struct {
+	System   string
+	Scenario string
+	// N numbers the trial within its cell (1-based).
+	N int
+	// Victim is the namespace that held the VIP when the fault was injected;
+	// NewHolder the one that held it when the trial ended ("" when none).
+	Victim    string
+	NewHolder string
+	// Outage is the client-visible outage: the longest gap between ping
+	// replies from the fault to the end of the trial (an outage still running
+	// at the end counts up to the end). In the partition scenario it is the
+	// longer of that and the longest time the client's neighbour entry for the
+	// VIP pointed at no right holder (the isolated node is never right).
+	Outage time.Duration
+	// Moved is the time from the fault until another namespace than the
+	// victim held the VIP; negative when it never did.
+	Moved time.Duration
+	// Samples and DualSamples count `ip addr` samples of every master
+	// namespace (every 10 ms) and those in which two namespaces on the wire
+	// held the VIP (a namespace whose link is cut is not on the wire).
+	Samples     int
+	DualSamples int
+	// ARPRounds and DualARP count who-has probes from the client (every 20 ms)
+	// and those answered by two or more MACs.
+	ARPRounds int
+	DualARP   int
+	// PostHeal is the longest client-visible outage after the partition
+	// healed (partition scenario only; zero elsewhere).
+	PostHeal time.Duration
+	// FalseFailovers counts moves of the VIP away from the victim while
+	// nothing but CPU stress happened (stress scenario only).
+	FalseFailovers int
+	// API is the time from the fault to the first successful Kubernetes API
+	// call through the VIP; negative when not measured.
+	API time.Duration
+	// StaleNeighbour is true when, after the trial's fault was undone, the
+	// client's neighbour entry stayed on a MAC that no longer held the VIP
+	// and the harness had to flush it to go on.
+	StaleNeighbour bool
+	// Err says why the trial is not valid ("" when it is).
+	Err string
+}
+
+var csvHeader = []string{"system", "scenario", "trial", "victim", "new_holder", "outage_ms", "moved_ms",
+	"samples", "dual_samples", "arp_rounds", "dual_arp", "post_heal_ms", "false_failovers", "api_ms",
+	"stale_neighbour", "error"}
+
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64)
+}
+
+// WriteCSV writes the trials with a header row; durations in milliseconds
+// (negative: not measured).
+func WriteCSV(w io.Writer, trials []Trial) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader); err != nil {
+		return fmt.Errorf("report: write csv: %w", err)
+	}
+	for _, t := range trials {
+		rec := []string{t.System, t.Scenario, strconv.Itoa(t.N), t.Victim, t.NewHolder, ms(t.Outage), ms(t.Moved),
+			strconv.Itoa(t.Samples), strconv.Itoa(t.DualSamples), strconv.Itoa(t.ARPRounds), strconv.Itoa(t.DualARP),
+			ms(t.PostHeal), strconv.Itoa(t.FalseFailovers), ms(t.API), strconv.FormatBool(t.StaleNeighbour), t.Err}
+		if err := cw.Write(rec); err != nil {
+			return fmt.Errorf("report: write csv: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("report: write csv: %w", err)
+	}
+	return nil
+}
+
+// ReadCSV reads what WriteCSV wrote (to re-render a note from raw results).
+func ReadCSV(r io.Reader) ([]Trial, error) {
+	cr := csv.NewReader(r)
+	recs, err := cr.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("report: read csv: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("report: read csv: empty")
+	}
+	if len(recs[0]) != len(csvHeader) {
+		return nil, fmt.Errorf("report: read csv: header has %d columns, want %d", len(recs[0]), len(csvHeader))
+	}
+	var out []Trial
+	for i, rec := range recs[1:] {
+		var t Trial
+		var errs []error
+		num := func(s string) int {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			return n
+		}
+		dur := func(s string) time.Duration {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if f < 0 {
+				return -1
+			}
+			return time.Duration(f * float64(time.Millisecond))
+		}
+		t.System, t.Scenario = rec[0], rec[1]
+		t.N = num(rec[2])
+		t.Victim, t.NewHolder = rec[3], rec[4]
+		t.Outage, t.Moved = dur(rec[5]), dur(rec[6])
+		t.Samples, t.DualSamples, t.ARPRounds, t.DualARP = num(rec[7]), num(rec[8]), num(rec[9]), num(rec[10])
+		t.PostHeal = dur(rec[11])
+		t.FalseFailovers = num(rec[12])
+		t.API = dur(rec[13])
+		t.StaleNeighbour = rec[14] == "true"
+		t.Err = rec[15]
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("report: read csv: row %d: %v", i+2, errs[0])
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
