@@ -198,6 +198,7 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.Start(ctx, "unitst-badapi.service", 1)
+	t.Logf("start with a rejected flag: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "unknown flag: --no-such-flag") {
 		t.Errorf("start with a bad flag: %v, want kube-apiserver's own message", err)
 	}
