@@ -186,6 +186,20 @@ func (l *Lab) clientPacketSocket() (fd, ifindex int, mac net.HardwareAddr, src [
 	}
 	src = addrs[0].IP.To4()
 
+	fd, err = socketIn(ns, unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)), func(fd int) error {
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: link.Attrs().Index, Protocol: htons(unix.ETH_P_ARP)})
+	})
+	if err != nil {
+		return -1, 0, nil, nil, fmt.Errorf("lab: packet socket in %s: %w", l.clientNS, err)
+	}
+	return fd, link.Attrs().Index, link.Attrs().HardwareAddr, src, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// socketIn opens a socket inside the network namespace ns (a socket stays in
+// the namespace it was created in) and runs setup on it there.
+func socketIn(ns netns.NsHandle, domain, typ, proto int, setup func(fd int) error) (int, error) {
 	type res struct {
 		fd  int
 		err error
@@ -205,25 +219,21 @@ func (l *Lab) clientPacketSocket() (fd, ifindex int, mac net.HardwareAddr, src [
 			ch <- res{-1, err}
 			return
 		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
-		if err == nil {
-			err = unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: link.Attrs().Index, Protocol: htons(unix.ETH_P_ARP)})
+		fd, err := unix.Socket(domain, typ, proto)
+		if err == nil && setup != nil {
+			err = setup(fd)
 		}
-		// Leave the thread locked (the runtime ends it) unless it is back in
-		// the original namespace.
+		// Leave the thread locked (the runtime then ends it) unless it is
+		// back in the original namespace.
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
+		}
+		if err != nil && fd >= 0 {
+			unix.Close(fd)
+			fd = -1
 		}
 		ch <- res{fd, err}
 	}()
 	r := <-ch
-	if r.err != nil {
-		if r.fd >= 0 {
-			unix.Close(r.fd)
-		}
-		return -1, 0, nil, nil, fmt.Errorf("lab: packet socket in %s: %w", l.clientNS, r.err)
-	}
-	return r.fd, link.Attrs().Index, link.Attrs().HardwareAddr, src, nil
+	return r.fd, r.err
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

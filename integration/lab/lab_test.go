@@ -245,7 +245,7 @@ func TestFaultsAndObserversOnARealLab(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		r := p.Stop()
 		t.Logf("pinger: %v", r)
-		if r.Replies < 20 || r.LongestGap < 500*time.Millisecond || len(r.Outages) != 1 {
+		if r.Replies < 50 || r.LongestGap < 500*time.Millisecond || len(r.Outages) != 1 {
 			t.Errorf("pinger report %v: want one outage of at least the 600 ms cut", r)
 		}
 	})

@@ -1,92 +1,150 @@
 package lab
 
 import (
-	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
-	"io"
-	"os/exec"
-	"regexp"
-	"strconv"
+	"os"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
-// Pinger pings the VIP from the client namespace at a fixed interval (ping
-// -i) and records when each reply arrived.
+// Pinger sends an ICMP echo request to the VIP from the client namespace at a
+// fixed cadence (whatever the answers) and records when replies arrive.
 type Pinger struct {
 	interval time.Duration
-	cmd      *exec.Cmd
+	fd       int
+	id       uint16
+	stop     chan struct{}
 	done     chan struct{}
 
 	mu      sync.Mutex
-	replies []reply
+	replies []time.Time
+	sent    int
 	started time.Time
 	stopped time.Time
+	err     error
 }
-
-type reply struct {
-	seq int
-	at  time.Time
-}
-
-var pingLineRE = regexp.MustCompile(`^\[(\d+)\.(\d+)\] \d+ bytes from .*icmp_seq=(\d+)`)
 
 // StartPinger starts pinging the VIP from the client every interval (10 ms in
 // the scenarios). Stop it to get the report.
 func (l *Lab) StartPinger(interval time.Duration) (*Pinger, error) {
-	p := &Pinger{interval: interval, done: make(chan struct{})}
-	secs := strconv.FormatFloat(interval.Seconds(), 'f', 3, 64)
-	p.cmd = exec.Command("ip", "netns", "exec", l.clientNS, "ping", "-n", "-D", "-W", "1", "-i", secs, l.vip.String())
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := p.cmd.StdoutPipe()
+	ns, err := netns.GetFromName(l.clientNS)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lab: netns %s: %w", l.clientNS, err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("lab: start ping: %w", err)
+	defer ns.Close()
+	fd, err := socketIn(ns, unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lab: icmp socket in %s: %w", l.clientNS, err)
 	}
-	p.started = time.Now()
-	go p.read(out)
+	p := &Pinger{interval: interval, fd: fd, id: uint16(os.Getpid()) ^ uint16(time.Now().UnixNano()),
+		stop: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
+	tv := unix.NsecToTimeval(int64(50 * time.Millisecond))
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	recvDone := make(chan struct{})
+	go p.receive(recvDone)
+	go p.send(l.vip.As4(), recvDone)
 	return p, nil
 }
 
-func (p *Pinger) read(r io.Reader) {
+func (p *Pinger) send(dst [4]byte, recvDone chan struct{}) {
 	defer close(p.done)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		m := pingLineRE.FindStringSubmatch(sc.Text())
-		if m == nil {
+	defer func() { <-recvDone; unix.Close(p.fd) }()
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	to := &unix.SockaddrInet4{Addr: dst}
+	msg := make([]byte, 16)
+	for seq := uint16(0); ; seq++ {
+		msg[0], msg[1] = 8, 0 // echo request
+		binary.BigEndian.PutUint16(msg[2:], 0)
+		binary.BigEndian.PutUint16(msg[4:], p.id)
+		binary.BigEndian.PutUint16(msg[6:], seq)
+		binary.BigEndian.PutUint64(msg[8:], uint64(time.Now().UnixNano()))
+		binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+		// Errors (no route while the neighbour is unresolved) are outages,
+		// not failures of the pinger.
+		_ = unix.Sendto(p.fd, msg, 0, to)
+		p.mu.Lock()
+		p.sent++
+		p.mu.Unlock()
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Pinger) receive(done chan struct{}) {
+	defer close(done)
+	buf := make([]byte, 1500)
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		n, _, err := unix.Recvfrom(p.fd, buf, 0)
+		now := time.Now()
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.mu.Lock()
+			p.err = err
+			p.mu.Unlock()
+			return
+		}
+		if n < 20 {
 			continue
 		}
-		sec, _ := strconv.ParseInt(m[1], 10, 64)
-		frac := m[2]
-		for len(frac) < 9 {
-			frac += "0"
+		ihl := int(buf[0]&0x0f) * 4
+		icmp := buf[ihl:n]
+		if len(icmp) < 8 || icmp[0] != 0 || binary.BigEndian.Uint16(icmp[4:]) != p.id {
+			continue
 		}
-		nsec, _ := strconv.ParseInt(frac[:9], 10, 64)
-		seq, _ := strconv.Atoi(m[3])
 		p.mu.Lock()
-		p.replies = append(p.replies, reply{seq: seq, at: time.Unix(sec, nsec)})
+		p.replies = append(p.replies, now)
 		p.mu.Unlock()
 	}
 }
 
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
 // PingReport sums up a Pinger's run.
 type PingReport struct {
+	Sent    int
 	Replies int
-	// LongestGap is the longest time between two consecutive replies (or
-	// from the last reply to Stop), the client-visible outage plus at most
-	// one interval.
+	// LongestGap is the longest time without a reply: between two
+	// consecutive replies, or from the start to the first or from the last
+	// to Stop. Requests go out every interval regardless, so it is the
+	// client-visible outage plus at most one interval.
 	LongestGap time.Duration
-	// GapStart is when the longest gap began (the reply before it).
+	// GapStart is when the longest gap began.
 	GapStart time.Time
 	// Outages lists every gap longer than 5 intervals.
 	Outages []time.Duration
+	Err     error
 }
 
 func (r PingReport) String() string {
-	return fmt.Sprintf("%d replies, longest gap %.3fs, %d outages %v", r.Replies, r.LongestGap.Seconds(), len(r.Outages), r.Outages)
+	return fmt.Sprintf("%d sent, %d replies, longest gap %.3fs, %d outages %v", r.Sent, r.Replies, r.LongestGap.Seconds(), len(r.Outages), r.Outages)
 }
 
 // Report returns the replies so far (the pinger keeps running).
@@ -97,7 +155,7 @@ func (p *Pinger) Report() PingReport {
 	if end.IsZero() {
 		end = time.Now()
 	}
-	r := PingReport{Replies: len(p.replies)}
+	r := PingReport{Sent: p.sent, Replies: len(p.replies), Err: p.err}
 	prev := p.started
 	gap := func(d time.Duration, from time.Time) {
 		if d > r.LongestGap {
@@ -107,9 +165,9 @@ func (p *Pinger) Report() PingReport {
 			r.Outages = append(r.Outages, d.Round(time.Millisecond))
 		}
 	}
-	for _, rp := range p.replies {
-		gap(rp.at.Sub(prev), prev)
-		prev = rp.at
+	for _, at := range p.replies {
+		gap(at.Sub(prev), prev)
+		prev = at
 	}
 	gap(end.Sub(prev), prev)
 	return r
@@ -118,30 +176,27 @@ func (p *Pinger) Report() PingReport {
 // Stop ends the pinger and returns its report.
 func (p *Pinger) Stop() PingReport {
 	p.mu.Lock()
-	if p.stopped.IsZero() {
+	first := p.stopped.IsZero()
+	if first {
 		p.stopped = time.Now()
-		_ = p.cmd.Process.Signal(syscall.SIGINT)
 	}
 	p.mu.Unlock()
-	select {
-	case <-p.done:
-	case <-time.After(3 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if first {
+		close(p.stop)
 	}
-	_ = p.cmd.Wait()
+	<-p.done
 	return p.Report()
 }
 
-// ResetAt forgets replies before t (measure one fault at a time); the gap
+// ResetAt forgets replies before t (to measure one fault at a time); the gap
 // measurement restarts at t.
 func (p *Pinger) ResetAt(t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var keep []reply
-	for _, r := range p.replies {
-		if !r.at.Before(t) {
-			keep = append(keep, r)
+	var keep []time.Time
+	for _, at := range p.replies {
+		if !at.Before(t) {
+			keep = append(keep, at)
 		}
 	}
 	p.replies = keep
