@@ -1,0 +1,336 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/masterd/masterd/bench/report"
+	"github.com/masterd/masterd/integration/lab"
+)
+
+// Result is what a run measured, complete or cut short.
+type Result struct {
+	Trials    []report.Trial
+	Footprint []report.Footprint
+	// Notes say what did not go as planned (a system cut short, a failed
+	// switch, the footprint not measured).
+	Notes []string
+	// KubeAPI is true when the kube binaries ran and API times were measured.
+	KubeAPI bool
+}
+
+// Run boots the lab, runs every system's trials, and tears the lab down (on
+// every path). Checkpoint, when not nil, is called after every system with
+// the result so far (to write partial results). The error is about the lab
+// itself; trials that failed are in the result with Err set.
+func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("vip bench: config: %w", err)
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	start := time.Now()
+	deadline := start.Add(cfg.Budget)
+	// A hard stop a little after the budget: trials stop at the budget, the
+	// lab's teardown may take a minute.
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(5*time.Minute))
+	defer cancel()
+	var pmu sync.Mutex
+	progress := func(format string, args ...any) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		fmt.Fprintf(cfg.Progress, "[%s] %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	res := &Result{}
+
+	opts := cfg.Lab
+	opts.VIPProfile, opts.Fence = "default", false
+	opts.Progress = progressWriter{progress}
+	progress("lab up: %d masters, prefix %s, kube binaries: %v", opts.Masters, opts.Prefix, opts.KubeBinDir != "")
+	l, err := lab.Up(ctx, opts)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		progress("lab down")
+		if err := l.Down(); err != nil {
+			progress("lab down: %v", err)
+		}
+	}()
+	res.KubeAPI = l.KubeEnabled()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+	err = l.WaitReady(wctx)
+	wcancel()
+	if err != nil {
+		return res, err
+	}
+	b := &bench{cfg: cfg, l: l, vip: net.IP(l.VIP().AsSlice()), progress: progress}
+	macs, err := l.MACs()
+	if err != nil {
+		return res, err
+	}
+	for _, m := range l.Masters() {
+		b.masterNS = append(b.masterNS, m.Name)
+		b.macs = append(b.macs, macs[m.Name])
+	}
+
+	// The standalone etcd for the footprint builds while masterd runs.
+	etcdBin := make(chan string, 1)
+	if cfg.Footprint {
+		go func() {
+			if cfg.EtcdBinary != "" {
+				etcdBin <- cfg.EtcdBinary
+				return
+			}
+			p, err := buildEtcd(ctx, l.Dir())
+			if err != nil {
+				progress("footprint: %v", err)
+			}
+			etcdBin <- p
+		}()
+	}
+	measuredMasterd, measuredClassic := false, false
+
+	for si, name := range cfg.Systems {
+		s, _ := systemByName(name)
+		// An even share of what is left (a minute kept for the teardown).
+		left := time.Until(deadline) - time.Minute
+		sysDeadline := time.Now().Add(left / time.Duration(len(cfg.Systems)-si))
+		progress("%s: switching (budget until %s)", s.Name, sysDeadline.UTC().Format("15:04:05"))
+		if err := b.configure(ctx, s); err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: not measured: switching to it failed: %v", s.Name, err))
+			progress("%s: switch failed: %v", s.Name, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if cfg.Footprint && !s.Keepalived && !measuredMasterd {
+			measuredMasterd = true
+			progress("footprint: masterd, %v idle", cfg.FootprintWindow)
+			res.Footprint = append(res.Footprint, measure(ctx, l, []unitRef{{stackMasterd, "masterd (etcd embedded)", "masterd"}}, cfg.FootprintWindow)...)
+		}
+		if cfg.Footprint && s.Keepalived && !measuredClassic {
+			measuredClassic = true
+			if p := <-etcdBin; p != "" {
+				progress("footprint: etcd + keepalived + haproxy, %v idle", cfg.FootprintWindow)
+				if err := startClassic(ctx, l, p); err != nil {
+					res.Notes = append(res.Notes, "footprint of etcd+haproxy not measured: "+err.Error())
+				} else {
+					sleepCtx(ctx, 5*time.Second) // etcd forms its cluster, haproxy's checks rise
+					res.Footprint = append(res.Footprint, measure(ctx, l, []unitRef{
+						{stackClassic, "etcd (standalone, v3.7.3)", etcdUnit},
+						{stackClassic, "keepalived", keepalivedUnit},
+						{stackClassic, "haproxy", haproxyUnit}}, cfg.FootprintWindow)...)
+				}
+				stopClassic(ctx, l)
+			} else {
+				res.Notes = append(res.Notes, "footprint of the classic stack not measured: no etcd binary")
+			}
+		}
+		cut := false
+	trials:
+		for n := 1; n <= cfg.Trials; n++ {
+			for _, sc := range cfg.Scenarios {
+				if time.Now().After(sysDeadline) || ctx.Err() != nil {
+					cut = true
+					break trials
+				}
+				t := b.trial(ctx, s, sc, n)
+				res.Trials = append(res.Trials, t)
+				progress("%s %s %d/%d: %s", s.Name, sc, n, cfg.Trials, describe(t))
+				if strings.Contains(t.Err, "undo:") || strings.HasPrefix(t.Err, "before the fault") {
+					progress("%s: recovering the lab", s.Name)
+					if err := b.recover(ctx, s); err != nil {
+						res.Notes = append(res.Notes, fmt.Sprintf("%s: stopped after trial %d of %s: lab not recovered: %v", s.Name, n, sc, err))
+						progress("%s: not recovered: %v", s.Name, err)
+						break trials
+					}
+				}
+			}
+		}
+		if cut {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: cut short by the time budget (-budget) after %d trials", s.Name, countSystem(res.Trials, s.Name)))
+		}
+		if checkpoint != nil {
+			checkpoint(res)
+		}
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("vip bench: %w", ctx.Err())
+	}
+	return res, nil
+}
+
+func countSystem(ts []report.Trial, sys string) int {
+	n := 0
+	for _, t := range ts {
+		if t.System == sys {
+			n++
+		}
+	}
+	return n
+}
+
+func describe(t report.Trial) string {
+	s := fmt.Sprintf("%s → %s, outage %.3fs, moved %.3fs, dual ip %d/%d wire %d/%d", t.Victim, t.NewHolder,
+		t.Outage.Seconds(), t.Moved.Seconds(), t.DualSamples, t.Samples, t.DualARP, t.ARPRounds)
+	if t.Scenario == Partition {
+		s += fmt.Sprintf(", post-heal %.3fs", t.PostHeal.Seconds())
+	}
+	if t.Scenario == Stress {
+		s += fmt.Sprintf(", false failovers %d", t.FalseFailovers)
+	}
+	if t.API >= 0 {
+		s += fmt.Sprintf(", API %.3fs", t.API.Seconds())
+	}
+	if t.StaleNeighbour {
+		s += ", client neighbour stale after undo (flushed)"
+	}
+	if t.Err != "" {
+		s += ", ERROR: " + t.Err
+	}
+	return s
+}
+
+type progressWriter struct{ f func(string, ...any) }
+
+func (w progressWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		w.f("%s", line)
+	}
+	return len(p), nil
+}
+
+var (
+	vipEnabledRE = regexp.MustCompile(`(?m)^vip:\n  enabled: \w+\n`)
+	profileRE    = regexp.MustCompile(`(?m)^  profile: \w+\n  fence: \w+\n`)
+)
+
+// configure makes s the one system managing the VIP.
+func (b *bench) configure(ctx context.Context, s System) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	ms := b.l.Masters()
+	profile, fence := s.Profile, s.Fence
+	if s.Keepalived {
+		profile, fence = "default", false
+	}
+	// keepalived off everywhere first (no-op for masterd to masterd).
+	for _, m := range ms {
+		stopUnit(ctx, m, keepalivedUnit)
+	}
+	changed := false
+	for _, m := range ms {
+		p := m.Host().Path("/etc/masterd/masterd.yaml")
+		old, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !vipEnabledRE.Match(old) || !profileRE.Match(old) {
+			return fmt.Errorf("%s: masterd.yaml has no vip.enabled/profile/fence lines the benchmark can switch", m.Name)
+		}
+		neu := vipEnabledRE.ReplaceAll(old, []byte(fmt.Sprintf("vip:\n  enabled: %v\n", !s.Keepalived)))
+		neu = profileRE.ReplaceAll(neu, []byte(fmt.Sprintf("  profile: %s\n  fence: %v\n", profile, fence)))
+		if string(neu) != string(old) {
+			changed = true
+			if err := os.WriteFile(p, neu, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	if changed {
+		var wg sync.WaitGroup
+		errs := make([]error, len(ms))
+		for i, m := range ms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = m.Exec(ctx, "systemctl", "restart", "--no-block", "masterd")
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		sleepCtx(ctx, 2*time.Second)
+	}
+	if !s.Keepalived {
+		_, err := b.waitStable(ctx, s, 5*time.Minute)
+		return err
+	}
+	if err := b.waitMastersReady(ctx); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := delVIP(ctx, b.l, m); err != nil {
+			return err
+		}
+	}
+	for i := range ms {
+		if err := startKeepalived(ctx, b.l, s, i); err != nil {
+			return err
+		}
+	}
+	_, err := b.waitStable(ctx, s, 2*time.Minute)
+	return err
+}
+
+// waitMastersReady waits until every masterd reports ready (used when
+// masterd does not hold the VIP, where lab.WaitReady would wait for one).
+func (b *bench) waitMastersReady(ctx context.Context) error {
+	var last error
+	for {
+		sts, err := b.l.Statuses(ctx)
+		if err == nil {
+			var bad []string
+			for _, m := range b.l.Masters() {
+				if !sts[m.Name].Ready {
+					bad = append(bad, m.Name)
+				}
+			}
+			if len(bad) == 0 {
+				return nil
+			}
+			err = fmt.Errorf("not ready: %v", bad)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("masters not ready: %v: %w", last, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// recover brings every master back after a trial that could not be undone:
+// links up, partitions healed, keepalived or masterd started, then waits
+// for stability.
+func (b *bench) recover(ctx context.Context, s System) error {
+	for i, m := range b.l.Masters() {
+		_ = b.l.RestoreLink(ctx, m)
+		_ = heal(ctx, m)
+		if s.Keepalived {
+			if out, _ := m.Exec(ctx, "systemctl", "is-active", keepalivedUnit); strings.TrimSpace(string(out)) != "active" {
+				_ = delVIP(ctx, b.l, m)
+				if err := startKeepalived(ctx, b.l, s, i); err != nil {
+					return err
+				}
+			}
+		} else if out, _ := m.Exec(ctx, "systemctl", "is-active", "masterd"); strings.TrimSpace(string(out)) != "active" {
+			_, _ = m.Exec(ctx, "systemctl", "reset-failed", "masterd")
+			_ = m.StartMasterd(ctx)
+		}
+	}
+	_, err := b.waitStable(ctx, s, 5*time.Minute)
+	return err
+}

@@ -1,0 +1,101 @@
+package vip
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// System is one way of holding the VIP.
+type System struct {
+	Name        string
+	Description string
+	// Keepalived is true for keepalived systems (masterd's VIP role off).
+	Keepalived bool
+	// masterd settings.
+	Profile string
+	Fence   bool
+	// keepalived settings.
+	VRRPVersion int
+	AdvertInt   string
+	// Expect is the failover time the system is built for; it sizes the
+	// observation windows.
+	Expect time.Duration
+}
+
+var systems = []System{
+	{Name: "masterd-default", Description: "masterd, vip.profile default (lease 800 ms, renew 500 ms, retry 100 ms), no fence",
+		Profile: "default", Expect: time.Second},
+	{Name: "masterd-fast", Description: "masterd, vip.profile fast (lease 250 ms, renew 150 ms, retry 30 ms), vip.fence true",
+		Profile: "fast", Fence: true, Expect: 300 * time.Millisecond},
+	{Name: "keepalived-default", Description: "keepalived (Debian 2.2.7), VRRPv2, advert_int 1, priorities 150/100/50, preempt (defaults)",
+		Keepalived: true, VRRPVersion: 2, AdvertInt: "1", Expect: 3600 * time.Millisecond},
+	{Name: "keepalived-tuned", Description: "keepalived (Debian 2.2.7), VRRPv3, advert_int 0.1, priorities 150/100/50, preempt",
+		Keepalived: true, VRRPVersion: 3, AdvertInt: "0.1", Expect: 400 * time.Millisecond},
+}
+
+// AllSystems lists the systems in run order.
+func AllSystems() []string {
+	out := make([]string, len(systems))
+	for i, s := range systems {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// Systems returns the named systems' descriptions.
+func Systems() []System { return append([]System(nil), systems...) }
+
+func systemByName(n string) (System, bool) {
+	for _, s := range systems {
+		if s.Name == n {
+			return s, true
+		}
+	}
+	return System{}, false
+}
+
+// Scenario names.
+const (
+	LinkCut   = "linkcut"
+	SIGKILL   = "sigkill"
+	SIGTERM   = "sigterm"
+	Partition = "partition"
+	Stress    = "stress"
+)
+
+// AllScenarios lists the scenarios in run order.
+func AllScenarios() []string { return []string{LinkCut, SIGKILL, SIGTERM, Partition, Stress} }
+
+// ScenarioDescriptions says what each scenario does, for the note.
+func ScenarioDescriptions() map[string]string {
+	return map[string]string{
+		LinkCut: "The holder's bridge port goes down (a pulled cable; its namespace keeps the VIP but is off the wire). Outage: longest gap between ping replies at the client (10 ms pings) from the fault until the client is served again.",
+		SIGKILL: "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. The host's kernel stays up with its link: a dead keepalived leaves the VIP on eth0, answering.",
+		SIGTERM: "Graceful stop: `systemctl stop masterd` / `systemctl stop bench-keepalived` (SIGTERM). Outage as for linkcut.",
+		Partition: "nftables in the holder's namespace drop every packet from and to the other masters (and VRRP multicast) for a hold time, then the partition heals. Outage: the longer of the longest ping gap and the longest time the client's neighbour entry for the VIP pointed at no right holder (the isolated master is never right while isolated) — measured until the client reaches the right holder again after the heal. Post-heal: the same measure from the heal on.",
+		Stress: "stress-ng --cpu 4 on the holder (bounded). Any move of the VIP away from it is a false failover.",
+	}
+}
+
+// keepalivedConf renders keepalived.conf for master i (0-based) of the lab.
+func keepalivedConf(s System, i int, vip string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# written by bench/vip for %s\nglobal_defs {\n  router_id bench-m%d\n", s.Name, i+1)
+	if s.VRRPVersion == 3 {
+		b.WriteString("  vrrp_version 3\n")
+	}
+	b.WriteString("}\n")
+	fmt.Fprintf(&b, `vrrp_instance VI_1 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority %d
+  advert_int %s
+  virtual_ipaddress {
+    %s/32 dev eth0
+  }
+}
+`, 150-50*i, s.AdvertInt, vip)
+	return b.String()
+}
