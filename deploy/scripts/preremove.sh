@@ -13,6 +13,15 @@ remove | deconfigure | 0)
 	if command -v systemctl >/dev/null 2>&1; then
 		systemctl --no-reload disable masterd.service >/dev/null 2>&1 || true
 	fi
+	# The VIP fence (package fence) outlives a stop on purpose: it keeps a
+	# dead holder's VIP silent. On removal nothing manages it any more, so
+	# delete its tables (default name masterd_fence). TODO: `masterd cleanup`
+	# should do this itself when asked to uninstall.
+	if command -v nft >/dev/null 2>&1; then
+		for family in arp netdev inet ip ip6; do
+			nft delete table "$family" masterd_fence >/dev/null 2>&1 || true
+		done
+	fi
 	;;
 esac
 exit 0

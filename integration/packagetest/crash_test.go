@@ -50,9 +50,9 @@ func hasVIP(ctx context.Context, h *labhost.Host) bool {
 // restarts the daemon (a drop-in holds the restart back so the state between
 // the two can be looked at); then that Restart=always brings it back, that
 // it takes the VIP again, and that a configuration error (exit code 2) is
-// not restarted in a loop.
+// not restarted in a loop. Finally dpkg -r leaves neither VIP nor fence.
 func TestUnitCleansUpAfterCrashAndRestarts(t *testing.T) {
-	need(t, "dpkg-deb", "ip")
+	need(t, "dpkg-deb", "ip", "nft")
 	b := buildPackages(t, testVersion)
 	ctx := labCtx(t)
 	h := bootLab(t, ctx, "crash")
@@ -112,5 +112,20 @@ func TestUnitCleansUpAfterCrashAndRestarts(t *testing.T) {
 	}
 	if hasVIP(ctx, h) {
 		t.Error("VIP still on eth0 after masterd failed")
+	}
+
+	// Removing the package leaves neither the VIP nor the fence.
+	if err := h.WriteFile("/etc/masterd/masterd.yaml", []byte(vipConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labExec(t, ctx, h, "systemctl", "reset-failed", "masterd.service")
+	labExec(t, ctx, h, "systemctl", "start", "masterd.service")
+	waitFor(t, ctx, "masterd to take the VIP after the config fix", func() bool { return hasVIP(ctx, h) })
+	labExec(t, ctx, h, "dpkg", "-r", "masterd")
+	if hasVIP(ctx, h) {
+		t.Error("VIP still on eth0 after dpkg -r")
+	}
+	if tables, _ := labTry(ctx, h, "nft", "list", "tables"); strings.Contains(tables, "masterd_fence") {
+		t.Errorf("the VIP fence's tables outlive dpkg -r:\n%s", tables)
 	}
 }
