@@ -37,9 +37,7 @@ func kubeBin(t *testing.T) string {
 	t.Helper()
 	dirs := []string{os.Getenv("MASTERD_KUBE_BIN")}
 	if home, err := os.UserHomeDir(); err == nil {
-		for _, d := range []string{"bin", "bin.tmp"} {
-			dirs = append(dirs, filepath.Join(home, ".cache/masterd/kube/v1.37.2", d))
-		}
+		dirs = append(dirs, filepath.Join(home, ".cache/masterd/kube/v1.37.2/bin"))
 	}
 	for _, d := range dirs {
 		if d == "" {
