@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/masterd/masterd/units"
@@ -179,27 +180,55 @@ func (c *kubeComponent) Status() any {
 	return out
 }
 
-// leaderUnit is the roleHandler of a leader-only unit.
+// leaderUnit is the roleHandler of a leader-only unit. acquire returns at
+// once (the election's callbacks for a role are serial, so a loss must never
+// wait behind a slow start): the start and its health wait run in the
+// background, and release cancels them before it kills the unit.
 type leaderUnit struct {
 	c    *kubeComponent
 	unit func() string
+
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	starting chan struct{}
 }
 
-func (l leaderUnit) acquire(ctx context.Context, term uint64) {
+func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 	name := l.unit()
-	t := time.Now()
-	if err := l.c.sup.Start(ctx, name, term); err != nil {
-		l.c.n.log.Error("leader unit start failed", "component", "kube", "unit", name, "term", term, "err", err)
-		return
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.cancel, l.starting = cancel, done
+	l.mu.Unlock()
+	go func() {
+		defer close(done)
+		t := time.Now()
+		if err := l.c.sup.Start(ctx, name, term); err != nil {
+			if ctx.Err() == nil {
+				l.c.n.log.Error("leader unit start failed", "component", "kube", "unit", name, "term", term, "err", err)
+			}
+			return
+		}
+		l.c.n.log.Info("leader unit healthy", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+	}()
+}
+
+func (l *leaderUnit) release(ctx context.Context, term uint64) {
+	name := l.unit()
+	l.mu.Lock()
+	cancel, starting := l.cancel, l.starting
+	l.cancel, l.starting = nil, nil
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-starting
 	}
-	l.c.n.log.Info("leader unit healthy", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
-}
-
-func (l leaderUnit) release(ctx context.Context, term uint64) {
-	name := l.unit()
+	t := time.Now()
 	if err := l.c.sup.Stop(ctx, name); err != nil {
 		l.c.n.log.Error("leader unit stop failed", "component", "kube", "unit", name, "term", term, "err", err)
+		return
 	}
+	l.c.n.log.Info("leader unit stopped", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
 }
 
-func (l leaderUnit) renewed(uint64, time.Time) {}
+func (l *leaderUnit) renewed(uint64, time.Time) {}

@@ -46,8 +46,8 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		kube := &kubeComponent{n: shared}
 		n.Components = append(n.Components, kube)
 		fit = kube.Check
-		el.handlers[RoleScheduler] = leaderUnit{c: kube, unit: func() string { return kube.scheduler }}
-		el.handlers[RoleControllerManager] = leaderUnit{c: kube, unit: func() string { return kube.controllerManager }}
+		el.handlers[RoleScheduler] = &leaderUnit{c: kube, unit: func() string { return kube.scheduler }}
+		el.handlers[RoleControllerManager] = &leaderUnit{c: kube, unit: func() string { return kube.controllerManager }}
 	}
 	for role := range cfg.RoleTimings() {
 		el.health[role] = fit
