@@ -1,16 +1,13 @@
 package vip
 
 import (
-	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"net"
-	"os/exec"
-	"regexp"
-	"strconv"
+	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -141,64 +138,155 @@ func (s *sampler) halt() ([]sample, error) {
 	return s.samples, s.err
 }
 
-// pinger pings the VIP from the client namespace (ping -D) and keeps the
-// arrival time of every reply.
+// pinger sends an ICMP echo request to the VIP from the client namespace at a
+// fixed cadence, whatever the answers (iputils ping slows down while
+// requests go unanswered), and keeps the arrival time of every reply.
 type pinger struct {
-	cmd  *exec.Cmd
+	fd   int
+	id   uint16
+	stop chan struct{}
 	done chan struct{}
 
 	mu      sync.Mutex
 	replies []time.Time
 }
 
-var pingRE = regexp.MustCompile(`^\[(\d+)\.(\d+)\] \d+ bytes from `)
-
-func startPinger(clientNS, vip string, interval time.Duration) (*pinger, error) {
-	p := &pinger{done: make(chan struct{})}
-	p.cmd = exec.Command("ip", "netns", "exec", clientNS, "ping", "-n", "-D", "-W", "1",
-		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64), vip)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := p.cmd.StdoutPipe()
+func startPinger(clientNS string, vip net.IP, interval time.Duration) (*pinger, error) {
+	fd, err := icmpSocketIn(clientNS)
 	if err != nil {
 		return nil, fmt.Errorf("vip bench: ping: %w", err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("vip bench: ping: %w", err)
-	}
-	go p.read(out)
+	tv := unix.NsecToTimeval(int64(50 * time.Millisecond))
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	p := &pinger{fd: fd, id: uint16(time.Now().UnixNano()>>10) ^ 0x6d62, stop: make(chan struct{}), done: make(chan struct{})}
+	recvDone := make(chan struct{})
+	go p.receive(recvDone)
+	go p.send([4]byte(vip.To4()), interval, recvDone)
 	return p, nil
 }
 
-func (p *pinger) read(r io.Reader) {
+// icmpSocketIn opens a raw ICMP socket inside the named network namespace (a
+// socket stays in the namespace it was created in).
+func icmpSocketIn(name string) (int, error) {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return -1, fmt.Errorf("netns %s: %w", name, err)
+	}
+	defer ns.Close()
+	type res struct {
+		fd  int
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{-1, err}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{-1, err}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		// Leave the thread locked (the runtime ends it) unless it is back in
+		// the original namespace.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- res{fd, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return -1, fmt.Errorf("icmp socket in %s: %w", name, r.err)
+	}
+	return r.fd, nil
+}
+
+func (p *pinger) send(dst [4]byte, interval time.Duration, recvDone chan struct{}) {
 	defer close(p.done)
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		m := pingRE.FindStringSubmatch(sc.Text())
-		if m == nil {
+	defer func() { <-recvDone; unix.Close(p.fd) }()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	to := &unix.SockaddrInet4{Addr: dst}
+	msg := make([]byte, 16)
+	for seq := uint16(0); ; seq++ {
+		clear(msg)
+		msg[0] = 8 // echo request
+		binary.BigEndian.PutUint16(msg[4:], p.id)
+		binary.BigEndian.PutUint16(msg[6:], seq)
+		binary.BigEndian.PutUint64(msg[8:], uint64(time.Now().UnixNano()))
+		binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+		// A send error (neighbour unresolved) is an outage, not a failure.
+		_ = unix.Sendto(p.fd, msg, 0, to)
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *pinger) receive(done chan struct{}) {
+	defer close(done)
+	buf := make([]byte, 1500)
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		n, _, err := unix.Recvfrom(p.fd, buf, 0)
+		now := time.Now()
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		if n < 20 {
 			continue
 		}
-		sec, _ := strconv.ParseInt(m[1], 10, 64)
-		frac := m[2]
-		for len(frac) < 9 {
-			frac += "0"
+		ihl := int(buf[0]&0x0f) * 4
+		if ihl+8 > n {
+			continue
 		}
-		nsec, _ := strconv.ParseInt(frac[:9], 10, 64)
+		icmp := buf[ihl:n]
+		if icmp[0] != 0 || binary.BigEndian.Uint16(icmp[4:]) != p.id {
+			continue
+		}
 		p.mu.Lock()
-		p.replies = append(p.replies, time.Unix(sec, nsec))
+		p.replies = append(p.replies, now)
 		p.mu.Unlock()
 	}
 }
 
-// halt stops ping and returns the reply times.
-func (p *pinger) halt() []time.Time {
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(3 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+func icmpChecksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
 	}
-	_ = p.cmd.Wait()
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+// halt stops pinging and returns the reply times.
+func (p *pinger) halt() []time.Time {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]time.Time(nil), p.replies...)

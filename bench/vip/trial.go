@@ -104,7 +104,7 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 		t.Err = err.Error()
 		return t
 	}
-	png, err := startPinger(b.l.ClientNS(), b.vip.String(), pingEvery)
+	png, err := startPinger(b.l.ClientNS(), b.vip, pingEvery)
 	if err != nil {
 		smp.halt()
 		t.Err = err.Error()
