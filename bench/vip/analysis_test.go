@@ -34,7 +34,7 @@ func TestWrongRunCountsTheIsolatedHolderAsWrongUntilTheClientMoves(t *testing.T)
 	v := uint8(1) // m1 isolated
 	samples := []sample{
 		{at: at(-10), holders: 1, mac: "aa"},
-		{at: at(0), holders: 1, mac: "aa"},      // partitioned: m1 is wrong
+		{at: at(0), holders: 1, mac: "aa"},       // partitioned: m1 is wrong
 		{at: at(400), holders: 1 | 2, mac: "aa"}, // m2 took it, client still on m1
 		{at: at(600), holders: 1 | 2, mac: "bb"}, // client on m2: right
 		{at: at(5000), holders: 1 | 2, mac: "bb"},

@@ -70,11 +70,11 @@ func AllScenarios() []string { return []string{LinkCut, SIGKILL, SIGTERM, Partit
 // ScenarioDescriptions says what each scenario does, for the note.
 func ScenarioDescriptions() map[string]string {
 	return map[string]string{
-		LinkCut: "The holder's bridge port goes down (a pulled cable; its namespace keeps the VIP but is off the wire). Outage: longest gap between ping replies at the client (10 ms pings) from the fault until the client is served again.",
-		SIGKILL: "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. The host's kernel stays up with its link: a dead keepalived leaves the VIP on eth0, answering.",
-		SIGTERM: "Graceful stop: `systemctl stop masterd` / `systemctl stop bench-keepalived` (SIGTERM). Outage as for linkcut.",
+		LinkCut:   "The holder's bridge port goes down (a pulled cable; its namespace keeps the VIP but is off the wire). Outage: longest gap between ping replies at the client (10 ms pings) from the fault until the client is served again.",
+		SIGKILL:   "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. The host's kernel stays up with its link: a dead keepalived leaves the VIP on eth0, answering.",
+		SIGTERM:   "Graceful stop: `systemctl stop masterd` / `systemctl stop bench-keepalived` (SIGTERM). Outage as for linkcut.",
 		Partition: "nftables in the holder's namespace drop every packet from and to the other masters (and VRRP multicast) for a hold time, then the partition heals. Outage: the longer of the longest ping gap and the longest time the client's neighbour entry for the VIP pointed at no right holder (the isolated master is never right while isolated) — measured until the client reaches the right holder again after the heal. Post-heal: the same measure from the heal on.",
-		Stress: "stress-ng --cpu 4 on the holder (bounded). Any move of the VIP away from it is a false failover.",
+		Stress:    "stress-ng --cpu 4 on the holder (bounded). Any move of the VIP away from it is a false failover.",
 	}
 }
 

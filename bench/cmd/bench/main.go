@@ -261,4 +261,3 @@ func versions(deb string) []string {
 		"systemd " + strings.TrimPrefix(first("systemctl", "--version"), "systemd "),
 	}
 }
-
