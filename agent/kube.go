@@ -50,7 +50,17 @@ func kubeConfig(n *node) units.KubeConfig {
 	k.SchedulerKubeconfig, k.ControllerManagerKubeconfig = f.SchedulerConf, f.ControllerManagerConf
 	k.SchedulerLease = leaseTimings(cfg.Roles.Scheduler)
 	k.ControllerManagerLease = leaseTimings(cfg.Roles.ControllerManager)
-	k.APIServerExtraArgs = extraArgs(cfg.Kubernetes.APIServer.ExtraArgs)
+	// The aggregation layer's front proxy; the config's extra args come after
+	// these and win.
+	k.APIServerExtraArgs = append([]string{
+		"--requestheader-client-ca-file=" + f.FrontProxyCA,
+		"--proxy-client-cert-file=" + f.FrontProxyClient.Cert,
+		"--proxy-client-key-file=" + f.FrontProxyClient.Key,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+	}, extraArgs(cfg.Kubernetes.APIServer.ExtraArgs)...)
 	k.SchedulerExtraArgs = extraArgs(cfg.Kubernetes.Scheduler.ExtraArgs)
 	k.ControllerManagerExtraArgs = extraArgs(cfg.Kubernetes.ControllerManager.ExtraArgs)
 	return k

@@ -16,6 +16,8 @@ type pkiComponent struct {
 	n       *node
 	metrics *pki.Metrics
 	now     func() time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func newPKIComponent(n *node) (*pkiComponent, error) {
@@ -70,10 +72,51 @@ func (c *pkiComponent) Start(ctx context.Context) error {
 	}
 	n.files = files
 	c.metrics.Observe(files)
+	if n.cfg.PKI.ExternalDir == "" {
+		runCtx, cancel := context.WithCancel(context.Background())
+		c.cancel = cancel
+		c.done = make(chan struct{})
+		go c.renewLoop(runCtx, p)
+	}
 	return nil
 }
 
-func (c *pkiComponent) Stop(ctx context.Context) error { return nil }
+// renewInterval is how often a running daemon re-checks its certificates: a
+// master that runs for most of a year without a restart must not let its
+// leaves (1 year, renewed 30 days before expiry) run out.
+const renewInterval = 24 * time.Hour
+
+// renewLoop re-runs Ensure daily. etcd and kube-apiserver reload their
+// certificates from disk; nothing else needs to happen.
+func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params) {
+	defer close(c.done)
+	t := time.NewTicker(renewInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		files, err := pki.Ensure(c.n.pkiDir(), c.n.secret, p, c.now())
+		if err != nil {
+			c.n.log.Error("certificate renewal failed", "component", "pki", "err", err)
+			continue
+		}
+		for _, ch := range files.Changes {
+			c.n.log.Info("certificate written", "component", "pki", "file", ch.Name, "reason", ch.Reason)
+		}
+		c.metrics.Observe(files)
+	}
+}
+
+func (c *pkiComponent) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
+	return nil
+}
 
 // certStatus is one certificate in /status.
 type certStatus struct {
