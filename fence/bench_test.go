@@ -12,7 +12,7 @@ import (
 // renewal. Run: go test -run XXX -bench Arm -benchtime 2000x ./fence/
 func BenchmarkArm(b *testing.B) {
 	l := newLab(b, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	for _, vip := range []netip.Addr{vip4(h), vip6(h)} {
 		name := map[bool]string{true: "ipv4", false: "ipv6"}[vip.Is4()]
 		b.Run("expiration/"+name, func(b *testing.B) {
@@ -66,7 +66,7 @@ func newFenceTB(tb testing.TB, h *labHost, vips ...netip.Addr) *Fence {
 // Cost of one Check (Run does one every CheckInterval).
 func BenchmarkCheck(b *testing.B) {
 	l := newLab(b, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	f := newFenceTB(b, h, vip4(h), vip6(h))
 	if err := f.Install(); err != nil {
 		b.Fatal(err)

@@ -93,7 +93,7 @@ func liveExpiry(t *testing.T, f *Fence, vip netip.Addr) (time.Duration, bool) {
 func TestInstallBuildsTheFenceAndCheckAcceptsIt(t *testing.T) {
 	requireNft(t)
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	f := newFence(t, h, vip4(h), vip6(h))
 	if err := f.Check(); err != nil {
 		t.Fatalf("Check before Install: %v, want nil (nothing to check yet)", err)
@@ -130,7 +130,7 @@ func TestInstallBuildsTheFenceAndCheckAcceptsIt(t *testing.T) {
 // the old expiry unless the update carries an expiration.
 func TestRearmWithTheSameDurationExtendsTheExpiry(t *testing.T) {
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	for _, vip := range []netip.Addr{vip4(h), vip6(h)} {
 		f := newFence(t, h, vip)
 		if err := f.Install(); err != nil {
@@ -171,7 +171,7 @@ func TestRearmWithTheSameDurationExtendsTheExpiry(t *testing.T) {
 
 func TestArmRejectsAnAddressItDoesNotFence(t *testing.T) {
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	f := newFence(t, h, vip4(h))
 	if err := f.Install(); err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestArmRejectsAnAddressItDoesNotFence(t *testing.T) {
 func TestFlushedRulesetIsDetectedAndRepairedKeepingTheArm(t *testing.T) {
 	requireNft(t)
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	vip := vip4(h)
 	f := newFence(t, h, vip)
 	if err := f.Install(); err != nil {
@@ -226,7 +226,7 @@ func TestFlushedRulesetIsDetectedAndRepairedKeepingTheArm(t *testing.T) {
 func TestRunRepairsAFlushedRuleset(t *testing.T) {
 	requireNft(t)
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	vip := vip4(h)
 	var f *Fence
 	h.In(func() error {

@@ -138,7 +138,7 @@ func (p *holderProc) kill(t *testing.T) time.Time {
 
 func TestKilledHolderGoesSilentBeforeItsLeaseDeadline(t *testing.T) {
 	l := newLab(t, 2)
-	holder, client := l.hosts[0], l.hosts[1]
+	holder, client := l.Hosts[0], l.Hosts[1]
 	vip := vip4(holder)
 	holder.MustExec("ip", "addr", "add", vip.String()+"/32", "dev", "eth0")
 	hp := startHolder(t, holder, vip)
@@ -192,7 +192,7 @@ func TestKilledHolderGoesSilentBeforeItsLeaseDeadline(t *testing.T) {
 
 func TestEgressDropsUserSpaceGratuitousARPUntilArmed(t *testing.T) {
 	l := newLab(t, 2)
-	holder, client := l.hosts[0], l.hosts[1]
+	holder, client := l.Hosts[0], l.Hosts[1]
 	vip := vip4(holder)
 	f := newFence(t, holder, vip)
 	if err := f.Install(); err != nil {
@@ -222,7 +222,7 @@ func TestEgressDropsUserSpaceGratuitousARPUntilArmed(t *testing.T) {
 
 func TestEgressDropsUserSpaceNeighbourAdvertisementUntilArmed(t *testing.T) {
 	l := newLab(t, 2)
-	holder, client := l.hosts[0], l.hosts[1]
+	holder, client := l.Hosts[0], l.Hosts[1]
 	vip := vip6(holder)
 	f := newFence(t, holder, vip)
 	if err := f.Install(); err != nil {
@@ -254,7 +254,7 @@ func TestUnarmedVIPCarriesNoIPTraffic(t *testing.T) {
 		name := map[bool]string{false: "ipv4", true: "ipv6"}[v6]
 		t.Run(name, func(t *testing.T) {
 			l := newLab(t, 2)
-			holder, client := l.hosts[0], l.hosts[1]
+			holder, client := l.Hosts[0], l.Hosts[1]
 			vip, plen := vip4(holder), "/32"
 			if v6 {
 				vip, plen = vip6(holder), "/128"

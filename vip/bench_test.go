@@ -12,7 +12,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	for _, f := range families {
 		b.Run(f.name, func(b *testing.B) {
 			l := newLab(b, 1)
-			h := l.hosts[0]
+			h := l.Hosts[0]
 			var m *Manager
 			h.In(func() error {
 				var err error

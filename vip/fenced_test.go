@@ -32,7 +32,7 @@ func TestFencedMoveReachesTheClientAndAFencedStaleCopyIsNoConflict(t *testing.T)
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			l := newLab(t, 3)
-			a, b, client := l.hosts[0], l.hosts[1], l.hosts[2]
+			a, b, client := l.Hosts[0], l.Hosts[1], l.Hosts[2]
 			vip := f.vip(a)
 			cfg := DefaultConfig(vip)
 			cfg.ConflictProbeInterval = 20 * time.Millisecond

@@ -102,7 +102,7 @@ func TestAcquireAddsHostPrefixAndReleaseRemovesIt(t *testing.T) {
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			l := newLab(t, 1)
-			h := l.hosts[0]
+			h := l.Hosts[0]
 			vip := f.vip(h)
 			m := newManager(t, h, DefaultConfig(vip), nil) // interface found by subnet
 			ctx := context.Background()
@@ -163,7 +163,7 @@ func TestAcquireAddsHostPrefixAndReleaseRemovesIt(t *testing.T) {
 
 func TestAcquireWithoutMatchingSubnetNamesTheProblem(t *testing.T) {
 	l := newLab(t, 1)
-	m := newManager(t, l.hosts[0], DefaultConfig(netip.MustParseAddr("192.0.2.10")), nil)
+	m := newManager(t, l.Hosts[0], DefaultConfig(netip.MustParseAddr("192.0.2.10")), nil)
 	err := m.Acquire(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "set interface") {
 		t.Fatalf("Acquire of a VIP outside every subnet: %v, want an error asking for the interface", err)
@@ -177,7 +177,7 @@ func TestCleanupRemovesStaleVIPFromEveryInterface(t *testing.T) {
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			l := newLab(t, 1)
-			h := l.hosts[0]
+			h := l.Hosts[0]
 			vip := f.vip(h)
 			bits := "/32"
 			if vip.Is6() {
@@ -199,7 +199,7 @@ func TestCleanupRemovesStaleVIPFromEveryInterface(t *testing.T) {
 
 func TestCleanupLeavesAHeldVIP(t *testing.T) {
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	vip := families[0].vip(h)
 	m := newManager(t, h, DefaultConfig(vip), nil)
 	if err := m.Acquire(context.Background()); err != nil {
@@ -217,7 +217,7 @@ func TestExternallyRemovedVIPIsAddedBackAndAnnounced(t *testing.T) {
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			l := newLab(t, 1)
-			h := l.hosts[0]
+			h := l.Hosts[0]
 			vip := f.vip(h)
 			m := newManager(t, h, DefaultConfig(vip), nil)
 			runManager(t, m)
@@ -256,7 +256,7 @@ func TestExternallyRemovedVIPIsAddedBackAndAnnounced(t *testing.T) {
 
 func TestUnrefreshedLifetimeExpiresAndIsNotPutBack(t *testing.T) {
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	vip := families[0].vip(h)
 	cfg := DefaultConfig(vip)
 	cfg.ValidLifetime = 2 * time.Second
@@ -279,7 +279,7 @@ func TestUnrefreshedLifetimeExpiresAndIsNotPutBack(t *testing.T) {
 
 func TestRefreshKeepsTheVIPPastItsLifetime(t *testing.T) {
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	vip := families[0].vip(h)
 	cfg := DefaultConfig(vip)
 	cfg.ValidLifetime = 2 * time.Second
@@ -306,7 +306,7 @@ func TestClientNeighbourFollowsTheMove(t *testing.T) {
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			l := newLab(t, 3)
-			a, b, client := l.hosts[0], l.hosts[1], l.hosts[2]
+			a, b, client := l.Hosts[0], l.Hosts[1], l.Hosts[2]
 			vip := f.vip(a)
 			ma := newManager(t, a, DefaultConfig(vip), nil)
 			mb := newManager(t, b, DefaultConfig(vip), nil)
@@ -339,7 +339,7 @@ func TestAnotherHostAnsweringForTheVIPIsReported(t *testing.T) {
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			l := newLab(t, 2)
-			a, rogue := l.hosts[0], l.hosts[1]
+			a, rogue := l.Hosts[0], l.Hosts[1]
 			vip := f.vip(a)
 			cfg := DefaultConfig(vip)
 			cfg.ConflictProbeInterval = 50 * time.Millisecond
@@ -393,7 +393,7 @@ func value(m prometheus.Metric) float64 {
 
 func TestRunReturnsWhenTheManagerIsClosed(t *testing.T) {
 	l := newLab(t, 1)
-	m := newManager(t, l.hosts[0], DefaultConfig(families[0].vip(l.hosts[0])), nil)
+	m := newManager(t, l.Hosts[0], DefaultConfig(families[0].vip(l.Hosts[0])), nil)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(context.Background()) }()
 	time.Sleep(50 * time.Millisecond)
@@ -412,7 +412,7 @@ func TestRunReturnsWhenTheManagerIsClosed(t *testing.T) {
 
 func TestInterfaceIsTheOneWhoseSubnetHoldsTheVIP(t *testing.T) {
 	l := newLab(t, 1)
-	h := l.hosts[0]
+	h := l.Hosts[0]
 	for _, f := range families {
 		m := newManager(t, h, DefaultConfig(f.vip(h)), nil)
 		if got, err := m.Interface(); err != nil || got != "eth0" {
@@ -425,7 +425,7 @@ func TestInterfaceIsTheOneWhoseSubnetHoldsTheVIP(t *testing.T) {
 // running, say) is still a conflict.
 func TestGratuitousARPFromAnotherHostIsAConflictWithoutProbing(t *testing.T) {
 	l := newLab(t, 2)
-	a, rogue := l.hosts[0], l.hosts[1]
+	a, rogue := l.Hosts[0], l.Hosts[1]
 	vip := families[0].vip(a)
 	cfg := DefaultConfig(vip)
 	cfg.ConflictProbeInterval = 0

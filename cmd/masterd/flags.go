@@ -24,13 +24,12 @@ func newFlagSet(name, argsUsage, description string, stdout io.Writer) *flag.Fla
 	return fs
 }
 
-// parse parses args; --help prints usage and returns errHelp, a bad flag is a
-// usageError.
+// parse parses args; --help prints usage (through fs.Usage, called by the
+// flag package) and returns errHelp, a bad flag is a usageError.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return errHelp
+			return errHelp // the flag package has printed the usage
 		}
 		return usageError{err.Error()}
 	}
