@@ -218,8 +218,9 @@ func TestConcurrentClientsUnderRestartsSeeALinearizableHistoryAndLoseNoAcknowled
 		}()
 	}
 
-	// Nemesis: stop a member (the leader half of the time), keep it down a
-	// moment, restart it from its data; one member down at a time.
+	// Nemesis: stop a member (the leader half of the time) gracefully or
+	// abruptly (halt: no leadership transfer), keep it down a moment,
+	// restart it from its data; one member down at a time.
 	var schedule []string
 	for ctx.Err() == nil {
 		victim := rng.IntN(3)
@@ -231,9 +232,15 @@ func TestConcurrentClientsUnderRestartsSeeALinearizableHistoryAndLoseNoAcknowled
 			}
 		}
 		wasLeader := tc.members[victim].IsLeader()
-		tc.stop(victim)
+		how := "stop"
+		if rng.IntN(2) == 0 {
+			how = "halt" // abrupt: no leadership transfer
+			tc.members[victim].halt()
+		} else {
+			tc.stop(victim)
+		}
 		st.faults.Add(1)
-		schedule = append(schedule, fmt.Sprintf("stop m%d (leader=%v)", victim, wasLeader))
+		schedule = append(schedule, fmt.Sprintf("%s m%d (leader=%v)", how, victim, wasLeader))
 		sleepCtx(ctx, time.Duration(300+rng.IntN(1200))*time.Millisecond)
 		tc.start(victim)
 		sleepCtx(ctx, time.Duration(500+rng.IntN(1500))*time.Millisecond)

@@ -285,6 +285,26 @@ func (m *Member) Stop(ctx context.Context) error {
 	}
 }
 
+// halt stops the member abruptly, as a crash would look to its peers: no
+// leadership transfer, no goodbye; the data dir keeps what was fsynced.
+// Tests use it as a fault.
+func (m *Member) halt() {
+	m.lifecycle.Lock()
+	defer m.lifecycle.Unlock()
+	m.mu.Lock()
+	e, cli := m.etcd, m.client
+	bgStop, bgDone := m.bgStop, m.bgDone
+	m.etcd, m.client, m.bgStop, m.bgDone = nil, nil, nil, nil
+	m.mu.Unlock()
+	if e == nil {
+		return
+	}
+	bgStop()
+	<-bgDone
+	_ = cli.Close()
+	closeUnready(e)
+}
+
 // background runs periodic snapshots and the leader gauge until ctx ends.
 func (m *Member) background(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
