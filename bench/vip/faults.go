@@ -56,7 +56,7 @@ func heal(ctx context.Context, m *lab.Master) error {
 // reconfigured host starts without it).
 func delVIP(ctx context.Context, l *lab.Lab, m *lab.Master) error {
 	out, err := exec.CommandContext(ctx, "ip", "-n", m.Name, "addr", "del", l.VIP().String()+"/32", "dev", "eth0").CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "Cannot assign") {
+	if err != nil && !strings.Contains(string(out), "Cannot assign") && !strings.Contains(string(out), "Address not found") {
 		return fmt.Errorf("vip bench: remove VIP from %s: %w: %s", m.Name, err, strings.TrimSpace(string(out)))
 	}
 	return nil

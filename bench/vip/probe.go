@@ -79,6 +79,7 @@ func startSampler(masterNS []string, clientNS string, vip net.IP, interval time.
 		for {
 			var smp sample
 			var err error
+			begin := time.Now()
 			for i, h := range hs[:len(hs)-1] {
 				addrs, aerr := h.AddrList(nil, unix.AF_INET)
 				if aerr != nil {
@@ -101,7 +102,9 @@ func startSampler(masterNS []string, clientNS string, vip net.IP, interval time.
 					smp.mac = n.HardwareAddr.String()
 				}
 			}
-			smp.at = time.Now()
+			// The reads happened somewhere between begin and now (under load
+			// tens of ms apart): stamp the middle.
+			smp.at = begin.Add(time.Since(begin) / 2)
 			s.mu.Lock()
 			s.samples = append(s.samples, smp)
 			if err != nil && s.err == nil {

@@ -182,8 +182,12 @@ func countSystem(ts []report.Trial, sys string) int {
 }
 
 func describe(t report.Trial) string {
-	s := fmt.Sprintf("%s → %s, outage %.3fs, moved %.3fs, dual ip %d/%d wire %d/%d", t.Victim, t.NewHolder,
-		t.Outage.Seconds(), t.Moved.Seconds(), t.DualSamples, t.Samples, t.DualARP, t.ARPRounds)
+	moved := "never"
+	if t.Moved >= 0 {
+		moved = fmt.Sprintf("%.3fs", t.Moved.Seconds())
+	}
+	s := fmt.Sprintf("%s → %s, outage %.3fs, VIP moved %s, dual ip %d/%d wire %d/%d", t.Victim, t.NewHolder,
+		t.Outage.Seconds(), moved, t.DualSamples, t.Samples, t.DualARP, t.ARPRounds)
 	if t.Scenario == Partition {
 		s += fmt.Sprintf(", post-heal %.3fs", t.PostHeal.Seconds())
 	}
