@@ -81,15 +81,17 @@ type Supervisor struct {
 	notify  func(Status)
 
 	dialMu sync.Mutex // serialises dialing
-	mu     sync.Mutex // guards conn, units, dials
+	mu     sync.Mutex // guards conn, sig, units, dials
 	conn   *sdbus.Conn
-	dials  int
-	units  map[string]*unitState
+	// sig is a connection of our own for PropertiesChanged signals: go-systemd's
+	// SetPropertiesSubscriber races with its dispatch goroutine.
+	sig   *dbus.Conn
+	dials int
+	units map[string]*unitState
 
 	readSeq atomic.Uint64
 
-	updates chan *sdbus.PropertiesUpdate
-	subErrs chan error
+	changed chan string // unit object paths whose properties changed
 	kick    chan struct{}
 	cancel  context.CancelFunc
 	ctx     context.Context
@@ -130,8 +132,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger, opts ...Option
 		log:     log.With("component", "units"),
 		m:       m,
 		units:   map[string]*unitState{},
-		updates: make(chan *sdbus.PropertiesUpdate, 256),
-		subErrs: make(chan error, 16),
+		changed: make(chan string, 256),
 		kick:    make(chan struct{}, 1),
 		cancel:  cancel,
 		ctx:     ctx,
@@ -195,10 +196,7 @@ func (s *Supervisor) Close() error {
 		s.cancel()
 		<-s.done
 		s.mu.Lock()
-		if s.conn != nil {
-			s.conn.Close()
-			s.conn = nil
-		}
+		s.closeConnLocked()
 		s.mu.Unlock()
 	})
 	return nil
@@ -214,31 +212,44 @@ func (s *Supervisor) unit(name string) (*unitState, error) {
 	return st, nil
 }
 
+func (s *Supervisor) closeConnLocked() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	if s.sig != nil {
+		s.sig.Close()
+		s.sig = nil
+	}
+}
+
+// live returns the current connection if it and the signal connection are up.
+func (s *Supervisor) live() *sdbus.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && s.conn.Connected() && s.sig != nil && s.sig.Connected() {
+		return s.conn
+	}
+	return nil
+}
+
 // connection returns a live connection, dialing (with back-off, until ctx
 // ends) when there is none.
 func (s *Supervisor) connection(ctx context.Context) (*sdbus.Conn, error) {
-	s.mu.Lock()
-	c := s.conn
-	s.mu.Unlock()
-	if c != nil && c.Connected() {
+	if c := s.live(); c != nil {
 		return c, nil
 	}
 	s.dialMu.Lock()
 	defer s.dialMu.Unlock()
 	for {
-		s.mu.Lock()
-		c = s.conn
-		s.mu.Unlock()
-		if c != nil && c.Connected() {
+		if c := s.live(); c != nil {
 			return c, nil
 		}
-		c, err := s.dial()
+		c, sig, err := s.dial()
 		if err == nil {
 			s.mu.Lock()
-			if s.conn != nil {
-				s.conn.Close()
-			}
-			s.conn = c
+			s.closeConnLocked()
+			s.conn, s.sig = c, sig
 			s.dials++
 			n := s.dials
 			s.mu.Unlock()
@@ -264,14 +275,33 @@ func (s *Supervisor) connection(ctx context.Context) (*sdbus.Conn, error) {
 
 func (s *Supervisor) socket() string { return s.root + s.cfg.Socket }
 
-// dial opens a private connection to systemd (no bus, no Hello) and
-// subscribes to unit property changes.
-func (s *Supervisor) dial() (*sdbus.Conn, error) {
+// dial opens private connections to systemd (no bus, no Hello): one for
+// calls and job results (go-systemd), one of our own for unit property
+// change signals.
+func (s *Supervisor) dial() (*sdbus.Conn, *dbus.Conn, error) {
 	path := s.socket()
-	c, err := sdbus.NewConnection(func() (*dbus.Conn, error) {
-		// The connection's own context is the supervisor's: a call's context
-		// must not end the connection.
-		conn, err := dbus.Dial("unix:path="+path, dbus.WithContext(s.ctx))
+	// The connections live on the supervisor's context (a call's context
+	// must not end them); a timer ends them if dialing, authenticating or
+	// subscribing hangs (a systemd that accepts but does not answer).
+	connCtx, abort := context.WithCancel(s.ctx)
+	timer := time.AfterFunc(s.cfg.ProbeTimeout+time.Second, abort)
+	c, sig, err := s.dialOn(connCtx, path)
+	if !timer.Stop() {
+		if err == nil {
+			c.Close()
+			sig.Close()
+		}
+		return nil, nil, fmt.Errorf("dial %s: timed out", path)
+	}
+	if err != nil {
+		abort()
+	}
+	return c, sig, err
+}
+
+func (s *Supervisor) dialOn(connCtx context.Context, path string) (*sdbus.Conn, *dbus.Conn, error) {
+	open := func() (*dbus.Conn, error) {
+		conn, err := dbus.Dial("unix:path="+path, dbus.WithContext(connCtx))
 		if err != nil {
 			return nil, err
 		}
@@ -280,16 +310,44 @@ func (s *Supervisor) dial() (*sdbus.Conn, error) {
 			return nil, err
 		}
 		return conn, nil
-	})
-	if err != nil {
-		return nil, err
 	}
+	c, err := sdbus.NewConnection(open)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Subscribe makes systemd send JobRemoved (job results) to go-systemd.
 	if err := c.Subscribe(); err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	c.SetPropertiesSubscriber(s.updates, s.subErrs)
-	return c, nil
+	sig, err := open()
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	// godbus closes ch when sig closes; the forwarder ends with it.
+	ch := make(chan *dbus.Signal, 256)
+	sig.Signal(ch)
+	go func() {
+		for sg := range ch {
+			if sg.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sg.Body) == 0 {
+				continue
+			}
+			if iface, _ := sg.Body[0].(string); iface != "org.freedesktop.systemd1.Unit" {
+				continue
+			}
+			select {
+			case s.changed <- string(sg.Path):
+			default: // the periodic resync catches up
+			}
+		}
+	}()
+	if err := sig.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").Call("org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
+		sig.Close()
+		c.Close()
+		return nil, nil, err
+	}
+	return c, sig, nil
 }
 
 // do runs fn on a live connection; when fn fails because the connection
@@ -301,7 +359,7 @@ func (s *Supervisor) do(ctx context.Context, fn func(c *sdbus.Conn) error) error
 			return err
 		}
 		err = fn(c)
-		if err == nil || c.Connected() {
+		if err == nil || s.live() == c {
 			return err
 		}
 		s.log.Info("lost connection to systemd", "err", err)
@@ -454,15 +512,18 @@ func (s *Supervisor) watch() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case u := <-s.updates:
+		case path := <-s.changed:
+			var hit string
 			s.mu.Lock()
-			_, ok := s.units[u.UnitName]
-			s.mu.Unlock()
-			if ok {
-				refresh(u.UnitName)
+			for n := range s.units {
+				if path == "/org/freedesktop/systemd1/unit/"+sdbus.PathBusEscape(n) {
+					hit = n
+				}
 			}
-		case err := <-s.subErrs:
-			s.log.Debug("subscription", "err", err)
+			s.mu.Unlock()
+			if hit != "" {
+				refresh(hit)
+			}
 		case <-s.kick:
 			refresh(all()...)
 		case <-t.C:
