@@ -129,7 +129,7 @@ func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n\"dual k\": trials in which two holders were seen at least once, in `ip addr` of the master namespaces on the wire (sampled every 10 ms) or as two MACs answering ARP for the VIP at the client (every 20 ms).\n\n")
+	b.WriteString("\n\"dual N\": the number of trials in which two holders were seen at least once, in `ip addr` of the master namespaces on the wire (sampled every 10 ms) or as two MACs answering ARP for the VIP at the client (every 20 ms).\n\n")
 
 	// Per scenario.
 	for _, sc := range meta.Scenarios {

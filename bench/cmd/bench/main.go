@@ -135,7 +135,7 @@ func notes(cfg vip.Config, res *vip.Result) []string {
 		n = append(n, "No kube binaries in this run (`make kube` builds them): masters ran with kubernetes.mode none, so the time to a successful Kubernetes API call through the VIP is n/a.")
 	}
 	if cfg.Trials > 0 {
-		n = append(n, fmt.Sprintf("The issues ask for 20–30 trials per cell; the machine is 2 cores shared with other builds (see load average), so the committed run used -trials %d. Percentiles over so few trials are rough: p95 is the second-largest value or the max.", cfg.Trials))
+		n = append(n, fmt.Sprintf("The issues ask for 20–30 trials per cell; the machine is 2 cores shared with other builds (see load average), so this run used -trials %d. Percentiles over so few trials are rough: p95 is the second-largest value or the max.", cfg.Trials))
 	}
 	return append(n, res.Notes...)
 }
