@@ -15,7 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testLogger()
+
+func testLogger() *slog.Logger {
+	if os.Getenv("UNITS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 func bootLab(t *testing.T, ctx context.Context, suffix string) *labhost.Host {
 	t.Helper()

@@ -81,17 +81,15 @@ type Supervisor struct {
 	notify  func(Status)
 
 	dialMu sync.Mutex // serialises dialing
-	mu     sync.Mutex // guards conn, sig, units, dials
+	mu     sync.Mutex // guards conn, units, dials
 	conn   *sdbus.Conn
-	// sig is a connection of our own for PropertiesChanged signals: go-systemd's
-	// SetPropertiesSubscriber races with its dispatch goroutine.
-	sig   *dbus.Conn
-	dials int
-	units map[string]*unitState
+	dials  int
+	units  map[string]*unitState
 
 	readSeq atomic.Uint64
 
-	changed chan string // unit object paths whose properties changed
+	updates chan *sdbus.PropertiesUpdate
+	subErrs chan error
 	kick    chan struct{}
 	cancel  context.CancelFunc
 	ctx     context.Context
@@ -132,7 +130,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger, opts ...Option
 		log:     log.With("component", "units"),
 		m:       m,
 		units:   map[string]*unitState{},
-		changed: make(chan string, 256),
+		updates: make(chan *sdbus.PropertiesUpdate, 256),
+		subErrs: make(chan error, 16),
 		kick:    make(chan struct{}, 1),
 		cancel:  cancel,
 		ctx:     ctx,
@@ -217,17 +216,13 @@ func (s *Supervisor) closeConnLocked() {
 		s.conn.Close()
 		s.conn = nil
 	}
-	if s.sig != nil {
-		s.sig.Close()
-		s.sig = nil
-	}
 }
 
 // live returns the current connection if it and the signal connection are up.
 func (s *Supervisor) live() *sdbus.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn != nil && s.conn.Connected() && s.sig != nil && s.sig.Connected() {
+	if s.conn != nil && s.conn.Connected() {
 		return s.conn
 	}
 	return nil
@@ -245,11 +240,11 @@ func (s *Supervisor) connection(ctx context.Context) (*sdbus.Conn, error) {
 		if c := s.live(); c != nil {
 			return c, nil
 		}
-		c, sig, err := s.dial()
+		c, err := s.dial()
 		if err == nil {
 			s.mu.Lock()
 			s.closeConnLocked()
-			s.conn, s.sig = c, sig
+			s.conn = c
 			s.dials++
 			n := s.dials
 			s.mu.Unlock()
@@ -263,6 +258,7 @@ func (s *Supervisor) connection(ctx context.Context) (*sdbus.Conn, error) {
 			}
 			return c, nil
 		}
+		s.log.Debug("connect to systemd failed", "socket", s.socket(), "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("units: connect to systemd at %s: %w (last error: %v)", s.socket(), ctx.Err(), err)
@@ -275,32 +271,16 @@ func (s *Supervisor) connection(ctx context.Context) (*sdbus.Conn, error) {
 
 func (s *Supervisor) socket() string { return s.root + s.cfg.Socket }
 
-// dial opens private connections to systemd (no bus, no Hello): one for
-// calls and job results (go-systemd), one of our own for unit property
-// change signals.
-func (s *Supervisor) dial() (*sdbus.Conn, *dbus.Conn, error) {
+// dial opens a private connection to systemd (no bus, no Hello) and
+// subscribes to unit property changes.
+func (s *Supervisor) dial() (*sdbus.Conn, error) {
 	path := s.socket()
-	// The connections live on the supervisor's context (a call's context
-	// must not end them); a timer ends them if dialing, authenticating or
-	// subscribing hangs (a systemd that accepts but does not answer).
+	// The connection lives on the supervisor's context (a call's context must
+	// not end it); a timer ends it if dialing, authenticating or subscribing
+	// hangs (a systemd that accepts but does not answer yet).
 	connCtx, abort := context.WithCancel(s.ctx)
 	timer := time.AfterFunc(s.cfg.ProbeTimeout+time.Second, abort)
-	c, sig, err := s.dialOn(connCtx, path)
-	if !timer.Stop() {
-		if err == nil {
-			c.Close()
-			sig.Close()
-		}
-		return nil, nil, fmt.Errorf("dial %s: timed out", path)
-	}
-	if err != nil {
-		abort()
-	}
-	return c, sig, err
-}
-
-func (s *Supervisor) dialOn(connCtx context.Context, path string) (*sdbus.Conn, *dbus.Conn, error) {
-	open := func() (*dbus.Conn, error) {
+	c, err := sdbus.NewConnection(func() (*dbus.Conn, error) {
 		conn, err := dbus.Dial("unix:path="+path, dbus.WithContext(connCtx))
 		if err != nil {
 			return nil, err
@@ -310,44 +290,27 @@ func (s *Supervisor) dialOn(connCtx context.Context, path string) (*sdbus.Conn, 
 			return nil, err
 		}
 		return conn, nil
-	}
-	c, err := sdbus.NewConnection(open)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Subscribe makes systemd send JobRemoved (job results) to go-systemd.
-	if err := c.Subscribe(); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	sig, err := open()
-	if err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	// godbus closes ch when sig closes; the forwarder ends with it.
-	ch := make(chan *dbus.Signal, 256)
-	sig.Signal(ch)
-	go func() {
-		for sg := range ch {
-			if sg.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sg.Body) == 0 {
-				continue
-			}
-			if iface, _ := sg.Body[0].(string); iface != "org.freedesktop.systemd1.Unit" {
-				continue
-			}
-			select {
-			case s.changed <- string(sg.Path):
-			default: // the periodic resync catches up
-			}
+	})
+	if err == nil {
+		// Before Subscribe: systemd sends no signal until then, and the
+		// Subscribe round trip orders this write before go-systemd's
+		// dispatcher reads it.
+		c.SetPropertiesSubscriber(s.updates, s.subErrs)
+		if err = c.Subscribe(); err != nil {
+			c.Close()
 		}
-	}()
-	if err := sig.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").Call("org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
-		sig.Close()
-		c.Close()
-		return nil, nil, err
 	}
-	return c, sig, nil
+	if !timer.Stop() {
+		if err == nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("dial %s: timed out", path)
+	}
+	if err != nil {
+		abort()
+		return nil, err
+	}
+	return c, nil
 }
 
 // do runs fn on a live connection; when fn fails because the connection
@@ -512,18 +475,15 @@ func (s *Supervisor) watch() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case path := <-s.changed:
-			var hit string
+		case u := <-s.updates:
 			s.mu.Lock()
-			for n := range s.units {
-				if path == "/org/freedesktop/systemd1/unit/"+sdbus.PathBusEscape(n) {
-					hit = n
-				}
-			}
+			_, ok := s.units[u.UnitName]
 			s.mu.Unlock()
-			if hit != "" {
-				refresh(hit)
+			if ok {
+				refresh(u.UnitName)
 			}
+		case err := <-s.subErrs:
+			s.log.Debug("subscription", "err", err)
 		case <-s.kick:
 			refresh(all()...)
 		case <-t.C:
