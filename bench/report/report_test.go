@@ -84,7 +84,18 @@ func TestCDFSVGIsWellFormedWithOneLinePerSystem(t *testing.T) {
 			}
 			t.Fatalf("svg is not well-formed XML: %v", err)
 		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, a := range se.Attr {
+			if seen[a.Name.Local] {
+				t.Errorf("<%s> has attribute %s twice", se.Name.Local, a.Name.Local)
+			}
+			seen[a.Name.Local] = true
+		}
+		if se.Name.Local == "polyline" {
 			lines++
 		}
 	}

@@ -43,7 +43,7 @@ func CDFSVG(w io.Writer, title string, series []Series) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
-	fmt.Fprintf(&b, `<text x="%d" y="22" %s font-size="15" font-weight="bold">%s</text>`+"\n", left, fontAttr, html.EscapeString(title))
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-family="sans-serif" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
 	x := func(sec float64) float64 { return left + sec/xmax*plotW }
 	y := func(frac float64) float64 { return top + (1-frac)*plotH }
 	// Grid and ticks.

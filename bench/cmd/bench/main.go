@@ -53,6 +53,7 @@ func run() error {
 	kube := flag.String("kube", cfg.Lab.KubeBinDir, "directory of the kube binaries (empty: none, no API times)")
 	prefix := flag.String("prefix", cfg.Lab.Prefix, "lab name prefix")
 	render := flag.Bool("render", false, "do not run: re-render latest.md and the plots from latest.csv")
+	plotsOnly := flag.Bool("plots", false, "with -render: re-render only the plots (latest.md keeps its footprint and notes)")
 	flag.Parse()
 	cfg.Systems = split(*systems)
 	cfg.Scenarios = split(*scenarios)
@@ -66,7 +67,7 @@ func run() error {
 	}
 	command := "go run ./bench/cmd/bench " + strings.Join(os.Args[1:], " ")
 	if *render {
-		return rerender(*out, cfg)
+		return rerender(*out, cfg, *plotsOnly)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -160,31 +161,12 @@ func writeAll(dir string, meta report.Meta, cfg vip.Config, trials []report.Tria
 	}
 	desc := vip.ScenarioDescriptions()
 	meta.Scenarios = nil
-	meta.Plots = map[string]string{}
-	cells := report.Cells(trials, vip.AllSystems(), vip.AllScenarios())
 	for _, sc := range vip.AllScenarios() {
 		meta.Scenarios = append(meta.Scenarios, report.Named{Name: sc, Description: desc[sc]})
-		var series []report.Series
-		any := false
-		for _, sys := range vip.AllSystems() {
-			s := report.Series{Name: sys}
-			for _, c := range cells {
-				if c.System == sys && c.Scenario == sc {
-					s.Values = c.Figure(func(t report.Trial) time.Duration { return t.Outage }, nil)
-					any = true
-				}
-			}
-			series = append(series, s)
-		}
-		if !any {
-			continue
-		}
-		name := "latest-" + sc + ".svg"
-		var sb bytes.Buffer
-		errs = append(errs, report.CDFSVG(&sb, "client-visible outage, "+sc+" (CDF)", series))
-		errs = append(errs, os.WriteFile(filepath.Join(dir, name), sb.Bytes(), 0o644))
-		meta.Plots[sc] = name
 	}
+	plots, err := writePlots(dir, trials)
+	errs = append(errs, err)
+	meta.Plots = plots
 	for _, f := range []string{"etcd.md", "lb.md"} {
 		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 			meta.Appendix = append(meta.Appendix, "# Appendix: "+f+" (copied from bench/results/"+f+")\n\n"+string(b))
@@ -196,9 +178,40 @@ func writeAll(dir string, meta report.Meta, cfg vip.Config, trials []report.Tria
 	return errors.Join(errs...)
 }
 
+// writePlots writes latest-<scenario>.svg for every scenario with trials
+// and returns their names by scenario.
+func writePlots(dir string, trials []report.Trial) (map[string]string, error) {
+	var errs []error
+	plots := map[string]string{}
+	cells := report.Cells(trials, vip.AllSystems(), vip.AllScenarios())
+	for _, sc := range vip.AllScenarios() {
+		var series []report.Series
+		found := false
+		for _, sys := range vip.AllSystems() {
+			s := report.Series{Name: sys}
+			for _, c := range cells {
+				if c.System == sys && c.Scenario == sc {
+					s.Values = c.Figure(func(t report.Trial) time.Duration { return t.Outage }, nil)
+					found = true
+				}
+			}
+			series = append(series, s)
+		}
+		if !found {
+			continue
+		}
+		name := "latest-" + sc + ".svg"
+		var sb bytes.Buffer
+		errs = append(errs, report.CDFSVG(&sb, "client-visible outage, "+sc+" (CDF)", series))
+		errs = append(errs, os.WriteFile(filepath.Join(dir, name), sb.Bytes(), 0o644))
+		plots[sc] = name
+	}
+	return plots, errors.Join(errs...)
+}
+
 // rerender rebuilds the note from latest.csv, keeping the header facts of
 // the existing note where it can (they are not in the CSV).
-func rerender(dir string, cfg vip.Config) error {
+func rerender(dir string, cfg vip.Config, plotsOnly bool) error {
 	f, err := os.Open(filepath.Join(dir, "latest.csv"))
 	if err != nil {
 		return err
@@ -206,6 +219,10 @@ func rerender(dir string, cfg vip.Config) error {
 	defer f.Close()
 	trials, err := report.ReadCSV(f)
 	if err != nil {
+		return err
+	}
+	if plotsOnly {
+		_, err := writePlots(dir, trials)
 		return err
 	}
 	meta := report.Meta{Title: "VIP failover: masterd vs keepalived, side by side (re-rendered from latest.csv)",
