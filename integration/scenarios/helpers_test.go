@@ -60,7 +60,10 @@ func options(t *testing.T) lab.Options {
 		t.Skip("no dist/masterd_*.deb: run `make package` (or set MASTERD_DEB=path)")
 	}
 	o.KubeBinDir = lab.FindKubeBinDir()
-	if o.KubeBinDir == "" {
+	if os.Getenv("MASTERD_LAB_KUBE") == "none" {
+		o.KubeBinDir = ""
+		t.Log("MASTERD_LAB_KUBE=none: Kubernetes scenarios skip, the rest run with kubernetes.mode: none")
+	} else if o.KubeBinDir == "" {
 		t.Log("no kube binaries (run `make kube`, or set KUBE_BIN_DIR): Kubernetes scenarios skip, the rest run with kubernetes.mode: none")
 	}
 	o.Progress = logWriter{t}
