@@ -224,6 +224,10 @@ func TestRejectedFlagSurfacesTheComponentsJournalMessage(t *testing.T) {
 	if err == nil {
 		t.Fatal("Start succeeded for a process that exits 1")
 	}
+	t.Logf("start error: %v", err)
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("start error spans several lines")
+	}
 	if !strings.Contains(err.Error(), "unknown flag: --no-such-flag") {
 		t.Errorf("error does not quote the journal: %v", err)
 	}

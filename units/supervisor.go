@@ -656,7 +656,10 @@ func (s *Supervisor) startError(name string, t0 time.Time, why string) error {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	if j = strings.TrimSpace(j); j != "" {
+	// One line: the error goes into one log line of the agent.
+	j = strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(j), "\n", " \x00 ")), " ")
+	j = strings.ReplaceAll(j, " \x00 ", " | ")
+	if j != "" {
 		return fmt.Errorf("units: start %s: %s; journal: %s", name, why, j)
 	}
 	return fmt.Errorf("units: start %s: %s", name, why)
