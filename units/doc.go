@@ -20,6 +20,10 @@
 // journal, which is how a flag the component rejects reaches the operator —
 // and after Config.StartTimeout otherwise.
 //
+// A Stop overtakes a Start of the same unit that is still waiting for health
+// (a role lost while its unit starts): the Start returns an error at once.
+// Healthy runs one check (active + probe) for the agent's eligibility.
+//
 // Stop sends the stop job (SIGTERM to the unit's cgroup), waits the grace
 // (Config.LeaderStopGrace for leader-only units, Config.StopGrace for the
 // apiserver), then SIGKILLs every process of the unit's cgroup
@@ -48,6 +52,13 @@
 //
 // Existing-units mode (Definition nil): the operator's installed units are
 // only started, stopped and watched; they get no MASTERD_TERM.
+//
+// # Testing against a lab host
+//
+// systemd refuses private-socket clients whose PID it cannot see, so a test
+// outside a lab host's PID namespace connects through the lab's relay:
+// Config.Socket = labhost.PrivateSocketInLab with WithRoot("/proc/<pid1>/root")
+// (unit files and the journal are reached through the same root).
 //
 // # Metrics
 //
