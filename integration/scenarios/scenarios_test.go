@@ -515,7 +515,7 @@ func badInput(t *testing.T, ctx context.Context, s *scenarioLab) {
 		}
 		var cfgErr string
 		for _, line := range strings.Split(j, "\n") {
-			if strings.Contains(line, "masterd.yaml") {
+			if strings.Contains(line, "masterd.yaml") && cfgErr == "" {
 				cfgErr = line
 			}
 		}
