@@ -101,11 +101,19 @@ func coldStart(t *testing.T, ctx context.Context, s *scenarioLab, start time.Tim
 			t.Errorf("%s: etcd healthy=%v members=%v error=%q, want healthy with %d members", m.Name, et.Healthy, et.Members, et.Error, len(s.Masters()))
 		}
 	}
+	// Right after the cold start health still settles (apiservers becoming
+	// ready move the VIP to a healthy master): wait for one holder per role.
 	for _, role := range s.roles() {
-		if hs := s.Holders(ctx, role); len(hs) != 1 {
-			t.Errorf("role %s: holders %v, want exactly one", role, hs)
+		var hs []string
+		deadline := time.Now().Add(60 * time.Second)
+		for hs = s.Holders(ctx, role); len(hs) != 1 && time.Now().Before(deadline); hs = s.Holders(ctx, role) {
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(hs) != 1 {
+			t.Errorf("role %s: holders %v for a minute, want exactly one", role, hs)
 		}
 	}
+	s.waitReady(t, ctx, 3*time.Minute)
 	if !s.KubeEnabled() {
 		return
 	}
