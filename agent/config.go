@@ -173,7 +173,11 @@ func DefaultConfig() Config {
 		VIP: VIPConfig{
 			Enabled: true,
 			Profile: "default",
-			Fence:   false,
+			// On by default: without it a SIGKILLed or hung holder's kernel
+			// keeps answering for the VIP until ExecStopPost's cleanup runs,
+			// and another master takes it meanwhile (measured: two holders in
+			// 6 of 7 SIGKILL trials with the fence off).
+			Fence: true,
 			Balancer: LBConfig{
 				Enabled: true,
 				Port:    6443,

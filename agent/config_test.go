@@ -39,6 +39,9 @@ func TestValidConfigLoadsWithDefaults(t *testing.T) {
 	if got := cfg.VIPTimings(); got != ProfileDefault {
 		t.Errorf("vip timings: got %+v, want default profile", got)
 	}
+	if !cfg.VIP.Fence {
+		t.Error("the kernel fence is on by default")
+	}
 	if cfg.Etcd.ClientPort != 2379 || cfg.Gossip.Port != 7946 || cfg.Roles.Scheduler.LeaseDuration.String() != "15s" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
@@ -87,9 +90,9 @@ func TestConfigErrorsNameKeyAndReason(t *testing.T) {
 			want: []string{"roles.controllerManager.renewDeadline: 2s must exceed 1.2 × retryPeriod"}},
 		{name: "a missing timing is rejected", edit: "roles: {scheduler: {retryPeriod: 0s}}\n",
 			want: []string{"roles.scheduler.retryPeriod: is required and must be positive"}},
-		{name: "the fast profile without the fence is rejected", edit: "", yaml: validYAML + "  profile: fast\n",
+		{name: "the fast profile without the fence is rejected", edit: "", yaml: validYAML + "  profile: fast\n  fence: false\n",
 			want: []string{"vip.profile: fast needs vip.fence: true"}},
-		{name: "custom vip timings without enough slack are rejected", yaml: validYAML + "  profile: custom\n  timings: {leaseDuration: 300ms, renewDeadline: 200ms, retryPeriod: 50ms}\n",
+		{name: "custom vip timings without enough slack are rejected", yaml: validYAML + "  profile: custom\n  fence: false\n  timings: {leaseDuration: 300ms, renewDeadline: 200ms, retryPeriod: 50ms}\n",
 			want: []string{"vip.timings.leaseDuration: 300ms is too short"}},
 		{name: "vip timings without the custom profile are rejected", yaml: validYAML + "  timings: {leaseDuration: 1s}\n",
 			want: []string{`vip.timings: only used with vip.profile: custom`}},
