@@ -56,9 +56,12 @@ deps:
 kube:
 	@integration/kube/build.sh $(KUBE_VERSION) >/dev/null
 
+# Packages run one at a time (-p 1): several of them boot labs of real
+# systemd hosts with etcd and kube-apiserver, and two such labs at once on a
+# 2-core machine turn timing assertions of the scenarios into load tests.
 test: deps kube package
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # unit runs the tests that need neither root nor the kube binaries.
 unit:
