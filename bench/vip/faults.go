@@ -62,6 +62,16 @@ func delVIP(ctx context.Context, l *lab.Lab, m *lab.Master) error {
 	return nil
 }
 
+// removeFence deletes the nftables tables of masterd's kernel fence
+// (fence.DefaultConfig's masterd_fence, in the arp, netdev and inet
+// families) from m's namespace: masterd with vip.enabled false leaves an
+// armed fence behind, which would silence keepalived's VIP.
+func removeFence(ctx context.Context, m *lab.Master) {
+	for _, fam := range []string{"arp", "netdev", "inet"} {
+		_ = exec.CommandContext(ctx, "ip", "netns", "exec", m.Name, "nft", "delete", "table", fam, "masterd_fence").Run()
+	}
+}
+
 // startUnit runs argv as the transient unit name inside m (after stopping
 // and forgetting an earlier one).
 func startUnit(ctx context.Context, m *lab.Master, name string, props []string, argv ...string) error {

@@ -276,6 +276,7 @@ func (b *bench) configure(ctx context.Context, s System) error {
 		return err
 	}
 	for _, m := range ms {
+		removeFence(ctx, m)
 		if err := delVIP(ctx, b.l, m); err != nil {
 			return err
 		}

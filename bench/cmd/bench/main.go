@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +56,9 @@ func run() error {
 	kube := flag.String("kube", cfg.Lab.KubeBinDir, "directory of the kube binaries (empty: none, no API times)")
 	prefix := flag.String("prefix", cfg.Lab.Prefix, "lab name prefix")
 	render := flag.Bool("render", false, "do not run: re-render latest.md and the plots from latest.csv")
+	appendPrev := flag.Bool("append", false, "keep the trials and footprint of latest.csv and latest-footprint.csv in -out for systems this run does not measure")
+	var extraNotes []string
+	flag.Func("note", "a line for the note (repeatable)", func(v string) error { extraNotes = append(extraNotes, v); return nil })
 	plotsOnly := flag.Bool("plots", false, "with -render: re-render only the plots (latest.md keeps its footprint and notes)")
 	flag.Parse()
 	cfg.Systems = split(*systems)
@@ -95,15 +101,25 @@ func run() error {
 		Versions:    versions(cfg.Lab.Deb),
 		TrialsAsked: cfg.Trials,
 	}
+	var prevTrials []report.Trial
+	var prevFoot []report.Footprint
+	if *appendPrev {
+		var err error
+		prevTrials, prevFoot, err = readPrevious(*out, cfg.Systems)
+		if err != nil {
+			return fmt.Errorf("-append: %w", err)
+		}
+	}
 	write := func(res *vip.Result, final bool) {
 		meta.End = time.Now()
 		meta.LoadAfter = loadavg()
 		if !final {
 			meta.LoadAfter += " (partial: run in progress)"
 		}
-		meta.Notes = notes(cfg, res)
-		meta.Footprint = res.Footprint
-		if err := writeAll(*out, meta, cfg, res.Trials); err != nil {
+		meta.Notes = append(append([]string(nil), extraNotes...), notes(cfg, res)...)
+		meta.Footprint = append(append([]report.Footprint(nil), prevFoot...), res.Footprint...)
+		trials := append(append([]report.Trial(nil), prevTrials...), res.Trials...)
+		if err := writeAll(*out, meta, cfg, trials); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: write results:", err)
 		}
 	}
@@ -176,6 +192,47 @@ func writeAll(dir string, meta report.Meta, cfg vip.Config, trials []report.Tria
 	errs = append(errs, report.Markdown(&md, meta, trials))
 	errs = append(errs, os.WriteFile(filepath.Join(dir, "latest.md"), md.Bytes(), 0o644))
 	return errors.Join(errs...)
+}
+
+// readPrevious reads the trials (of systems other than skip) and the
+// footprint rows of an earlier run from dir.
+func readPrevious(dir string, skip []string) ([]report.Trial, []report.Footprint, error) {
+	f, err := os.Open(filepath.Join(dir, "latest.csv"))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	all, err := report.ReadCSV(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	var trials []report.Trial
+	for _, t := range all {
+		if !slices.Contains(skip, t.System) {
+			trials = append(trials, t)
+		}
+	}
+	var foot []report.Footprint
+	fb, err := os.Open(filepath.Join(dir, "latest-footprint.csv"))
+	if err != nil {
+		return trials, nil, nil
+	}
+	defer fb.Close()
+	recs, err := csv.NewReader(fb).ReadAll()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range recs[min(1, len(recs)):] {
+		if len(r) != 7 {
+			continue
+		}
+		rss, _ := strconv.ParseInt(r[3], 10, 64)
+		cpu, _ := strconv.ParseFloat(r[4], 64)
+		win, _ := strconv.ParseFloat(r[5], 64)
+		foot = append(foot, report.Footprint{Stack: r[0], Component: r[1], Host: r[2], RSS: rss,
+			CPU: time.Duration(cpu * float64(time.Millisecond)), Window: time.Duration(win * float64(time.Second)), Err: r[6]})
+	}
+	return trials, foot, nil
 }
 
 // writePlots writes latest-<scenario>.svg for every scenario with trials
