@@ -245,7 +245,16 @@ func TestFaultsAndObserversOnARealLab(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		r := p.Stop()
 		t.Logf("pinger: %v", r)
-		if r.Replies < 50 || r.LongestGap < 500*time.Millisecond || len(r.Outages) != 1 {
+		// Short gaps around the cut (neighbour re-resolution after the link
+		// returns) are real and allowed; the cut itself must show as exactly
+		// one long outage.
+		long := 0
+		for _, o := range r.Outages {
+			if o >= 500*time.Millisecond {
+				long++
+			}
+		}
+		if r.Replies < 50 || r.LongestGap < 500*time.Millisecond || long != 1 {
 			t.Errorf("pinger report %v: want one outage of at least the 600 ms cut", r)
 		}
 	})
