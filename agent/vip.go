@@ -174,3 +174,33 @@ func (c *vipComponent) Status() any {
 	}
 	return st
 }
+
+// staleFence removes the fence tables a previous configuration may have left
+// (vip.fence or vip.enabled turned off since): an installed fence whose VIP is
+// no longer armed would keep dropping traffic for that address, also for
+// whatever manages it now (keepalived, an external balancer). Failures are
+// logged, not fatal: there may be no nftables at all.
+type staleFence struct{ n *node }
+
+func (s staleFence) Name() string { return "fence-cleanup" }
+
+func (s staleFence) Start(ctx context.Context) error {
+	// The table names do not depend on the interface or the VIPs; the config
+	// only has to validate.
+	vipAddr := s.n.cfg.VIP.Address
+	if !vipAddr.IsValid() {
+		vipAddr = netip.MustParseAddr("192.0.2.1")
+	}
+	f, err := fence.New(fence.DefaultConfig("lo", vipAddr), s.n.log, nil)
+	if err != nil {
+		s.n.log.Warn("stale fence check skipped", "component", "vip", "err", err)
+		return nil
+	}
+	defer f.Close()
+	if err := f.Remove(); err != nil {
+		s.n.log.Warn("stale fence removal failed", "component", "vip", "err", err)
+	}
+	return nil
+}
+
+func (s staleFence) Stop(ctx context.Context) error { return nil }

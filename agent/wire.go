@@ -52,6 +52,9 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	for role := range cfg.RoleTimings() {
 		el.health[role] = fit
 	}
+	if !cfg.VIP.Enabled || !cfg.VIP.Fence {
+		n.Components = append(n.Components, staleFence{n: shared})
+	}
 	if cfg.VIP.Enabled {
 		if cfg.VIP.Balancer.Enabled {
 			n.Components = append(n.Components, &lbComponent{n: shared})
