@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/masterd/masterd/integration/labhost"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,13 +70,13 @@ func Clean(prefix string) error {
 	killInNetNS(nss)
 	for name := range hosts {
 		dir := filepath.Join(stateRoot, name)
-		if err := unmountUnder(dir); err != nil {
+		if err := labhost.UnmountUnder(dir); err != nil {
 			errs = append(errs, err)
 		}
 		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
-		if err := removeCgroup(filepath.Join(cgroupRoot, "masterd-lab-"+name)); err != nil {
+		if err := labhost.RemoveCgroup(filepath.Join(cgroupRoot, "masterd-lab-"+name)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -151,48 +152,4 @@ func killCgroup(cg string) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return fmt.Errorf("cgroup %s still populated after kill", cg)
-}
-
-// removeCgroup removes a cgroup directory tree deepest first.
-func removeCgroup(cg string) error {
-	var dirs []string
-	_ = filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	var errs []error
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dirs[i], err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := strings.ReplaceAll(f[4], `\040`, " ")
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			mps = append(mps, mp)
-		}
-	}
-	var errs []error
-	for i := len(mps) - 1; i >= 0; i-- {
-		if err := unix.Unmount(mps[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", mps[i], err))
-		}
-	}
-	return errors.Join(errs...)
 }

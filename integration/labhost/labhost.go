@@ -425,11 +425,11 @@ func (h *Host) cleanup() error {
 		// joined; make sure it is gone.
 		_ = h.cmd.Process.Kill()
 	}
-	errs = append(errs, unmountUnder(h.dir))
+	errs = append(errs, UnmountUnder(h.dir))
 	if err := os.Remove(h.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	if err := removeCgroup(h.cgroup); err != nil {
+	if err := RemoveCgroup(h.cgroup); err != nil {
 		errs = append(errs, err)
 	}
 	if h.createdNetNS {
@@ -459,8 +459,8 @@ func killCgroup(cg string) error {
 	return fmt.Errorf("cgroup %s still populated after kill", cg)
 }
 
-// removeCgroup removes a cgroup directory tree deepest first.
-func removeCgroup(cg string) error {
+// RemoveCgroup removes a cgroup directory tree deepest first.
+func RemoveCgroup(cg string) error {
 	var dirs []string
 	err := filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -483,8 +483,8 @@ func removeCgroup(cg string) error {
 	return errors.Join(errs...)
 }
 
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) error {
+// UnmountUnder detaches every mount at or below dir, deepest first.
+func UnmountUnder(dir string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
