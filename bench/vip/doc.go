@@ -1,13 +1,13 @@
 // Package vip is the VIP failover benchmark of `make bench` / `make
-// bench-vip` (issues 5, 11 and 13): masterd (default profile; fast profile
-// with the kernel fence) side by side with keepalived 2.2.7 (VRRPv2 advert_int
+// bench-vip` (issues 5, 11 and 13): masterd (default profile and fast
+// profile, both with the kernel fence, on by default) side by side with keepalived 2.2.7 (VRRPv2 advert_int
 // 1; VRRPv3 advert_int 0.1), in one run, on one lab (integration/lab: three
 // masters with real systemd in network namespaces, a client namespace, one
 // bridge), with one client.
 //
 // # Systems
 //
-// The lab boots once with masterd's default profile. Switching system
+// The lab boots once with masterd's defaults (profile default, fence on). Switching system
 // rewrites /etc/masterd/masterd.yaml in every host and restarts masterd:
 // vip.profile/vip.fence for masterd's fast profile, vip.enabled false for the
 // keepalived systems (masterd keeps running, etcd included, but no longer

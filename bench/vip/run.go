@@ -53,7 +53,9 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 	res := &Result{}
 
 	opts := cfg.Lab
-	opts.VIPProfile, opts.Fence = "default", false
+	// masterd's defaults (vip.fence is on by default): the first system of
+	// a full run boots without a switch.
+	opts.VIPProfile, opts.Fence = "default", true
 	opts.Progress = progressWriter{progress}
 	progress("lab up: %d masters, prefix %s, kube binaries: %v", opts.Masters, opts.Prefix, opts.KubeBinDir != "")
 	l, err := lab.Up(ctx, opts)

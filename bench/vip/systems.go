@@ -24,8 +24,8 @@ type System struct {
 }
 
 var systems = []System{
-	{Name: "masterd-default", Description: "masterd, vip.profile default (lease 800 ms, renew 500 ms, retry 100 ms), no fence",
-		Profile: "default", Expect: time.Second},
+	{Name: "masterd-default", Description: "masterd, vip.profile default (lease 800 ms, renew 500 ms, retry 100 ms), vip.fence true (masterd's defaults)",
+		Profile: "default", Fence: true, Expect: time.Second},
 	{Name: "masterd-fast", Description: "masterd, vip.profile fast (lease 250 ms, renew 150 ms, retry 30 ms), vip.fence true",
 		Profile: "fast", Fence: true, Expect: 300 * time.Millisecond},
 	{Name: "keepalived-default", Description: "keepalived (Debian 2.2.7), VRRPv2, advert_int 1, priorities 150/100/50, preempt (defaults)",
