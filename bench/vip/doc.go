@@ -35,7 +35,11 @@
 //	           to the other masters (and VRRP multicast) for a hold time, then
 //	           heal; measured until the client's neighbour entry points at the
 //	           right holder (never the isolated one) and pings flow
-//	stress     stress-ng --cpu 4 on the holder for a bounded time: moves of
+//	stress     stress-ng --cpu 4 on the holder for a bounded time, as the
+//	           transient unit bench-stress in the holder's host (its own
+//	           session and scheduler autogroup, like a neighbour service;
+//	           started from the benchmark it would share the benchmark's
+//	           autogroup and starve its probes instead): moves of
 //	           the VIP are false failovers
 //
 // Then the fault is undone (link up, daemon started, partition healed) and

@@ -123,12 +123,29 @@ kill -STOP $p; kill -KILL $c; kill -KILL $p`
 	return nil
 }
 
-// stress loads m's CPUs with stress-ng for d (bounded by --timeout).
+// stressUnit is the transient unit stress-ng runs as inside a lab host.
+const stressUnit = "bench-stress"
+
+// stress loads m's CPUs with stress-ng for d (bounded by --timeout). It runs
+// as its own transient unit in m, not under the benchmark's nsenter: with
+// kernel.sched_autogroup_enabled=1 a process started from the benchmark
+// stays in the benchmark's session and autogroup and would starve the
+// benchmark's own pinger and sampler (false outages) instead of competing
+// with masterd like a neighbour service. systemd starts a unit in a session
+// (and autogroup) of its own. The unit is stopped on every path.
 func stress(ctx context.Context, m *lab.Master, d time.Duration) error {
+	stopUnit(ctx, m, stressUnit)
+	defer func() {
+		// ctx may be over (the run was interrupted): stop with a fresh one.
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopUnit(sctx, m, stressUnit)
+	}()
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	if out, err := m.Exec(ctx, "stress-ng", "--cpu", "4", "--timeout", fmt.Sprintf("%ds", int(d.Seconds())), "--quiet"); err != nil {
-		return fmt.Errorf("vip bench: stress-ng in %s: %w: %s", m.Name, err, strings.TrimSpace(string(out)))
+	if out, err := m.Exec(ctx, "systemd-run", "--wait", "--quiet", "--collect", "--unit", stressUnit, "--",
+		"stress-ng", "--cpu", "4", "--timeout", fmt.Sprintf("%ds", int(d.Seconds())), "--quiet"); err != nil {
+		return fmt.Errorf("vip bench: stress-ng unit %s in %s: %w: %s", stressUnit, m.Name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
