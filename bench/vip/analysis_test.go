@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -138,5 +139,23 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("default config: %v", err)
+	}
+}
+
+func TestHAProxyConfBalancesTheVIPToTheAPIServers(t *testing.T) {
+	vip := netip.MustParseAddr("10.213.0.10")
+	names := []string{"m1", "m2", "m3"}
+	addrs := []netip.Addr{netip.MustParseAddr("10.213.0.11"), netip.MustParseAddr("10.213.0.12"), netip.MustParseAddr("10.213.0.13")}
+	c := haproxyConf(vip, names, addrs, true)
+	for _, want := range []string{"bind 10.213.0.10:6443 transparent", "mode tcp", "option httpchk GET /readyz",
+		"server m1 10.213.0.11:6443 check check-ssl verify none inter 1s rise 2 fall 3",
+		"server m3 10.213.0.13:6443 check check-ssl verify none inter 1s rise 2 fall 3", "timeout server 1h"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("conf lacks %q:\n%s", want, c)
+		}
+	}
+	c = haproxyConf(vip, names, addrs, false)
+	if strings.Contains(c, "httpchk") || !strings.Contains(c, "server m2 10.213.0.12:12379 check inter 1s") {
+		t.Errorf("conf without kube does not check etcd over plain TCP:\n%s", c)
 	}
 }

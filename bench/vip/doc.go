@@ -14,7 +14,10 @@
 // manages the VIP, so only keepalived does). keepalived runs in each host as
 // the transient unit bench-keepalived (systemd-run, KillMode=process as in
 // Debian's unit), --vrrp only, priorities 150/100/50, default preemption, the
-// same VIP on eth0.
+// same VIP on eth0; haproxy runs in each host as bench-haproxy (haproxyConf:
+// TCP on VIP:6443 with the `transparent` bind, backends the three
+// apiservers, /readyz checks), so the API time through the VIP is measured
+// for the classic stack as for masterd's balancer.
 //
 // # Scenarios
 //
@@ -58,6 +61,6 @@
 //
 // RSS and idle CPU of the masterd unit (etcd embedded) against a standalone
 // three-member etcd of the same version (bench/etcd/etcdserver), keepalived
-// and haproxy (TCP balancing to the three masters with health checks every
+// and haproxy (the keepalived systems' balancer, health checks every
 // second), each a unit in every host, summed over the unit's processes.
 package vip

@@ -155,9 +155,9 @@ func repoRoot() (string, error) {
 	}
 }
 
-// startClassic starts a three-member etcd (plain HTTP on 12379/12380) and
-// haproxy (TCP :16443 to the three masters, health checks every second) in
-// every master, beside the keepalived already running.
+// startClassic starts a three-member etcd (plain HTTP on 12379/12380) in
+// every master, beside the keepalived and haproxy (haproxyConf) the
+// keepalived systems already run.
 func startClassic(ctx context.Context, l *lab.Lab, etcdBin string) error {
 	bin, err := os.ReadFile(etcdBin)
 	if err != nil {
@@ -167,27 +167,6 @@ func startClassic(ctx context.Context, l *lab.Lab, etcdBin string) error {
 	for _, m := range l.Masters() {
 		cluster = append(cluster, fmt.Sprintf("%s=http://%s:12380", m.Name, m.Addr))
 	}
-	backendPort := 12379
-	if l.KubeEnabled() {
-		backendPort = 6443
-	}
-	var haBackends strings.Builder
-	for _, m := range l.Masters() {
-		fmt.Fprintf(&haBackends, "  server %s %s:%d check inter 1s rise 2 fall 3\n", m.Name, m.Addr, backendPort)
-	}
-	haCfg := `global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1h
-  timeout server 1h
-frontend api
-  bind :16443
-  default_backend masters
-backend masters
-  balance leastconn
-` + haBackends.String()
 	errs := make(chan error, len(l.Masters()))
 	for _, m := range l.Masters() {
 		go func() {
@@ -196,22 +175,14 @@ backend masters
 				errs <- err
 				return
 			}
-			if err := h.WriteFile("/etc/haproxy/bench.cfg", []byte(haCfg), 0o644); err != nil {
-				errs <- err
-				return
-			}
 			_, _ = m.Exec(ctx, "rm", "-rf", "/var/lib/bench-etcd")
 			a := m.Addr.String()
-			if err := startUnit(ctx, m, etcdUnit, nil, "/usr/local/bin/bench-etcd", "--name", m.Name,
+			errs <- startUnit(ctx, m, etcdUnit, nil, "/usr/local/bin/bench-etcd", "--name", m.Name,
 				"--data-dir", "/var/lib/bench-etcd",
 				"--listen-peer-urls", "http://"+a+":12380", "--initial-advertise-peer-urls", "http://"+a+":12380",
 				"--listen-client-urls", "http://"+a+":12379", "--advertise-client-urls", "http://"+a+":12379",
 				"--initial-cluster", strings.Join(cluster, ","), "--initial-cluster-state", "new",
-				"--heartbeat-interval", "100", "--election-timeout", "1000"); err != nil {
-				errs <- err
-				return
-			}
-			errs <- startUnit(ctx, m, haproxyUnit, nil, "/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/bench.cfg")
+				"--heartbeat-interval", "100", "--election-timeout", "1000")
 		}()
 	}
 	var all []error
@@ -221,14 +192,14 @@ backend masters
 		}
 	}
 	if len(all) > 0 {
-		return fmt.Errorf("vip bench: start etcd and haproxy: %v", all)
+		return fmt.Errorf("vip bench: start etcd: %v", all)
 	}
 	return nil
 }
 
+// stopClassic stops startClassic's etcd (haproxy stays for the trials).
 func stopClassic(ctx context.Context, l *lab.Lab) {
 	for _, m := range l.Masters() {
-		stopUnit(ctx, m, haproxyUnit)
 		stopUnit(ctx, m, etcdUnit)
 		_, _ = m.Exec(ctx, "rm", "-rf", "/var/lib/bench-etcd")
 	}

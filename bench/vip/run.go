@@ -231,10 +231,12 @@ func (b *bench) configure(ctx context.Context, s System) error {
 	if s.Keepalived {
 		profile, fence = "default", false
 	}
-	// keepalived off everywhere first (no-op for masterd to masterd).
+	// keepalived and its haproxy off everywhere first (no-op for masterd
+	// to masterd).
 	for _, m := range ms {
 		stopUnit(ctx, m, keepalivedUnit)
 	}
+	stopHAProxy(ctx, b.l)
 	changed := false
 	for _, m := range ms {
 		p := m.Host().Path("/etc/masterd/masterd.yaml")
@@ -283,6 +285,11 @@ func (b *bench) configure(ctx context.Context, s System) error {
 			return err
 		}
 	}
+	// masterd's balancer no longer listens on VIP:6443 (vip.enabled
+	// false): haproxy does, as in the classic stack.
+	if err := startHAProxy(ctx, b.l); err != nil {
+		return err
+	}
 	for i := range ms {
 		if err := startKeepalived(ctx, b.l, s, i); err != nil {
 			return err
@@ -327,6 +334,11 @@ func (b *bench) recover(ctx context.Context, s System) error {
 		_ = b.l.RestoreLink(ctx, m)
 		_ = heal(ctx, m)
 		if s.Keepalived {
+			if out, _ := m.Exec(ctx, "systemctl", "is-active", haproxyUnit); strings.TrimSpace(string(out)) != "active" {
+				if err := startUnit(ctx, m, haproxyUnit, nil, "/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/bench.cfg"); err != nil {
+					return err
+				}
+			}
 			if out, _ := m.Exec(ctx, "systemctl", "is-active", keepalivedUnit); strings.TrimSpace(string(out)) != "active" {
 				_ = delVIP(ctx, b.l, m)
 				if err := startKeepalived(ctx, b.l, s, i); err != nil {

@@ -28,9 +28,9 @@ var systems = []System{
 		Profile: "default", Fence: true, Expect: time.Second},
 	{Name: "masterd-fast", Description: "masterd, vip.profile fast (lease 250 ms, renew 150 ms, retry 30 ms), vip.fence true",
 		Profile: "fast", Fence: true, Expect: 300 * time.Millisecond},
-	{Name: "keepalived-default", Description: "keepalived (Debian 2.2.7), VRRPv2, advert_int 1, priorities 150/100/50, preempt (defaults)",
+	{Name: "keepalived-default", Description: "keepalived (Debian 2.2.7), VRRPv2, advert_int 1, priorities 150/100/50, preempt (defaults); haproxy on VIP:6443 in every master (TCP, /readyz checks every 1 s, rise 2 fall 3)",
 		Keepalived: true, VRRPVersion: 2, AdvertInt: "1", Expect: 3600 * time.Millisecond},
-	{Name: "keepalived-tuned", Description: "keepalived (Debian 2.2.7), VRRPv3, advert_int 0.1, priorities 150/100/50, preempt",
+	{Name: "keepalived-tuned", Description: "keepalived (Debian 2.2.7), VRRPv3, advert_int 0.1, priorities 150/100/50, preempt; haproxy on VIP:6443 as above",
 		Keepalived: true, VRRPVersion: 3, AdvertInt: "0.1", Expect: 400 * time.Millisecond},
 }
 
