@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/masterd/masterd/agent"
+	"github.com/masterd/masterd/internal/sched"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -46,6 +47,14 @@ the exit code is 2 when there is any.`, stdout)
 	log, err := agent.NewLogger(stderr, cfg.Log.Format, cfg.Log.Level)
 	if err != nil {
 		return usageError{err.Error()}
+	}
+
+	// Before anything else runs: the unit's Nice= only ranks masterd above
+	// its neighbours once its autogroup has that priority too (package sched).
+	if r, err := sched.MatchAutogroup(); err != nil {
+		log.Warn("cpu priority not raised", "err", err)
+	} else {
+		log.Info("cpu priority", "nice", r.Nice, "autogroup_nice", r.After, "autogroup_changed", r.Skipped == "", "note", r.Skipped)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -133,7 +133,7 @@ StandardError=inherit
 	wantChecks := []string{"netlink-address", "nftables", "packet-socket", "bind-port-80",
 		"systemd-private-socket", "write-runtime-unit", "write-state-dir", "write-runtime-dir",
 		"write-net-sysctl", "read-config", "config-read-only", "usr-read-only",
-		"kernel-sysctl-read-only", "home-hidden", "capabilities", "setns-own-netns", "no-new-namespaces"}
+		"kernel-sysctl-read-only", "home-hidden", "capabilities", "setns-own-netns", "no-new-namespaces", "autogroup-nice"}
 	for _, c := range wantChecks {
 		if !strings.Contains(string(out), "ok "+c+"\n") {
 			t.Errorf("check %s did not pass in the sandbox", c)

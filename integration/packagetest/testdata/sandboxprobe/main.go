@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/masterd/masterd/internal/sched"
 )
 
 func sh(name string, args ...string) error {
@@ -150,6 +152,26 @@ func main() {
 			}
 			defer unix.Close(fd)
 			return unix.Setns(fd, unix.CLONE_NEWNET)
+		}},
+		{"autogroup-nice", func() error {
+			// What masterd run does first: its session's autogroup takes the
+			// unit's Nice=-10 (CAP_SYS_NICE).
+			r, err := sched.MatchAutogroup()
+			if err != nil {
+				var lim unix.Rlimit
+				_ = unix.Getrlimit(unix.RLIMIT_NICE, &lim)
+				return fmt.Errorf("%w (RLIMIT_NICE %d)", err, lim.Cur)
+			}
+			if r.Nice != -10 {
+				return fmt.Errorf("process nice %d, want the unit's -10", r.Nice)
+			}
+			if r.Skipped != "" && r.Skipped != "autogroup scheduling is off (kernel.sched_autogroup_enabled is not 1)" {
+				return fmt.Errorf("not applied: %s", r.Skipped)
+			}
+			if r.Skipped == "" && r.After != -10 {
+				return fmt.Errorf("autogroup nice %d after the change, want -10", r.After)
+			}
+			return nil
 		}},
 		{"no-new-namespaces", func() error {
 			if err := mustFail(unix.Unshare(unix.CLONE_NEWUTS)); err != nil {
