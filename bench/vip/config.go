@@ -31,6 +31,9 @@ type Config struct {
 	// Lab is the lab to boot (Prefix, Deb, KubeBinDir are used; the VIP
 	// profile is switched by the benchmark).
 	Lab lab.Options
+	// KubeVIPBinary is kube-vip for the kube-vip system (FindKubeVIP;
+	// integration/kubevip/build.sh builds it).
+	KubeVIPBinary string
 	// EtcdBinary is a standalone etcd server for the footprint ("" builds
 	// bench/etcd/etcdserver).
 	EtcdBinary string
@@ -44,10 +47,17 @@ func DefaultConfig() Config {
 	// Its own prefix: the benchmark may run while a demo lab is up.
 	lo.Prefix = "mbench"
 	lo.KubeBinDir = lab.FindKubeBinDir()
+	kv := FindKubeVIP()
+	systems := AllSystems()
+	if kv == "" || lo.KubeBinDir == "" {
+		// Optional (issue 11): without its binary or an apiserver to
+		// elect through, kube-vip is left out and the note says so.
+		systems = slices.DeleteFunc(systems, func(n string) bool { return n == "kube-vip" })
+	}
 	return Config{
 		// Issue 11 asks for at least 30 trials per scenario (issue 5: 20).
 		Trials:    30,
-		Systems:   AllSystems(),
+		Systems:   systems,
 		Scenarios: AllScenarios(),
 		// Four systems, five scenarios, 30 trials of ~10 s each is about
 		// 1.7 h; the budget leaves room for the lab and the switches.
@@ -61,6 +71,7 @@ func DefaultConfig() Config {
 		// masterd lease renewals.
 		FootprintWindow: 10 * time.Second,
 		Lab:             lo,
+		KubeVIPBinary:   kv,
 		Progress:        os.Stdout,
 	}
 }
@@ -75,8 +86,16 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("systems: empty"))
 	}
 	for _, s := range c.Systems {
-		if _, ok := systemByName(s); !ok {
+		sys, ok := systemByName(s)
+		if !ok {
 			errs = append(errs, fmt.Errorf("systems: %q: want one of %v", s, AllSystems()))
+			continue
+		}
+		if sys.KubeVIP && c.KubeVIPBinary == "" {
+			errs = append(errs, errors.New("kubeVIPBinary: empty: the kube-vip system needs it (integration/kubevip/build.sh builds it)"))
+		}
+		if sys.KubeVIP && c.Lab.KubeBinDir == "" {
+			errs = append(errs, errors.New("lab.kubeBinDir: empty: the kube-vip system elects through the apiserver (make kube)"))
 		}
 	}
 	if len(c.Scenarios) == 0 {

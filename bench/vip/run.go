@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 			}
 			continue
 		}
-		if cfg.Footprint && !s.Keepalived && !measuredMasterd {
+		if cfg.Footprint && s.masterdVIP() && !measuredMasterd {
 			measuredMasterd = true
 			progress("footprint: masterd, %v idle", cfg.FootprintWindow)
 			res.Footprint = append(res.Footprint, measure(ctx, l, []unitRef{{stackMasterd, "masterd (etcd embedded)", "masterd"}}, cfg.FootprintWindow)...)
@@ -228,13 +228,14 @@ func (b *bench) configure(ctx context.Context, s System) error {
 	defer cancel()
 	ms := b.l.Masters()
 	profile, fence := s.Profile, s.Fence
-	if s.Keepalived {
+	if !s.masterdVIP() {
 		profile, fence = "default", false
 	}
-	// keepalived and its haproxy off everywhere first (no-op for masterd
-	// to masterd).
+	// keepalived, kube-vip and their haproxy off everywhere first (no-op
+	// for masterd to masterd).
 	for _, m := range ms {
 		stopUnit(ctx, m, keepalivedUnit)
+		stopUnit(ctx, m, kubeVIPUnit)
 	}
 	stopHAProxy(ctx, b.l)
 	changed := false
@@ -247,7 +248,7 @@ func (b *bench) configure(ctx context.Context, s System) error {
 		if !vipEnabledRE.Match(old) || !profileRE.Match(old) {
 			return fmt.Errorf("%s: masterd.yaml has no vip.enabled/profile/fence lines the benchmark can switch", m.Name)
 		}
-		neu := vipEnabledRE.ReplaceAll(old, []byte(fmt.Sprintf("vip:\n  enabled: %v\n", !s.Keepalived)))
+		neu := vipEnabledRE.ReplaceAll(old, []byte(fmt.Sprintf("vip:\n  enabled: %v\n", s.masterdVIP())))
 		neu = profileRE.ReplaceAll(neu, []byte(fmt.Sprintf("  profile: %s\n  fence: %v\n", profile, fence)))
 		if string(neu) != string(old) {
 			changed = true
@@ -272,7 +273,7 @@ func (b *bench) configure(ctx context.Context, s System) error {
 		}
 		sleepCtx(ctx, 2*time.Second)
 	}
-	if !s.Keepalived {
+	if s.masterdVIP() {
 		_, err := b.waitStable(ctx, s, 5*time.Minute)
 		return err
 	}
@@ -290,8 +291,25 @@ func (b *bench) configure(ctx context.Context, s System) error {
 	if err := startHAProxy(ctx, b.l); err != nil {
 		return err
 	}
-	for i := range ms {
-		if err := startKeepalived(ctx, b.l, s, i); err != nil {
+	if s.KubeVIP {
+		bin, err := os.ReadFile(b.cfg.KubeVIPBinary)
+		if err != nil {
+			return fmt.Errorf("vip bench: kube-vip binary: %w", err)
+		}
+		for _, m := range ms {
+			if err := installKubeVIP(m, bin); err != nil {
+				return err
+			}
+		}
+	}
+	for i, m := range ms {
+		var err error
+		if s.KubeVIP {
+			err = startKubeVIP(ctx, b.l, m)
+		} else {
+			err = startKeepalived(ctx, b.l, s, i)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -333,15 +351,21 @@ func (b *bench) recover(ctx context.Context, s System) error {
 	for i, m := range b.l.Masters() {
 		_ = b.l.RestoreLink(ctx, m)
 		_ = heal(ctx, m)
-		if s.Keepalived {
+		if !s.masterdVIP() {
 			if out, _ := m.Exec(ctx, "systemctl", "is-active", haproxyUnit); strings.TrimSpace(string(out)) != "active" {
 				if err := startUnit(ctx, m, haproxyUnit, nil, "/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/bench.cfg"); err != nil {
 					return err
 				}
 			}
-			if out, _ := m.Exec(ctx, "systemctl", "is-active", keepalivedUnit); strings.TrimSpace(string(out)) != "active" {
+			if out, _ := m.Exec(ctx, "systemctl", "is-active", s.daemonUnit()); strings.TrimSpace(string(out)) != "active" {
 				_ = delVIP(ctx, b.l, m)
-				if err := startKeepalived(ctx, b.l, s, i); err != nil {
+				var err error
+				if s.KubeVIP {
+					err = startKubeVIP(ctx, b.l, m)
+				} else {
+					err = startKeepalived(ctx, b.l, s, i)
+				}
+				if err != nil {
 					return err
 				}
 			}

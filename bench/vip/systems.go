@@ -12,6 +12,8 @@ type System struct {
 	Description string
 	// Keepalived is true for keepalived systems (masterd's VIP role off).
 	Keepalived bool
+	// KubeVIP is true for the kube-vip system (masterd's VIP role off).
+	KubeVIP bool
 	// masterd settings.
 	Profile string
 	Fence   bool
@@ -32,9 +34,26 @@ var systems = []System{
 		Keepalived: true, VRRPVersion: 2, AdvertInt: "1", Expect: 3600 * time.Millisecond},
 	{Name: "keepalived-tuned", Description: "keepalived (Debian 2.2.7), VRRPv3, advert_int 0.1, priorities 150/100/50, preempt; haproxy on VIP:6443 as above",
 		Keepalived: true, VRRPVersion: 3, AdvertInt: "0.1", Expect: 400 * time.Millisecond},
+	{Name: "kube-vip", Description: "kube-vip " + KubeVIPVersion + " (built from the Go module proxy), ARP mode, control-plane VIP, Kubernetes lease election at its defaults (lease 5 s, renew 3 s, retry 1 s) against the host's own apiserver, restarted 2 s after it exits (as the kubelet restarts its static pod); haproxy on VIP:6443 as above",
+		KubeVIP: true, Expect: 6 * time.Second},
 }
 
-// AllSystems lists the systems in run order.
+// masterdVIP reports whether masterd manages the VIP in system s.
+func (s System) masterdVIP() bool { return !s.Keepalived && !s.KubeVIP }
+
+// daemonUnit is the unit of the VIP daemon of s inside a lab host.
+func (s System) daemonUnit() string {
+	switch {
+	case s.Keepalived:
+		return keepalivedUnit
+	case s.KubeVIP:
+		return kubeVIPUnit
+	}
+	return "masterd"
+}
+
+// AllSystems lists the systems in run order (kube-vip included; the
+// default run leaves it out when it is not built, see DefaultConfig).
 func AllSystems() []string {
 	out := make([]string, len(systems))
 	for i, s := range systems {

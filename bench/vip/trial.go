@@ -223,14 +223,23 @@ func (b *bench) fault(ctx context.Context, s System, sc string, victim *lab.Mast
 	case LinkCut:
 		return b.l.CutLink(ctx, victim)
 	case SIGKILL:
-		if s.Keepalived {
+		switch {
+		case s.Keepalived:
 			return killKeepalived(ctx, victim)
+		case s.KubeVIP:
+			// systemd restarts it 2 s later, as for masterd.
+			if out, err := victim.Exec(ctx, "systemctl", "kill", "-s", "SIGKILL", kubeVIPUnit); err != nil {
+				return fmt.Errorf("vip bench: kill kube-vip in %s: %w: %s", victim.Name, err, strings.TrimSpace(string(out)))
+			}
+			return nil
 		}
 		return victim.KillMasterd(ctx)
 	case SIGTERM:
-		if s.Keepalived {
-			_, err := victim.Exec(ctx, "systemctl", "stop", keepalivedUnit)
-			return err
+		if !s.masterdVIP() {
+			if out, err := victim.Exec(ctx, "systemctl", "stop", s.daemonUnit()); err != nil {
+				return fmt.Errorf("vip bench: stop %s in %s: %w: %s", s.daemonUnit(), victim.Name, err, strings.TrimSpace(string(out)))
+			}
+			return nil
 		}
 		return victim.StopMasterd(ctx)
 	case Partition:
@@ -249,7 +258,14 @@ func (b *bench) undo(ctx context.Context, s System, sc string, victim *lab.Maste
 	case LinkCut:
 		err = b.l.RestoreLink(ctx, victim)
 	case SIGKILL, SIGTERM:
-		if s.Keepalived {
+		switch {
+		case s.KubeVIP:
+			// After SIGKILL systemd restarts it; after SIGTERM it stays
+			// stopped until started again.
+			if sc == SIGTERM {
+				err = startKubeVIP(ctx, b.l, victim)
+			}
+		case s.Keepalived:
 			if sc == SIGKILL {
 				// The dead keepalived left the VIP on eth0; a restarted host
 				// would come up without it.
@@ -258,7 +274,7 @@ func (b *bench) undo(ctx context.Context, s System, sc string, victim *lab.Maste
 			if err == nil {
 				err = startKeepalived(ctx, b.l, s, b.index(victim))
 			}
-		} else if sc == SIGTERM {
+		case sc == SIGTERM:
 			err = victim.StartMasterd(ctx)
 		}
 	case Partition:
@@ -286,7 +302,7 @@ func (b *bench) index(m *lab.Master) int {
 func (b *bench) waitStable(ctx context.Context, s System, d time.Duration) (stale bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	if !s.Keepalived {
+	if s.masterdVIP() {
 		if err := b.l.WaitReady(ctx); err != nil {
 			return false, err
 		}

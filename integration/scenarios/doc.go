@@ -16,13 +16,17 @@
 //     holders at a sampled instant, the majority serves, the isolated master
 //     rejoins after healing;
 //  4. graceful stop of the holder: handover without a failed kubectl request;
-//  5. controller-manager and scheduler work: Deployment → ReplicaSet → Pods
+//  5. apiserver stopped behind the balancer (issue 12): a non-holder's
+//     kube-apiserver is stopped, every kubectl call through the VIP succeeds,
+//     the holder's balancer marks the backend down and sends it nothing, and
+//     back up once it runs again;
+//  6. controller-manager and scheduler work: Deployment → ReplicaSet → Pods
 //     bound to a Node created through the API;
-//  6. rolling restart under continuous writes: every acknowledged write is
+//  7. rolling restart under continuous writes: every acknowledged write is
 //     readable afterwards;
-//  7. wiped disk: the master rejoins etcd as a learner, is promoted, serves;
-//  8. every master rebooted at once: the cluster returns with its data;
-//  9. bad input: a corrupt masterd.yaml fails the unit with the config error
+//  8. wiped disk: the master rejoins etcd as a learner, is promoted, serves;
+//  9. every master rebooted at once: the cluster returns with its data;
+//  10. bad input: a corrupt masterd.yaml fails the unit with the config error
 //     in the journal; a master with a wrong cluster key is refused.
 //
 // They need root, the package (`make package`, or MASTERD_DEB) and the kube

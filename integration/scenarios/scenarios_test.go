@@ -46,6 +46,7 @@ func TestControlPlaneScenarios(t *testing.T) {
 		{"crash of the VIP holder", crashOfVIPHolder},
 		{"minority partition of the VIP holder", minorityPartition},
 		{"graceful stop of the VIP holder", gracefulStop},
+		{"apiserver stopped behind the balancer", apiserverStopped},
 		{"controller-manager and scheduler work", controllerManagerAndScheduler},
 		{"rolling restart under continuous writes", rollingRestart},
 		{"wiped disk rejoins", wipedDisk},
