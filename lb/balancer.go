@@ -49,6 +49,10 @@ type backend struct {
 	up      atomic.Bool
 	active  atomic.Int64
 	total   atomic.Uint64
+	// dialFailed carries a failed connect to the health loop, which marks
+	// the backend down at once (passive check, haproxy's "observe layer4"
+	// with on-error mark-down) instead of after Fall active checks.
+	dialFailed chan error
 
 	// Metric children, resolved once instead of per connection.
 	mUp, mActive          prometheus.Gauge
@@ -108,6 +112,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Balancer, er
 		lb.backends = append(lb.backends, &backend{
 			cfg:        bc,
 			checker:    newChecker(bc, cfg.HealthCheck, tc),
+			dialFailed: make(chan error, 1),
 			mUp:        m.up.WithLabelValues(bc.Name),
 			mActive:    m.active.WithLabelValues(bc.Name),
 			mOK:        m.total.WithLabelValues(bc.Name, resultOK),
@@ -323,6 +328,10 @@ func (lb *Balancer) serve(ctx context.Context, c *net.TCPConn) {
 			if ctx.Err() != nil {
 				_ = c.Close()
 				return
+			}
+			select {
+			case b.dialFailed <- err:
+			default: // one is pending already
 			}
 			tried = append(tried, b)
 			continue

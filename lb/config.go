@@ -115,9 +115,14 @@ func DefaultConfig() Config {
 			// drain a healthy apiserver (haproxy's default too).
 			Fall: 3,
 		},
-		// Masters are on one LAN; a connect that takes longer than 2 s
-		// is a dead host, better retried on the next backend.
-		DialTimeout: 2 * time.Second,
+		// Masters are on one LAN, where a live host's kernel answers a SYN
+		// in well under a millisecond whatever its load; a connect still
+		// pending after 500 ms is a dead or cut-off host (or a lost SYN,
+		// whose retransmission would come only after 1 s), better retried
+		// on the next backend at once. The failed backend is marked down
+		// until its checks pass again, so after a master's crash clients
+		// pay this at most once instead of until Fall checks failed.
+		DialTimeout: 500 * time.Millisecond,
 		// A dead master host (no FIN, no RST) is noticed after about
 		// (3+1)·10 s = 40 s on idle connections; live idle watches are
 		// never cut.

@@ -44,8 +44,13 @@
 // are left alone to finish (kube-apiserver drains them itself on shutdown).
 // If no backend is up, a client connection is closed at once.
 //
-// A failed dial (refused, timed out after DialTimeout) is retried on the
-// next-best ready backend, each backend at most once per client connection.
+// A failed dial (refused, timed out after DialTimeout, 500 ms by default) is
+// retried on the next-best ready backend, each backend at most once per client
+// connection, and marks the failed backend down at once (a passive check, as
+// haproxy's "observe layer4" with on-error mark-down): after a master crashes
+// or is cut off, the new VIP holder's clients pay one short dial timeout, not
+// one per connection until Fall active checks have failed. The backend comes
+// back after Rise passing checks.
 //
 // # The copy path
 //

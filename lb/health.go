@@ -134,6 +134,19 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 		select {
 		case <-ctx.Done():
 			return
+		case err := <-b.dialFailed:
+			// A backend that refuses or does not answer a connect is down
+			// now: a crashed or cut-off master would otherwise get new
+			// connections (each waiting DialTimeout first) until Fall
+			// checks failed. It comes back after Rise passing checks.
+			if st.up {
+				st.up, st.streak = false, 0
+				err = fmt.Errorf("connect failed: %w", err)
+				b.recordCheck(time.Now(), err, false, true)
+				b.mUp.Set(0)
+				lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "error", errString(err))
+			}
+			continue
 		case <-t.C:
 		}
 		start := time.Now()

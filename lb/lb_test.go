@@ -501,7 +501,7 @@ func TestDialFailureIsRetriedOnAnotherBackend(t *testing.T) {
 	m1 := startBackend(t, "m1", "127.0.0.61:0")
 	m2 := startBackend(t, "m2", "127.0.0.62:0")
 	cfg := testConfig(t, "127.0.0.60:0", m1, m2)
-	// Checks so rare that m1 stays "up" after it stops listening.
+	// Checks so rare that only the passive check can take m1 down.
 	cfg.HealthCheck.Interval, cfg.HealthCheck.Timeout = time.Hour, time.Second
 	lb, _ := startBalancer(t, cfg, nil)
 	waitAllUp(t, lb)
@@ -515,12 +515,24 @@ func TestDialFailureIsRetriedOnAnotherBackend(t *testing.T) {
 		}
 	}
 	// After the first connection (a tie the rotation may give to m2), m1
-	// has the fewest connections, so every later client tried it first.
-	if got := value(t, lb.m.total.WithLabelValues("m1", resultDialError)); got < 3 {
-		t.Errorf("dial errors on m1 = %v, want at least 3", got)
+	// has the fewest connections, so the next client tried it first; that
+	// failed dial marked m1 down, so no later client tried it.
+	if got := value(t, lb.m.total.WithLabelValues("m1", resultDialError)); got != 1 {
+		t.Errorf("dial errors on m1 = %v, want 1 (then marked down)", got)
 	}
 	if got := value(t, lb.m.total.WithLabelValues("m2", resultOK)); got != 4 {
 		t.Errorf("ok connections on m2 = %v, want 4", got)
+	}
+	waitFor(t, "m1 reported down", func() bool {
+		for _, s := range lb.Status() {
+			if s.Name == "m1" {
+				return !s.Up && strings.Contains(s.LastError, "connect failed")
+			}
+		}
+		return false
+	})
+	if got := value(t, lb.m.up.WithLabelValues("m1")); got != 0 {
+		t.Errorf("masterd_lb_backend_up{backend=m1} = %v, want 0", got)
 	}
 }
 
