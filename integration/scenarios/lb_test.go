@@ -1,0 +1,383 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/masterd/masterd/integration/lab"
+)
+
+// apiserverUnit is the unit masterd writes for kube-apiserver in managed mode
+// (units.APIServerUnit).
+const apiserverUnit = "kube-apiserver.service"
+
+// apiserverStopped: one master's kube-apiserver is stopped while kubectl
+// talks to the VIP without pause (issue 12). The master does not hold the
+// VIP, so the VIP stays where it is and what is tested is the VIP holder's
+// balancer: every call succeeds (a refused dial is retried on another
+// backend; after its fall count the stopped backend gets no new
+// connections), the holder reports the backend down and the live backends
+// serve; once the apiserver runs again the balancer puts it back and new
+// connections reach it.
+//
+// How the apiserver is stopped: as a crash, then held down as an operator
+// would. `systemctl kill --signal=SIGKILL` kills every process of the unit
+// at once: the listener vanishes without the graceful shutdown's readiness
+// drain, so until the fall count the balancer still picks the backend and
+// its dials are refused; that is the retry path a plain `systemctl stop`
+// does not reach (the apiserver fails /readyz while it shuts down, and the
+// backend is out before the port closes). The unit masterd writes has
+// Restart=always with RestartSec=2s, so systemd would bring the process back
+// within seconds; `systemctl stop` right after the kill cancels that pending
+// restart. masterd itself starts the apiserver once, when its kube component
+// starts, and afterwards only checks its health: the unit stays stopped
+// until the scenario starts it again. The scenario checks the unit is still
+// inactive when the stream ends, so a later change that restarts it (which
+// would cut the outage short) fails here instead of silently testing less.
+func apiserverStopped(t *testing.T, ctx context.Context, s *scenarioLab) {
+	s.needKube(t)
+	holder := s.vipHolder(t)
+	var victim *lab.Master
+	for _, m := range s.Masters() {
+		if m != holder {
+			victim = m
+			break
+		}
+	}
+	var live []string
+	for _, m := range s.Masters() {
+		if m != victim {
+			live = append(live, m.Name)
+		}
+	}
+	// Every backend up in the holder's balancer before anything is stopped.
+	if _, err := waitBackend(ctx, holder, victim.Name, true, time.Time{}, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := s.lbCounters(t, ctx, holder)
+
+	t.Cleanup(func() {
+		// Whatever happened, the next scenario needs this apiserver back.
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = victim.Exec(cctx, "systemctl", "start", "--no-block", apiserverUnit)
+	})
+
+	// The holder's view of the victim while it is down, sampled every 250 ms
+	// (each sample runs `masterd status` in the holder: keep the CPU for the
+	// stream) until the stream ends: when the balancer marked it down, the counters
+	// at that moment, and whether it was ever seen up again.
+	type watch struct {
+		mu      sync.Mutex
+		down    bool
+		downAt  time.Time // the balancer's LastChange
+		atDown  map[string]lbCount
+		upAgain bool
+		err     error
+	}
+	w := &watch{}
+	stopWatch := make(chan struct{})
+	watchDone := make(chan struct{})
+
+	t0 := time.Now()
+	if out, err := victim.Exec(ctx, "systemctl", "kill", "--signal=SIGKILL", apiserverUnit); err != nil {
+		t.Fatalf("kill %s on %s: %v %s", apiserverUnit, victim.Name, err, out)
+	}
+	if out, err := victim.Exec(ctx, "systemctl", "stop", apiserverUnit); err != nil {
+		t.Fatalf("stop %s on %s (cancel the restart): %v %s", apiserverUnit, victim.Name, err, out)
+	}
+	stopped := time.Since(t0)
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			b, err := holderBackend(ctx, holder, victim.Name)
+			w.mu.Lock()
+			switch {
+			case err != nil:
+				w.err = err
+			case !b.Up && !w.down:
+				w.down, w.downAt = true, b.LastChange
+				w.mu.Unlock()
+				// Taken after the balancer marked the backend down: from
+				// here on its counters must not move.
+				c, err := lbCountersOf(ctx, holder)
+				w.mu.Lock()
+				if err != nil {
+					w.err = err
+				} else {
+					w.atDown = c
+				}
+			case b.Up && w.down:
+				w.upAgain = true
+			}
+			w.mu.Unlock()
+		}
+	}()
+
+	// The stream: 200 sequential API reads and, at the same time, three
+	// clients creating ten ConfigMaps each, all through the VIP.
+	const reads, writers, writes = 200, 3, 10
+	var mu sync.Mutex
+	var failures []string
+	ok := 0
+	call := func(args ...string) {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		start := time.Now()
+		_, err := s.Kubectl(cctx, args...)
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s (+%.3fs after the stop, took %.3fs): %v",
+				strings.Join(args, " "), start.Sub(t0).Seconds(), time.Since(start).Seconds(), err))
+			return
+		}
+		ok++
+	}
+	var wg sync.WaitGroup
+	var created []string
+	for i := range writers {
+		for j := range writes {
+			created = append(created, fmt.Sprintf("lb-stopped-%d-%d", i, j))
+		}
+		wg.Go(func() {
+			for j := range writes {
+				call("create", "configmap", fmt.Sprintf("lb-stopped-%d-%d", i, j), "--from-literal=i="+fmt.Sprint(i*writes+j))
+			}
+		})
+	}
+	wg.Go(func() {
+		for range reads {
+			call("get", "--raw", "/api/v1/namespaces/default")
+		}
+	})
+	wg.Wait()
+	streamed := time.Since(t0)
+	// Let the watcher see the down transition if the stream was faster than
+	// the fall count (it should not be: 200 kubectl processes take longer).
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		done := w.atDown != nil
+		w.mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stopWatch)
+	<-watchDone
+	after := s.lbCounters(t, ctx, holder)
+	active, _ := victim.Exec(ctx, "systemctl", "is-active", apiserverUnit)
+	hs, _ := s.VIPHolders()
+
+	if len(failures) > 0 {
+		t.Errorf("%d of %d kubectl calls through the VIP failed while %s's apiserver was stopped:\n%s",
+			len(failures), ok+len(failures), victim.Name, strings.Join(failures, "\n"))
+	}
+	if st := strings.TrimSpace(string(active)); st == "active" || st == "activating" {
+		t.Errorf("%s on %s is %q after the stream: it was restarted, the outage did not last", apiserverUnit, victim.Name, st)
+	}
+	if len(hs) != 1 || hs[0] != holder.Name {
+		t.Errorf("VIP holders %v after the stream, want %s (the VIP must not move for a non-holder's apiserver)", hs, holder.Name)
+	}
+	have := map[string]bool{}
+	for _, n := range strings.Fields(s.kubectl(t, ctx, "get", "configmaps", "-o", "name")) {
+		have[strings.TrimPrefix(n, "configmap/")] = true
+	}
+	for _, c := range created {
+		if !have[c] {
+			t.Errorf("configmap %s created during the outage is not readable", c)
+		}
+	}
+	w.mu.Lock()
+	down, downAt, atDown, upAgain, werr := w.down, w.downAt, w.atDown, w.upAgain, w.err
+	w.mu.Unlock()
+	if werr != nil {
+		t.Logf("reading the holder's balancer during the outage: %v", werr)
+	}
+	if !down || atDown == nil {
+		b, err := holderBackend(ctx, holder, victim.Name)
+		t.Fatalf("%s's balancer never reported backend %s down while its apiserver was stopped: %+v %v", holder.Name, victim.Name, b, err)
+	}
+	if upAgain {
+		t.Errorf("%s's balancer reported backend %s up again while its apiserver was stopped", holder.Name, victim.Name)
+	}
+	// No connection was proxied to the stopped apiserver; once it was marked
+	// down not even a dial was tried; the live backends served the calls
+	// after that.
+	if d := after[victim.Name].ok - before[victim.Name].ok; d != 0 {
+		t.Errorf("backend %s: %v connections proxied (result ok) while its apiserver was stopped, want 0", victim.Name, d)
+	}
+	if d := after[victim.Name].dialError - atDown[victim.Name].dialError; d != 0 {
+		t.Errorf("backend %s: %v dials after it was marked down, want 0 (an unready backend gets no new connections)", victim.Name, d)
+	}
+	var liveOK float64
+	for _, n := range live {
+		if d := after[n].ok - atDown[n].ok; d <= 0 {
+			t.Errorf("backend %s: no connection after %s was marked down (ok %v -> %v): the live backends must share the calls", n, victim.Name, atDown[n].ok, after[n].ok)
+		}
+		liveOK += after[n].ok - before[n].ok
+	}
+	if liveOK < float64(ok) {
+		t.Errorf("live backends took %v connections during the stream, fewer than the %d successful kubectl calls: the calls did not go through %s's balancer", liveOK, ok, holder.Name)
+	}
+	retried := after[victim.Name].dialError - before[victim.Name].dialError
+	figure(t, "%s's apiserver SIGKILLed and held stopped (kill+stop took %.3fs), VIP stays on %s: %d kubectl calls via the VIP in %.1fs, %d failed; backend marked down %.3fs after the kill; %v refused dials to it retried on another backend before that; connections per live backend %s",
+		victim.Name, stopped.Seconds(), holder.Name, ok+len(failures), streamed.Seconds(), len(failures),
+		downAt.Sub(t0).Seconds(), retried, perBackend(live, before, after))
+
+	// Restore: the balancer puts the backend back after its rise count and
+	// new connections reach it again.
+	t1 := time.Now()
+	if out, err := victim.Exec(ctx, "systemctl", "start", apiserverUnit); err != nil {
+		t.Fatalf("start %s on %s: %v %s", apiserverUnit, victim.Name, err, out)
+	}
+	b, err := waitBackend(ctx, holder, victim.Name, true, t1, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upAt := b.LastChange.Sub(t1)
+	back := s.lbCounters(t, ctx, holder)
+	calls := 0
+	reached := false
+	for calls < 60 && !reached {
+		calls++
+		if _, err := s.Kubectl(ctx, "get", "--raw", "/api/v1/namespaces/default"); err != nil {
+			t.Errorf("kubectl via the VIP after %s's apiserver came back: %v", victim.Name, err)
+		}
+		now := s.lbCounters(t, ctx, holder)
+		reached = now[victim.Name].ok > back[victim.Name].ok
+	}
+	if !reached {
+		t.Errorf("backend %s is up again but %d kubectl calls via the VIP never reached it", victim.Name, calls)
+	}
+	figure(t, "%s's apiserver started again: backend marked up %.3fs after the start; new connections reach it again (first within %d calls)",
+		victim.Name, upAt.Seconds(), calls)
+	s.waitReady(t, ctx, 3*time.Minute)
+}
+
+// lbBackend is one backend in the lb section of `masterd status --json`
+// (lb.BackendStatus).
+type lbBackend struct {
+	Name       string
+	Up         bool
+	Active     int64
+	Total      uint64
+	LastChange time.Time
+	LastError  string
+}
+
+// holderBackend returns backend name as m's balancer reports it.
+func holderBackend(ctx context.Context, m *lab.Master, name string) (lbBackend, error) {
+	st, err := m.Status(ctx)
+	if err != nil {
+		return lbBackend{}, err
+	}
+	raw, ok := st.Sections["lb"]
+	if !ok {
+		return lbBackend{}, fmt.Errorf("%s: no lb section in masterd status: %s", m.Name, st.Raw)
+	}
+	var bs []lbBackend
+	if err := json.Unmarshal(raw, &bs); err != nil {
+		return lbBackend{}, fmt.Errorf("%s: lb status section: %w (%s)", m.Name, err, raw)
+	}
+	for _, b := range bs {
+		if b.Name == name {
+			return b, nil
+		}
+	}
+	return lbBackend{}, fmt.Errorf("%s: backend %s not in lb status %s", m.Name, name, raw)
+}
+
+// waitBackend waits until m's balancer reports backend name up (or down),
+// with a LastChange after since when since is set.
+func waitBackend(ctx context.Context, m *lab.Master, name string, up bool, since time.Time, d time.Duration) (lbBackend, error) {
+	deadline := time.Now().Add(d)
+	var b lbBackend
+	var err error
+	for time.Now().Before(deadline) {
+		b, err = holderBackend(ctx, m, name)
+		if err == nil && b.Up == up && (since.IsZero() || b.LastChange.After(since)) {
+			return b, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return b, fmt.Errorf("%s's balancer: backend %s not up=%v within %v: %+v %v", m.Name, name, up, d, b, err)
+}
+
+// lbCount is one backend's masterd_lb_connections_total.
+type lbCount struct{ ok, dialError float64 }
+
+// lbCountersOf reads masterd_lb_connections_total by backend from m's
+// /metrics (metrics.listen, 127.0.0.1:9990 by default).
+func lbCountersOf(ctx context.Context, m *lab.Master) (map[string]lbCount, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := m.Exec(cctx, "curl", "-sSf", "--max-time", "5", "http://127.0.0.1:9990/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("%s: GET /metrics: %v %s", m.Name, err, out)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(out))
+	if err != nil {
+		return nil, fmt.Errorf("%s: parse /metrics: %w", m.Name, err)
+	}
+	mf, ok := mfs["masterd_lb_connections_total"]
+	if !ok {
+		return nil, fmt.Errorf("%s: /metrics has no masterd_lb_connections_total", m.Name)
+	}
+	c := map[string]lbCount{}
+	for _, mt := range mf.GetMetric() {
+		var backend, result string
+		for _, l := range mt.GetLabel() {
+			switch l.GetName() {
+			case "backend":
+				backend = l.GetValue()
+			case "result":
+				result = l.GetValue()
+			}
+		}
+		v := c[backend]
+		switch result {
+		case "ok":
+			v.ok = mt.GetCounter().GetValue()
+		case "dial_error":
+			v.dialError = mt.GetCounter().GetValue()
+		}
+		c[backend] = v
+	}
+	return c, nil
+}
+
+func (s *scenarioLab) lbCounters(t *testing.T, ctx context.Context, m *lab.Master) map[string]lbCount {
+	t.Helper()
+	c, err := lbCountersOf(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// perBackend formats the growth of each backend's ok connections.
+func perBackend(names []string, before, after map[string]lbCount) string {
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s +%v", n, after[n].ok-before[n].ok))
+	}
+	return strings.Join(parts, ", ")
+}
