@@ -125,7 +125,7 @@ func TestSwitchRegexesMatchTheLabsConfig(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := DefaultConfig()
 	c.Trials = 0
-	c.Systems = []string{"kube-vip"}
+	c.Systems = []string{"carp"}
 	c.Scenarios = []string{"meteor"}
 	c.Budget = time.Second
 	err := c.Validate()
@@ -157,5 +157,20 @@ func TestHAProxyConfBalancesTheVIPToTheAPIServers(t *testing.T) {
 	c = haproxyConf(vip, names, addrs, false)
 	if strings.Contains(c, "httpchk") || !strings.Contains(c, "server m2 10.213.0.12:12379 check inter 1s") {
 		t.Errorf("conf without kube does not check etcd over plain TCP:\n%s", c)
+	}
+}
+
+func TestValidateWantsKubeVIPsBinaryAndAnAPIServer(t *testing.T) {
+	c := DefaultConfig()
+	c.Systems = []string{"masterd-default", "kube-vip"}
+	c.KubeVIPBinary, c.Lab.KubeBinDir = "", ""
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("kube-vip without its binary accepted")
+	}
+	for _, want := range []string{"kubeVIPBinary", "lab.kubeBinDir"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
 	}
 }

@@ -19,6 +19,16 @@
 // apiservers, /readyz checks), so the API time through the VIP is measured
 // for the classic stack as for masterd's balancer.
 //
+// kube-vip (optional, issue 11; integration/kubevip/build.sh builds it from
+// the Go module proxy) runs in each host as bench-kube-vip: ARP mode, the
+// control-plane VIP, leader election through a Kubernetes lease at its
+// default timings, against the host's own apiserver (admin kubeconfig,
+// "kubernetes" mapped to the host's address in /etc/hosts, as kube-vip's
+// static-pod setup maps it to the local apiserver); masterd's VIP role is
+// off and haproxy serves VIP:6443 as for keepalived. Restart=always with a
+// 2 s delay stands in for the kubelet (kube-vip exits when it loses its
+// lease). SIGKILL is `systemctl kill -s SIGKILL`, SIGTERM `systemctl stop`.
+//
 // # Scenarios
 //
 // Each trial finds the holder (the one master namespace with the VIP in

@@ -90,8 +90,8 @@ func AllScenarios() []string { return []string{LinkCut, SIGKILL, SIGTERM, Partit
 func ScenarioDescriptions() map[string]string {
 	return map[string]string{
 		LinkCut:   "The holder's bridge port goes down (a pulled cable; its namespace keeps the VIP but is off the wire). Outage: longest gap between ping replies at the client (10 ms pings) from the fault until the client is served again.",
-		SIGKILL:   "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. The host's kernel stays up with its link: a dead keepalived leaves the VIP on eth0, answering.",
-		SIGTERM:   "Graceful stop: `systemctl stop masterd` / `systemctl stop bench-keepalived` (SIGTERM). Outage as for linkcut.",
+		SIGKILL:   "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. kube-vip: `systemctl kill -s SIGKILL bench-kube-vip` (restarted after 2 s). The host's kernel stays up with its link: a dead keepalived or kube-vip leaves the VIP on eth0, answering.",
+		SIGTERM:   "Graceful stop: `systemctl stop masterd` / `bench-keepalived` / `bench-kube-vip` (SIGTERM). Outage as for linkcut.",
 		Partition: "nftables in the holder's namespace drop every packet from and to the other masters (and VRRP multicast) for a hold time, then the partition heals. Outage: the longer of the longest ping gap and the longest time the client's neighbour entry for the VIP pointed at no right holder (the isolated master is never right while isolated) — measured until the client reaches the right holder again after the heal. Post-heal: the same measure from the heal on.",
 		Stress:    "stress-ng --cpu 4 on the holder (bounded), as its own transient unit in the holder's host (`systemd-run --wait --unit bench-stress`): its own session and scheduler autogroup, like a neighbour service, so it competes with the VIP daemon rather than with the benchmark's probes. Any move of the VIP away from it is a false failover.",
 	}

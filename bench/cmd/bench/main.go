@@ -55,6 +55,7 @@ func run() error {
 	deb := flag.String("deb", cfg.Lab.Deb, "masterd .deb to install in the lab")
 	kube := flag.String("kube", cfg.Lab.KubeBinDir, "directory of the kube binaries (empty: none, no API times)")
 	prefix := flag.String("prefix", cfg.Lab.Prefix, "lab name prefix")
+	flag.StringVar(&cfg.KubeVIPBinary, "kube-vip", cfg.KubeVIPBinary, "kube-vip binary for the kube-vip system (integration/kubevip/build.sh builds it; empty: the system is left out)")
 	render := flag.Bool("render", false, "do not run: re-render latest.md and the plots from latest.csv")
 	appendPrev := flag.Bool("append", false, "keep the trials and footprint of latest.csv and latest-footprint.csv in -out for systems this run does not measure")
 	var extraNotes []string
@@ -98,7 +99,7 @@ func run() error {
 		Start:       time.Now(),
 		Machine:     machine(),
 		LoadBefore:  loadavg(),
-		Versions:    versions(cfg.Lab.Deb),
+		Versions:    versions(cfg.Lab.Deb, cfg.KubeVIPBinary),
 		TrialsAsked: cfg.Trials,
 	}
 	var prevTrials []report.Trial
@@ -173,7 +174,11 @@ func writeAll(dir string, meta report.Meta, cfg vip.Config, trials []report.Tria
 	}
 	meta.Systems = nil
 	for _, s := range vip.Systems() {
-		meta.Systems = append(meta.Systems, report.Named{Name: s.Name, Description: s.Description})
+		d := s.Description
+		if s.KubeVIP && !slices.ContainsFunc(trials, func(t report.Trial) bool { return t.System == s.Name }) {
+			d = "not measured in this run: " + kubeVIPMissing(cfg)
+		}
+		meta.Systems = append(meta.Systems, report.Named{Name: s.Name, Description: d})
 	}
 	desc := vip.ScenarioDescriptions()
 	meta.Scenarios = nil
@@ -284,9 +289,22 @@ func rerender(dir string, cfg vip.Config, plotsOnly bool) error {
 	}
 	meta := report.Meta{Title: "VIP failover: masterd vs keepalived, side by side (re-rendered from latest.csv)",
 		Command: "go run ./bench/cmd/bench -render", Start: time.Now(), End: time.Now(), Machine: machine(),
-		LoadBefore: loadavg(), LoadAfter: loadavg(), Versions: versions(cfg.Lab.Deb), TrialsAsked: cfg.Trials,
+		LoadBefore: loadavg(), LoadAfter: loadavg(), Versions: versions(cfg.Lab.Deb, cfg.KubeVIPBinary), TrialsAsked: cfg.Trials,
 		Notes: []string{"Re-rendered from latest.csv: the footprint and the run's notes are not in the CSV."}}
 	return writeAll(dir, meta, cfg, trials)
+}
+
+// kubeVIPMissing says why a run has no kube-vip trials.
+func kubeVIPMissing(cfg vip.Config) string {
+	switch {
+	case cfg.KubeVIPBinary == "":
+		return "kube-vip " + vip.KubeVIPVersion + " is not built (integration/kubevip/build.sh builds it from the Go module proxy into ~/.cache/masterd/kube-vip/; `make bench` runs it)."
+	case cfg.Lab.KubeBinDir == "":
+		return "no kube binaries (`make kube`): kube-vip elects its leader through the Kubernetes API."
+	case !slices.Contains(cfg.Systems, "kube-vip"):
+		return "not selected (-systems)."
+	}
+	return "its trials did not run (see the notes)."
 }
 
 func machine() string {
@@ -317,7 +335,7 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func versions(deb string) []string {
+func versions(deb, kubeVIP string) []string {
 	first := func(argv ...string) string {
 		out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
@@ -326,6 +344,10 @@ func versions(deb string) []string {
 		}
 		return line
 	}
+	kv := "kube-vip (not built)"
+	if kubeVIP != "" {
+		kv = "kube-vip " + vip.KubeVIPVersion + " (built from the Go module proxy: " + kubeVIP + ")"
+	}
 	return []string{
 		"masterd " + strings.TrimSuffix(strings.TrimPrefix(filepath.Base(deb), "masterd_"), "_amd64.deb"),
 		first("keepalived", "--version"),
@@ -333,5 +355,6 @@ func versions(deb string) []string {
 		first("stress-ng", "--version"),
 		"etcd v3.7.3 (embedded in masterd; standalone bench/etcd/etcdserver for the footprint)",
 		"systemd " + strings.TrimPrefix(first("systemctl", "--version"), "systemd "),
+		kv,
 	}
 }
