@@ -242,33 +242,73 @@ func apiserverStopped(t *testing.T, ctx context.Context, s *scenarioLab) {
 		downAt.Sub(t0).Seconds(), retried, perBackend(live, before, after))
 
 	// Restore: the balancer puts the backend back after its rise count and
-	// new connections reach it again.
+	// new connections reach it again. The VIP is not expected to move here
+	// either, but on a loaded machine the apiserver's start (CPU-heavy, it
+	// lists every resource from etcd) has been seen to delay the holder's
+	// lease renewal and move the VIP: this part follows whichever master
+	// holds the VIP, and logs a move rather than failing on it (the outage
+	// above is where the VIP must stay).
 	t1 := time.Now()
 	if out, err := victim.Exec(ctx, "systemctl", "start", apiserverUnit); err != nil {
 		t.Fatalf("start %s on %s: %v %s", apiserverUnit, victim.Name, err, out)
 	}
-	b, err := waitBackend(ctx, holder, victim.Name, true, t1, 3*time.Minute)
-	if err != nil {
-		t.Fatal(err)
+	var upAt time.Duration
+	deadline = time.Now().Add(3 * time.Minute)
+	for {
+		h := s.currentHolder(t)
+		if b, err := holderBackend(ctx, h, victim.Name); err == nil && b.Up && b.LastChange.After(t1) {
+			upAt = b.LastChange.Sub(t1)
+			break
+		}
+		if time.Now().After(deadline) {
+			b, err := holderBackend(ctx, h, victim.Name)
+			t.Fatalf("%s's balancer did not report backend %s up within 3m of its apiserver's start: %+v %v", h.Name, victim.Name, b, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	upAt := b.LastChange.Sub(t1)
-	back := s.lbCounters(t, ctx, holder)
 	calls := 0
 	reached := false
+	var moves []string
 	for calls < 60 && !reached {
 		calls++
-		if _, err := s.Kubectl(ctx, "get", "--raw", "/api/v1/namespaces/default"); err != nil {
+		h1 := s.currentHolder(t)
+		c1 := s.lbCounters(t, ctx, h1)
+		_, err := s.Kubectl(ctx, "get", "--raw", "/api/v1/namespaces/default")
+		h2 := s.currentHolder(t)
+		if h2 != h1 {
+			moves = append(moves, h1.Name+" -> "+h2.Name)
+			t.Logf("VIP moved %s -> %s during the restore (kubectl: %v)", h1.Name, h2.Name, err)
+			continue
+		}
+		if err != nil {
 			t.Errorf("kubectl via the VIP after %s's apiserver came back: %v", victim.Name, err)
 		}
-		now := s.lbCounters(t, ctx, holder)
-		reached = now[victim.Name].ok > back[victim.Name].ok
+		c2 := s.lbCounters(t, ctx, h2)
+		reached = c2[victim.Name].ok > c1[victim.Name].ok
 	}
 	if !reached {
 		t.Errorf("backend %s is up again but %d kubectl calls via the VIP never reached it", victim.Name, calls)
 	}
-	figure(t, "%s's apiserver started again: backend marked up %.3fs after the start; new connections reach it again (first within %d calls)",
-		victim.Name, upAt.Seconds(), calls)
+	figure(t, "%s's apiserver started again: backend marked up %.3fs after the start; new connections reach it again (first within %d calls); VIP moves during the restore: %v",
+		victim.Name, upAt.Seconds(), calls, moves)
 	s.waitReady(t, ctx, 3*time.Minute)
+}
+
+// currentHolder returns the one master holding the VIP, waiting up to 20 s
+// for a move to settle.
+func (s *scenarioLab) currentHolder(t *testing.T) *lab.Master {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		hs, err := s.VIPHolders()
+		if err == nil && len(hs) == 1 {
+			return s.Master(hs[0])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VIP holders = %v (%v) for 20s, want exactly one", hs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // lbBackend is one backend in the lb section of `masterd status --json`
