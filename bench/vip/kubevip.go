@@ -39,6 +39,10 @@ func FindKubeVIP() string {
 
 var kubeServerRE = regexp.MustCompile(`(?m)^(\s*server:\s*)https://\S+`)
 
+// kubeVIPKubeconfig is where kube-vip's manager reads its kubeconfig: v0.9.2
+// hardcodes kubeadm's path (its --k8sConfigPath is not used by the manager).
+const kubeVIPKubeconfig = "/etc/kubernetes/admin.conf"
+
 // installKubeVIP copies the kube-vip binary and an admin kubeconfig into
 // m. kube-vip talks to the apiserver at kubernetes:6443 whatever the
 // kubeconfig says (as a static pod on a kubeadm node, with a host alias to
@@ -54,7 +58,7 @@ func installKubeVIP(m *lab.Master, bin []byte) error {
 		return fmt.Errorf("vip bench: kube-vip kubeconfig for %s: %w", m.Name, err)
 	}
 	admin = kubeServerRE.ReplaceAll(admin, []byte(fmt.Sprintf("${1}https://%s:6443", m.Addr)))
-	if err := h.WriteFile("/etc/kube-vip/admin.conf", admin, 0o600); err != nil {
+	if err := h.WriteFile(kubeVIPKubeconfig, admin, 0o600); err != nil {
 		return fmt.Errorf("vip bench: kube-vip kubeconfig for %s: %w", m.Name, err)
 	}
 	hosts, err := os.ReadFile(h.Path("/etc/hosts"))
@@ -81,7 +85,7 @@ func kubeVIPArgs(m *lab.Master, vip string) []string {
 		"--arp", "--controlplane", "--leaderElection",
 		"--leaseName", "plndr-cp-lock", "--namespace", "kube-system",
 		"--leaseDuration", "5", "--leaseRenewDuration", "3", "--leaseRetry", "1",
-		"--k8sConfigPath", "/etc/kube-vip/admin.conf", "--nodeName", m.Name}
+		"--k8sConfigPath", kubeVIPKubeconfig, "--nodeName", m.Name}
 }
 
 // startKubeVIP starts kube-vip in m as bench-kube-vip. Restart=always with
