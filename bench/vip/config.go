@@ -60,8 +60,9 @@ func DefaultConfig() Config {
 		Systems:   systems,
 		Scenarios: AllScenarios(),
 		// Four systems, five scenarios, 30 trials of ~10 s each is about
-		// 1.7 h; the budget leaves room for the lab and the switches.
-		Budget: 3 * time.Hour,
+		// 1.7 h, kube-vip's slower failover (windows up to 36 s) about 1 h
+		// more; the budget leaves room for the lab and the switches.
+		Budget: 4 * time.Hour,
 		// Long enough for a stalled keepalived advert_int 1 to miss three
 		// adverts (3 s + skew) several times over, short enough to be
 		// polite on a shared machine.

@@ -9,7 +9,9 @@
 // The note also copies bench/results/etcd.md and lb.md (make bench-etcd,
 // make bench-lb) so one page holds every figure. It needs root, the masterd
 // .deb under dist/ (make package), keepalived and stress-ng (make deps), and
-// optionally the kube binaries (make kube) for API-through-the-VIP times.
+// optionally the kube binaries (make kube) for API-through-the-VIP times and
+// kube-vip (integration/kubevip/build.sh, -kube-vip) for the kube-vip
+// system; without it the note says kube-vip was not measured and why.
 package main
 
 import (
