@@ -15,6 +15,9 @@ import (
 type Config struct {
 	// Trials per system and scenario.
 	Trials int
+	// TrialsFor overrides Trials for some systems, by name (e.g. a slow
+	// system measured with fewer trials in the same run).
+	TrialsFor map[string]int
 	// Systems and Scenarios to run, by name (see AllSystems, AllScenarios).
 	Systems   []string
 	Scenarios []string
@@ -107,6 +110,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("scenarios: %q: want one of %v", s, AllScenarios()))
 		}
 	}
+	for name, n := range c.TrialsFor {
+		if _, ok := systemByName(name); !ok {
+			errs = append(errs, fmt.Errorf("trialsFor: %q: want one of %v", name, AllSystems()))
+		}
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("trialsFor: %s=%d: want at least 1", name, n))
+		}
+	}
 	if c.Budget < time.Minute {
 		errs = append(errs, fmt.Errorf("budget: %v: want at least 1m", c.Budget))
 	}
@@ -120,4 +131,19 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("lab.masters: %d: the comparison uses three masters", c.Lab.Masters))
 	}
 	return errors.Join(errs...)
+}
+
+// trials returns the number of trials per scenario for system name.
+func (c Config) trials(name string) int {
+	if n, ok := c.TrialsFor[name]; ok {
+		return n
+	}
+	return c.Trials
+}
+
+// cost estimates a system's share of the run: its trials times a rough
+// duration of one trial (fault, observation, undo and settling), so that
+// the budget is split by the work each system has, not evenly.
+func (c Config) cost(s System) time.Duration {
+	return time.Duration(c.trials(s.Name)*len(c.Scenarios)) * max(10*time.Second, 2*s.Expect+6*time.Second)
 }

@@ -104,9 +104,16 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 
 	for si, name := range cfg.Systems {
 		s, _ := systemByName(name)
-		// An even share of what is left (a minute kept for the teardown).
+		// Its share of what is left by estimated cost (a minute kept for
+		// the teardown): time a fast system did not use goes to the rest.
 		left := time.Until(deadline) - time.Minute
-		sysDeadline := time.Now().Add(left / time.Duration(len(cfg.Systems)-si))
+		var rest time.Duration
+		for _, n := range cfg.Systems[si:] {
+			r, _ := systemByName(n)
+			rest += cfg.cost(r)
+		}
+		sysDeadline := time.Now().Add(time.Duration(float64(left) * float64(cfg.cost(s)) / float64(rest)))
+		trials := cfg.trials(s.Name)
 		progress("%s: switching (budget until %s)", s.Name, sysDeadline.UTC().Format("15:04:05"))
 		if err := b.configure(ctx, s); err != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: not measured: switching to it failed: %v", s.Name, err))
@@ -141,7 +148,7 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 		}
 		cut := false
 	trials:
-		for n := 1; n <= cfg.Trials; n++ {
+		for n := 1; n <= trials; n++ {
 			for _, sc := range cfg.Scenarios {
 				if time.Now().After(sysDeadline) || ctx.Err() != nil {
 					cut = true
@@ -149,7 +156,7 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 				}
 				t := b.trial(ctx, s, sc, n)
 				res.Trials = append(res.Trials, t)
-				progress("%s %s %d/%d: %s", s.Name, sc, n, cfg.Trials, describe(t))
+				progress("%s %s %d/%d: %s", s.Name, sc, n, trials, describe(t))
 				if strings.Contains(t.Err, "undo:") || strings.HasPrefix(t.Err, "before the fault") {
 					progress("%s: recovering the lab", s.Name)
 					if err := b.recover(ctx, s); err != nil {

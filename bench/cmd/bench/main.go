@@ -48,6 +48,18 @@ func run() error {
 	cfg := vip.DefaultConfig()
 	only := flag.String("only", "", "run only this benchmark: vip (failover, no footprint)")
 	flag.IntVar(&cfg.Trials, "trials", cfg.Trials, "trials per system and scenario (the issues ask 20-30)")
+	flag.Func("trials-for", "system=N: trials per scenario for one system instead of -trials (repeatable)", func(v string) error {
+		name, num, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return fmt.Errorf("%q: want system=N", v)
+		}
+		if cfg.TrialsFor == nil {
+			cfg.TrialsFor = map[string]int{}
+		}
+		cfg.TrialsFor[name] = n
+		return nil
+	})
 	flag.DurationVar(&cfg.Budget, "budget", cfg.Budget, "time bound of the whole run; split evenly over the systems")
 	systems := flag.String("systems", strings.Join(cfg.Systems, ","), "systems to compare, in order")
 	scenarios := flag.String("scenarios", strings.Join(cfg.Scenarios, ","), "scenarios to run")
