@@ -33,9 +33,10 @@ const apiserverUnit = "kube-apiserver.service"
 // would. `systemctl kill --signal=SIGKILL` kills every process of the unit
 // at once: the listener vanishes without the graceful shutdown's readiness
 // drain, so until the fall count the balancer still picks the backend and
-// its dials are refused; that is the retry path a plain `systemctl stop`
-// does not reach (the apiserver fails /readyz while it shuts down, and the
-// backend is out before the port closes). The unit masterd writes has
+// its dials are refused: the retry path. A plain `systemctl stop` lets the
+// apiserver shut down gracefully and, in the run that tried it, no dial was
+// refused (the stream had barely started when the backend was out), so it
+// did not exercise that path. The unit masterd writes has
 // Restart=always with RestartSec=2s, so systemd would bring the process back
 // within seconds; `systemctl stop` right after the kill cancels that pending
 // restart. masterd itself starts the apiserver once, when its kube component
