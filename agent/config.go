@@ -100,6 +100,7 @@ type KubernetesConfig struct {
 	ServiceCIDR       netip.Prefix    `yaml:"serviceCIDR" doc:"the Service IP range (--service-cluster-ip-range)"`
 	ClusterDomain     string          `yaml:"clusterDomain" doc:"the cluster DNS domain, used in the apiserver certificate"`
 	APIServerPort     int             `yaml:"apiserverPort" doc:"kube-apiserver's secure port on address"`
+	APIServerCertSANs []string        `yaml:"apiserverCertSANs" doc:"extra IP addresses or DNS names in the apiserver certificate, e.g. an external load balancer's when vip.enabled is false"`
 	APIServer         ComponentConfig `yaml:"apiserver" doc:"kube-apiserver, on every master"`
 	Scheduler         ComponentConfig `yaml:"scheduler" doc:"kube-scheduler, only on the scheduler role's holder"`
 	ControllerManager ComponentConfig `yaml:"controllerManager" doc:"kube-controller-manager, only on the controller-manager role's holder"`

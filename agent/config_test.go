@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,6 +71,8 @@ func TestConfigErrorsNameKeyAndReason(t *testing.T) {
 		{name: "a bad IP names the peer index", yaml: strings.Replace(validYAML, "10.0.0.3}", "10.0.0.300}", 1),
 			want: []string{`peers[2].address: "10.0.0.300" is not an IP address`}},
 		{name: "a wrong type is rejected", edit: "etcd: {clientPort: abc}\n", want: []string{`etcd.clientPort: "abc" is not an integer`}},
+		{name: "an apiserver SAN that is no IP or DNS name names its index", edit: "kubernetes: {apiserverCertSANs: [lb.example.com, 192.0.2.7, \"bad name\"]}\n",
+			want: []string{`kubernetes.apiserverCertSANs[2]: "bad name" is neither an IP address nor a lowercase DNS name`}},
 		{name: "a number where a string belongs is rejected", edit: "log: {format: 12}\n", want: []string{`log.format: "12" is not a string`}},
 		{name: "a list where a mapping belongs is rejected", edit: "etcd: [1]\n", want: []string{"etcd: must be a mapping, not a list"}},
 		{name: "duplicate peer names are rejected", yaml: strings.Replace(validYAML, "name: m3", "name: m2", 1),
@@ -177,4 +180,21 @@ func FuzzDecodeConfig(f *testing.F) {
 		cfg.derive()
 		_ = cfg.Validate() // must not panic
 	})
+}
+
+// TestAPIServerCertSANsReachTheCertificate: the extra SANs of the config
+// are in the pki parameters the apiserver certificate is made from, and the
+// VIP is not once vip.enabled is false (the external load balancer mode).
+func TestAPIServerCertSANsReachTheCertificate(t *testing.T) {
+	cfg, err := load(t, validYAML+"  enabled: false\nkubernetes: {apiserverCertSANs: [lb.example.com, 192.0.2.7]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pkiParams(cfg)
+	if !slices.Equal(p.ExtraAPIServerSANs, []string{"lb.example.com", "192.0.2.7"}) {
+		t.Errorf("ExtraAPIServerSANs = %v", p.ExtraAPIServerSANs)
+	}
+	if p.VIP.IsValid() {
+		t.Errorf("VIP %s in the certificate parameters with vip.enabled false", p.VIP)
+	}
 }

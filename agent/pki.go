@@ -44,6 +44,7 @@ func pkiParams(cfg Config) pki.Params {
 	p.APIServerPort = uint16(cfg.Kubernetes.APIServerPort)
 	p.ServiceCIDR = cfg.Kubernetes.ServiceCIDR
 	p.ClusterDomain = cfg.Kubernetes.ClusterDomain
+	p.ExtraAPIServerSANs = cfg.Kubernetes.APIServerCertSANs
 	return p
 }
 

@@ -309,8 +309,13 @@ func (c *Config) validateKubernetes(bad func(string, string, ...any), ports *por
 			}
 		}
 	}
-	if !regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`).MatchString(k.ClusterDomain) {
+	if !dnsNameRE.MatchString(k.ClusterDomain) {
 		bad("kubernetes.clusterDomain", "%q is not a DNS domain", k.ClusterDomain)
+	}
+	for i, san := range k.APIServerCertSANs {
+		if _, err := netip.ParseAddr(san); err != nil && !dnsNameRE.MatchString(strings.TrimPrefix(san, "*.")) {
+			bad(fmt.Sprintf("kubernetes.apiserverCertSANs[%d]", i), "%q is neither an IP address nor a lowercase DNS name", san)
+		}
 	}
 	ports.add("kubernetes.apiserverPort", k.APIServerPort)
 	for path, comp := range map[string]ComponentConfig{
@@ -382,3 +387,7 @@ func electionTiming(t Timings, s slack) election.Timing {
 		ReleaseSlack:  s.release,
 	}
 }
+
+// dnsNameRE matches a lowercase DNS name (labels of letters, digits and
+// inner dashes).
+var dnsNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
