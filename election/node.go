@@ -80,7 +80,8 @@ type RoleStatus struct {
 	// Term is the highest term this node granted or campaigned for (its
 	// leader term while it leads).
 	Term uint64
-	// Leader is true while this node holds the role.
+	// Leader is true while this node holds the role: it leads or is
+	// releasing, and its Deadline has not passed.
 	Leader bool
 	// Quorum is true while this node heard from a majority of voters
 	// (itself included) within one lease.
@@ -423,7 +424,10 @@ func (n *Node) Status(now time.Duration) map[string]RoleStatus {
 		if now < r.promiseUntil {
 			s.Holder = r.promiseTo
 		}
-		if r.state == stateLeader || r.state == stateReleasing {
+		// Only a lease still valid counts: a node whose release callback
+		// runs past its deadline (a stalled or slow release) no longer holds
+		// the role, whatever its cleanup is doing; State says releasing.
+		if (r.state == stateLeader || r.state == stateReleasing) && now < r.deadline {
 			s.Leader = true
 			s.Holder = n.cfg.ID
 			s.Term = r.term

@@ -486,3 +486,34 @@ func TestTimingProfilesSatisfyTheSafetyInequality(t *testing.T) {
 		t.Errorf("fast with the default release slack validated: %v", err)
 	}
 }
+
+// TestStatusLeaderEndsAtTheDeadlineEvenWhileReleasing: a holder cut off from
+// the voters whose release callback never finishes (stalled cleanup) stays in
+// state releasing, but Status stops calling it the leader at its deadline, so
+// that when the majority elects a new holder exactly one node reports Leader.
+func TestStatusLeaderEndsAtTheDeadlineEvenWhileReleasing(t *testing.T) {
+	tn := newTestNet(t, 3, DefaultVIPTiming()).startAll()
+	tn.run(5 * time.Second)
+	old := tn.leader()
+	if old == "" {
+		t.Fatal("no leader elected")
+	}
+	tn.holdRelease = true
+	tn.drop = isolate(old)
+	deadline := tn.nodes[old].Status(tn.now)[RoleVIP].Deadline
+	tn.run(deadline - tn.now + time.Millisecond)
+	st := tn.nodes[old].Status(tn.now)[RoleVIP]
+	if st.State != "releasing" || st.Leader {
+		t.Fatalf("cut-off holder just past its deadline: state %s, leader %v; want releasing, not leader", st.State, st.Leader)
+	}
+	tn.run(5 * time.Second)
+	var leaders []string
+	for _, id := range tn.ids {
+		if tn.nodes[id].Status(tn.now)[RoleVIP].Leader {
+			leaders = append(leaders, id)
+		}
+	}
+	if len(leaders) != 1 || leaders[0] == old {
+		t.Fatalf("after the majority's election: leaders %v (old %s still releasing: %s)", leaders, old, tn.nodes[old].Status(tn.now)[RoleVIP].State)
+	}
+}
