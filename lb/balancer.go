@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -279,31 +280,30 @@ func (lb *Balancer) acceptLoop(ctx context.Context) {
 
 // pick returns the up backend with the fewest active connections, skipping
 // those in tried, and counts the new connection on it. Ties go to the first
-// candidate after a rotating start, so sequential short connections spread
-// round-robin instead of all landing on the first backend.
+// candidate after a start that rotates over the candidates (not over all
+// backends: a down backend's turn would always fall to its successor, which
+// would then get twice the share of sequential short connections).
 func (lb *Balancer) pick(tried []*backend) *backend {
-	n := len(lb.backends)
-	start := int(lb.rr.Add(1) % uint64(n))
+	var cands [8]*backend // masters are few; no allocation per connection
+	cs := cands[:0]
+	for _, b := range lb.backends {
+		if b.up.Load() && !slices.Contains(tried, b) {
+			cs = append(cs, b)
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	start := int(lb.rr.Add(1) % uint64(len(cs)))
 	var best *backend
 	var bestActive int64
-scan:
-	for i := range n {
-		b := lb.backends[(start+i)%n]
-		if !b.up.Load() {
-			continue
-		}
-		for _, t := range tried {
-			if t == b {
-				continue scan
-			}
-		}
+	for i := range cs {
+		b := cs[(start+i)%len(cs)]
 		if a := b.active.Load(); best == nil || a < bestActive {
 			best, bestActive = b, a
 		}
 	}
-	if best != nil {
-		best.active.Add(1)
-	}
+	best.active.Add(1)
 	return best
 }
 

@@ -56,3 +56,27 @@ func TestPickMatchesNaiveLeastConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestPickSpreadsEvenlyWithABackendDown: sequential short connections (each
+// done before the next) with the middle one of three backends down are split
+// evenly between the other two, not 2:1 in favour of the down one's successor.
+func TestPickSpreadsEvenlyWithABackendDown(t *testing.T) {
+	lb := &Balancer{}
+	for i := range 3 {
+		b := &backend{}
+		b.up.Store(i != 1)
+		lb.backends = append(lb.backends, b)
+	}
+	counts := map[*backend]int{}
+	for range 3000 {
+		b := lb.pick(nil)
+		counts[b]++
+		b.active.Add(-1) // the connection ends before the next one
+	}
+	if counts[lb.backends[1]] != 0 {
+		t.Fatalf("the down backend got %d connections", counts[lb.backends[1]])
+	}
+	if a, c := counts[lb.backends[0]], counts[lb.backends[2]]; a != 1500 || c != 1500 {
+		t.Fatalf("split %d / %d between the two up backends, want 1500 / 1500", a, c)
+	}
+}
