@@ -517,3 +517,39 @@ func TestStatusLeaderEndsAtTheDeadlineEvenWhileReleasing(t *testing.T) {
 		t.Fatalf("after the majority's election: leaders %v (old %s still releasing: %s)", leaders, old, tn.nodes[old].Status(tn.now)[RoleVIP].State)
 	}
 }
+
+// TestBusyVoterDoesNotRefuseAPreVote: when the leader dies, the voters'
+// promises to it run out at slightly different times (here c heard its
+// heartbeats 60 ms after b). The best-ranked survivor b pre-votes first,
+// while c is still bound. c must not answer no (that would end b's round and
+// cost it a round plus a back-off); it stays silent and b, asking again a
+// retry period later, gets its yes and wins.
+func TestBusyVoterDoesNotRefuseAPreVote(t *testing.T) {
+	tn := newTestNet(t, 3, DefaultVIPTiming()).startAll()
+	tn.delay = func(m Message) time.Duration {
+		if m.From == "a" && m.To == "c" {
+			return 60 * time.Millisecond
+		}
+		return time.Millisecond
+	}
+	tn.run(5 * time.Second)
+	for tn.leader() != "a" {
+		// a is best-ranked (by name) and wins the first election; wait
+		// until its heartbeats have settled.
+		tn.run(100 * time.Millisecond)
+		if tn.now > 20*time.Second {
+			t.Fatalf("leader %q, want a", tn.leader())
+		}
+	}
+	mark := len(tn.sent)
+	tn.stop("a")
+	tn.run(3 * time.Second)
+	if l := tn.leader(); l != "b" {
+		t.Errorf("new leader %q, want b (the best-ranked survivor)", l)
+	}
+	for _, m := range tn.sentSince(mark, MsgPreVoteResp, "c") {
+		if !m.OK {
+			t.Errorf("c refused a PreVote while its promise to a was running out: %v", m)
+		}
+	}
+}

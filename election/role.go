@@ -411,8 +411,18 @@ func (r *role) step(now time.Duration, m Message) {
 	}
 	switch m.Type {
 	case MsgPreVote:
-		ok := !r.quiet(now) && !(r.promiseActive(now) && r.promiseTo != m.From) &&
-			!r.successorBlocks(now, m.From) && m.Term > r.releasedBy[m.From] &&
+		if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != m.From) || r.successorBlocks(now, m.From) {
+			// Not yet, rather than no: this voter would say yes once its
+			// promise (or quiet period, or handover window) runs out, which
+			// after a leader dies is often a millisecond after the first
+			// candidate asks (both promises ran from the same heartbeat). A
+			// no would end the candidate's round (it never asks a voter that
+			// said no again) and cost it a round plus a back-off, about 0.75 s
+			// with the default timings; silence makes it ask again one retry
+			// period later. PreVote binds nothing, so safety is unaffected.
+			return
+		}
+		ok := m.Term > r.releasedBy[m.From] &&
 			(m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From)
 		r.n.send(r, Message{Type: MsgPreVoteResp, To: m.From, Term: m.Term, Seq: m.Seq, OK: ok, MaxTerm: r.st.MaxTerm})
 	case MsgVote:

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -128,7 +129,11 @@ func (l *Lab) arpProbe(fd, ifindex int, mac net.HardwareAddr, src []byte, wait t
 		if len(p) < 42 || binary.BigEndian.Uint16(p[12:14]) != unix.ETH_P_ARP || binary.BigEndian.Uint16(p[20:22]) != 2 {
 			continue
 		}
-		if [4]byte(p[28:32]) == vip {
+		// Only answers to this request: the sender is the VIP and the
+		// target is the client. A new holder's gratuitous ARP (a broadcast
+		// reply, target the VIP itself) arriving within the wait after the
+		// old holder answered would otherwise count as a second holder.
+		if [4]byte(p[28:32]) == vip && bytes.Equal(p[32:38], mac) && bytes.Equal(p[38:42], src) {
 			seen[net.HardwareAddr(p[22:28]).String()] = true
 		}
 	}
