@@ -309,19 +309,22 @@ func (b *bench) configure(ctx context.Context, s System) error {
 			}
 		}
 	}
-	for i, m := range ms {
-		var err error
-		if s.KubeVIP {
-			err = startKubeVIP(ctx, b.l, m)
-		} else {
-			err = startKeepalived(ctx, b.l, s, i)
-		}
-		if err != nil {
+	for i := range ms {
+		if err := b.startDaemon(ctx, s, i); err != nil {
 			return err
 		}
 	}
 	_, err := b.waitStable(ctx, s, 2*time.Minute)
 	return err
+}
+
+// startDaemon starts the VIP daemon of a system other than masterd on
+// master i.
+func (b *bench) startDaemon(ctx context.Context, s System, i int) error {
+	if s.KubeVIP {
+		return startKubeVIP(ctx, b.l, b.l.Masters()[i])
+	}
+	return startKeepalived(ctx, b.l, s, i)
 }
 
 // waitMastersReady waits until every masterd reports ready (used when
@@ -366,13 +369,7 @@ func (b *bench) recover(ctx context.Context, s System) error {
 			}
 			if out, _ := m.Exec(ctx, "systemctl", "is-active", s.daemonUnit()); strings.TrimSpace(string(out)) != "active" {
 				_ = delVIP(ctx, b.l, m)
-				var err error
-				if s.KubeVIP {
-					err = startKubeVIP(ctx, b.l, m)
-				} else {
-					err = startKeepalived(ctx, b.l, s, i)
-				}
-				if err != nil {
+				if err := b.startDaemon(ctx, s, i); err != nil {
 					return err
 				}
 			}
