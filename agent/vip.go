@@ -185,19 +185,7 @@ type staleFence struct{ n *node }
 func (s staleFence) Name() string { return "fence-cleanup" }
 
 func (s staleFence) Start(ctx context.Context) error {
-	// The table names do not depend on the interface or the VIPs; the config
-	// only has to validate.
-	vipAddr := s.n.cfg.VIP.Address
-	if !vipAddr.IsValid() {
-		vipAddr = netip.MustParseAddr("192.0.2.1")
-	}
-	f, err := fence.New(fence.DefaultConfig("lo", vipAddr), s.n.log, nil)
-	if err != nil {
-		s.n.log.Warn("stale fence check skipped", "component", "vip", "err", err)
-		return nil
-	}
-	defer f.Close()
-	if err := f.Remove(); err != nil {
+	if err := fence.RemoveTables(fence.DefaultTable); err != nil {
 		s.n.log.Warn("stale fence removal failed", "component", "vip", "err", err)
 	}
 	return nil

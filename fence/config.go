@@ -20,11 +20,14 @@ type Config struct {
 	CheckInterval time.Duration
 }
 
+// DefaultTable is the default name of the fence's tables: one name for all
+// three families; `nft list tables` shows whose.
+const DefaultTable = "masterd_fence"
+
 // DefaultConfig returns the defaults for vips on interface iface.
 func DefaultConfig(iface string, vips ...netip.Addr) Config {
 	return Config{
-		// One name for all three families; `nft list tables` shows whose.
-		Table:     "masterd_fence",
+		Table:     DefaultTable,
 		Interface: iface,
 		VIPs:      vips,
 		// A flushed ruleset leaves the holder unfenced until the next

@@ -148,6 +148,35 @@ func (f *Fence) installLocked() error {
 	return nil
 }
 
+// RemoveTables deletes the fence tables called table in the calling
+// thread's network namespace, without a Fence: for tables a previous
+// configuration left behind (the fence or the VIP turned off since). It
+// succeeds when they are already gone.
+func RemoveTables(table string) error {
+	if !tableName.MatchString(table) {
+		return fmt.Errorf("fence: remove: table %q: must be 1-63 letters, digits or _, not starting with a digit", table)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("fence: open nftables netlink: %w", err)
+	}
+	return delTables(c, table)
+}
+
+// delTables deletes table in every family of the layout (adding it first, so
+// that a missing table is no error) in one batch.
+func delTables(c *nftables.Conn, table string) error {
+	for _, ts := range layout {
+		t := &nftables.Table{Name: table, Family: ts.family}
+		c.AddTable(t)
+		c.DelTable(t)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("fence: remove table %s: %w", table, err)
+	}
+	return nil
+}
+
 // Remove deletes the fence's tables (uninstall, or a clean stop after the
 // VIP was released). It succeeds when they are already gone.
 func (f *Fence) Remove() error {
@@ -158,13 +187,8 @@ func (f *Fence) Remove() error {
 	if f.isClosed() {
 		return errors.New("fence: remove: closed")
 	}
-	for _, ts := range layout {
-		t := &nftables.Table{Name: f.cfg.Table, Family: ts.family}
-		f.nft.AddTable(t)
-		f.nft.DelTable(t)
-	}
-	if err := f.nft.Flush(); err != nil {
-		return fmt.Errorf("fence: remove table %s: %w", f.cfg.Table, err)
+	if err := delTables(f.nft, f.cfg.Table); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.installed = false

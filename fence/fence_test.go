@@ -126,6 +126,31 @@ func TestInstallBuildsTheFenceAndCheckAcceptsIt(t *testing.T) {
 	}
 }
 
+// RemoveTables takes out a fence a previous configuration left, without
+// the Fence that installed it (the agent's start with vip.fence off).
+func TestRemoveTablesRemovesALeftFenceWithoutItsFence(t *testing.T) {
+	requireNft(t)
+	l := newLab(t, 1)
+	h := l.Hosts[0]
+	f := newFence(t, h, vip4(h))
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for range 2 { // the second finds nothing and still succeeds
+		h.In(func() error { return RemoveTables(DefaultTable) })
+	}
+	if out := h.MustExec("nft", "list", "ruleset"); strings.Contains(out, DefaultTable) {
+		t.Fatalf("tables left after RemoveTables:\n%s", out)
+	}
+	h.In(func() error {
+		if err := RemoveTables("bad name"); err == nil {
+			return errors.New("RemoveTables accepted the table name \"bad name\"")
+		}
+		return nil
+	})
+}
+
 // A re-arm with the same duration must extend the expiry: the kernel keeps
 // the old expiry unless the update carries an expiration.
 func TestRearmWithTheSameDurationExtendsTheExpiry(t *testing.T) {
