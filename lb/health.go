@@ -124,6 +124,16 @@ func (s *healthState) observe(ok bool, rise, fall int) (changed bool) {
 	return true
 }
 
+// markDown takes the backend down at once, as after a failed connect, and
+// reports whether it was up. It comes back after Rise passing checks.
+func (s *healthState) markDown() bool {
+	if !s.up {
+		return false
+	}
+	s.up, s.streak = false, 0
+	return true
+}
+
 // healthLoop checks b every Interval until ctx ends.
 func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 	h := lb.cfg.HealthCheck
@@ -139,12 +149,8 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 			// now: a crashed or cut-off master would otherwise get new
 			// connections (each waiting DialTimeout first) until Fall
 			// checks failed. It comes back after Rise passing checks.
-			if st.up {
-				st.up, st.streak = false, 0
-				err = fmt.Errorf("connect failed: %w", err)
-				b.recordCheck(time.Now(), err, false, true)
-				b.mUp.Set(0)
-				lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "error", errString(err))
+			if st.markDown() {
+				lb.record(b, time.Now(), fmt.Errorf("connect failed: %w", err), false, true)
 			}
 			continue
 		case <-t.C:
@@ -161,19 +167,7 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 		}
 		lb.m.checkDur.WithLabelValues(b.cfg.Name, result).Observe(d.Seconds())
 		changed := st.observe(err == nil, h.Rise, h.Fall)
-		b.recordCheck(start, err, st.up, changed)
-		if changed {
-			up := 0.0
-			if st.up {
-				up = 1
-			}
-			b.mUp.Set(up)
-			if st.up {
-				lb.log.Info("backend up", "backend", b.cfg.Name, "address", b.cfg.Address.String())
-			} else {
-				lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "error", errString(err))
-			}
-		}
+		lb.record(b, start, err, st.up, changed)
 		if lb.onCheck != nil {
 			lb.onCheck(b.cfg.Name, err == nil, st.up)
 		}
@@ -183,6 +177,22 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 		}
 		t.Reset(next)
 	}
+}
+
+// record stores a result (a check's, or a failed connect's) on b and, when
+// its up state changed, sets the metric and logs the change.
+func (lb *Balancer) record(b *backend, at time.Time, err error, up, changed bool) {
+	b.recordCheck(at, err, up, changed)
+	if !changed {
+		return
+	}
+	if up {
+		b.mUp.Set(1)
+		lb.log.Info("backend up", "backend", b.cfg.Name, "address", b.cfg.Address.String())
+		return
+	}
+	b.mUp.Set(0)
+	lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "error", errString(err))
 }
 
 func errString(err error) string {
