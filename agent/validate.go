@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/masterd/masterd/election"
+	"github.com/masterd/masterd/pki"
 )
 
 // Slack budgets: how late a lapsed holder's deadline check may run (T_detect)
@@ -309,11 +310,11 @@ func (c *Config) validateKubernetes(bad func(string, string, ...any), ports *por
 			}
 		}
 	}
-	if !dnsNameRE.MatchString(k.ClusterDomain) {
+	if !regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`).MatchString(k.ClusterDomain) {
 		bad("kubernetes.clusterDomain", "%q is not a DNS domain", k.ClusterDomain)
 	}
 	for i, san := range k.APIServerCertSANs {
-		if _, err := netip.ParseAddr(san); err != nil && !dnsNameRE.MatchString(strings.TrimPrefix(san, "*.")) {
+		if !pki.ValidSAN(san) {
 			bad(fmt.Sprintf("kubernetes.apiserverCertSANs[%d]", i), "%q is neither an IP address nor a lowercase DNS name", san)
 		}
 	}
@@ -387,7 +388,3 @@ func electionTiming(t Timings, s slack) election.Timing {
 		ReleaseSlack:  s.release,
 	}
 }
-
-// dnsNameRE matches a lowercase DNS name (labels of letters, digits and
-// inner dashes).
-var dnsNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)

@@ -88,6 +88,13 @@ func validDNSName(s string) bool {
 	return true
 }
 
+// ValidSAN reports whether s can be an extra apiserver SAN: an IP address
+// or a lowercase DNS name, optionally a wildcard ("*.lb.example.com").
+func ValidSAN(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil || validDNSName(strings.TrimPrefix(s, "*."))
+}
+
 // Validate reports every problem with p at once; it changes nothing.
 func (p Params) Validate() error {
 	var errs []error
@@ -123,7 +130,7 @@ func (p Params) Validate() error {
 		errs = append(errs, fmt.Errorf("pki: cluster domain %q: must be a lowercase DNS name", p.ClusterDomain))
 	}
 	for i, s := range p.ExtraAPIServerSANs {
-		if _, err := netip.ParseAddr(s); err != nil && !validDNSName(strings.TrimPrefix(s, "*.")) {
+		if !ValidSAN(s) {
 			errs = append(errs, fmt.Errorf("pki: extra apiserver sans[%d] %q: must be an IP address or DNS name", i, s))
 		}
 	}
