@@ -656,10 +656,15 @@ func (s *Supervisor) startError(name string, t0 time.Time, why string) error {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	// One line: the error goes into one log line of the agent.
-	j = strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(j), "\n", " \x00 ")), " ")
-	j = strings.ReplaceAll(j, " \x00 ", " | ")
-	if j != "" {
+	// One line: the error goes into one log line of the agent. Each journal
+	// line with its whitespace collapsed, empty ones dropped, " | " between.
+	var lines []string
+	for _, l := range strings.Split(j, "\n") {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if j = strings.Join(lines, " | "); j != "" {
 		return fmt.Errorf("units: start %s: %s; journal: %s", name, why, j)
 	}
 	return fmt.Errorf("units: start %s: %s", name, why)
