@@ -152,6 +152,19 @@ func (s *scenarioLab) vipHolder(t *testing.T) *lab.Master {
 	return s.Master(hs[0])
 }
 
+// vipHolderAndAnother returns the VIP holder and the first other master.
+func (s *scenarioLab) vipHolderAndAnother(t *testing.T) (holder, other *lab.Master) {
+	t.Helper()
+	holder = s.vipHolder(t)
+	for _, m := range s.Masters() {
+		if m != holder {
+			return holder, m
+		}
+	}
+	t.Fatal("no master besides the VIP holder")
+	return nil, nil
+}
+
 // waitVIPOn waits until the VIP is on exactly one master other than not
 // (ignoring not itself, whose namespace may keep it after a crash) and
 // returns that master and the time it took from since.

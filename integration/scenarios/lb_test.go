@@ -46,14 +46,7 @@ const apiserverUnit = "kube-apiserver.service"
 // would cut the outage short) fails here instead of silently testing less.
 func apiserverStopped(t *testing.T, ctx context.Context, s *scenarioLab) {
 	s.needKube(t)
-	holder := s.vipHolder(t)
-	var victim *lab.Master
-	for _, m := range s.Masters() {
-		if m != holder {
-			victim = m
-			break
-		}
-	}
+	holder, victim := s.vipHolderAndAnother(t)
 	var live []string
 	for _, m := range s.Masters() {
 		if m != victim {

@@ -422,14 +422,7 @@ func rollingRestart(t *testing.T, ctx context.Context, s *scenarioLab) {
 // wipedDisk: a master's data directory is removed and it restarts: it
 // rejoins etcd as a learner, is promoted and serves again.
 func wipedDisk(t *testing.T, ctx context.Context, s *scenarioLab) {
-	holder := s.vipHolder(t)
-	var victim *lab.Master
-	for _, m := range s.Masters() {
-		if m != holder {
-			victim = m
-			break
-		}
-	}
+	holder, victim := s.vipHolderAndAnother(t)
 	if s.KubeEnabled() {
 		s.kubectl(t, ctx, "create", "configmap", "before-wipe", "--from-literal=k=v")
 	}
