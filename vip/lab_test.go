@@ -14,8 +14,4 @@ type (
 	labHost = nslab.Host
 )
 
-func requireRoot(t testing.TB) { t.Helper(); nslab.RequireRoot(t) }
-
-func run(t testing.TB, argv ...string) string { t.Helper(); return nslab.Run(t, argv...) }
-
 func newLab(t testing.TB, n int) *lab { t.Helper(); return nslab.New(t, labPrefix, n) }
