@@ -42,10 +42,12 @@
 // A candidate campaigns only when its own promise expired, after a back-off
 // ordered by eligibility (healthy first, then priority, then name; peers'
 // eligibility comes from gossiped node meta; the leader it was promised to
-// and peers silent for a lease do not count ahead). It sends PreVote first
-// (a voter still bound by a promise, quiet period or handover window does not
-// answer it, so the candidate asks again a retry period later instead of
-// losing its round to a "no" that would be a "yes" a moment later), then Vote; its lease starts at the Vote's first send time, counted before
+// does not count ahead, every other voter does, since a follower hears only
+// the leader and cannot tell a quiet peer from a dead one). It sends PreVote
+// first (a voter still bound by a promise, quiet period or handover window
+// does not answer it, so the candidate asks again a retry period later
+// instead of losing its round to a "no" that would be a "yes" a moment
+// later), then Vote; its lease starts at the Vote's first send time, counted before
 // the message is handed to memberlist. It needs Grants for exactly its term
 // from a majority of the configured voters before start + RenewDeadline. A
 // leader heartbeats every RetryPeriod; its lease start is the Q-th latest

@@ -553,3 +553,41 @@ func TestBusyVoterDoesNotRefuseAPreVote(t *testing.T) {
 		}
 	}
 }
+
+// After a leader dies, only the best-ranked survivor campaigns: the
+// next-best counts it ahead even though, as a follower, it has not heard it
+// lately. When followers took "heard once, not within a lease" for down,
+// a survivor that had heard the other in an earlier term ranked itself
+// first too, both campaigned together and could split the vote (seen in
+// the lab as a takeover about a second late).
+func TestOnlyTheBestSurvivorCampaignsAfterTheLeaderDies(t *testing.T) {
+	handTo := func(tn *testNet, to string) {
+		t.Helper()
+		l := tn.leader()
+		tn.nodes[l].Handover(tn.now, RoleVIP, to)
+		tn.collect(l)
+		tn.run(2 * time.Second)
+		if nl := tn.leader(); nl != to {
+			t.Fatalf("leader %q after handover, want %s", nl, to)
+		}
+	}
+	for seed := range uint64(20) {
+		tn := newTestNet(t, 3, DefaultVIPTiming())
+		tn.rng = rand.New(rand.NewPCG(seed, 7))
+		tn.startAll().run(3 * time.Second)
+		// b leads for a while (c hears it), then a again: c last heard b
+		// more than a lease ago.
+		handTo(tn, "b")
+		handTo(tn, "a")
+		term := tn.term()
+		mark := len(tn.sent)
+		tn.stop("a")
+		tn.run(3 * time.Second)
+		if l := tn.leader(); l != "b" || tn.term() != term+1 {
+			t.Errorf("seed %d: leader %q in term %d, want b in term %d (one round)", seed, l, tn.term(), term+1)
+		}
+		if pv := tn.sentSince(mark, MsgPreVote, "c"); len(pv) > 0 {
+			t.Errorf("seed %d: c campaigned alongside b (%d PreVotes); it ranks behind b", seed, len(pv))
+		}
+	}
+}

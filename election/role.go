@@ -95,21 +95,21 @@ func (r *role) jitter(d time.Duration) time.Duration { return r.n.rand(d) }
 // healthy ones. Bounded by 2·N·retryPeriod, so the best node's timer always
 // fires first even when eligibility gossip is stale.
 //
-// Two kinds of voters do not count ahead of this node: the one it is
-// promised to (if this node ends up campaigning, that leader stopped
-// renewing) and peers it heard from once but not within a lease (down). So
-// after a leader dies the next-best node does not wait for it.
+// The voter this node is promised to does not count ahead of it: if this
+// node ends up campaigning, that leader stopped renewing, so after a leader
+// dies the next-best node does not wait for it. Every other better voter
+// counts, heard from lately or not: followers only hear the leader, so
+// "not heard within a lease" would make every follower rank itself first
+// and the survivors of a dead leader would split the vote (a lost round,
+// about a second with the default timings). A better voter that really is
+// down costs two retry periods.
 func (r *role) rankDelay() time.Duration {
-	now := r.n.now
 	rank := 0
 	for _, v := range r.n.ranked(r.name) {
 		if v == r.n.cfg.ID {
 			break
 		}
 		if v == r.promiseTo && r.promiseTo != "" {
-			continue
-		}
-		if t, ok := r.n.lastHeard[v]; ok && now-t > r.t.LeaseDuration {
 			continue
 		}
 		rank++
@@ -119,6 +119,12 @@ func (r *role) rankDelay() time.Duration {
 
 func (r *role) promiseActive(now time.Duration) bool {
 	return now < r.promiseUntil && r.promiseTo != ""
+}
+
+// bound reports whether this voter's promise to another node forbids it
+// to back from now.
+func (r *role) bound(now time.Duration, from string) bool {
+	return r.promiseActive(now) && r.promiseTo != from && !r.n.rules.noPromise
 }
 
 func (r *role) quiet(now time.Duration) bool { return now < r.quietUntil }
@@ -411,7 +417,7 @@ func (r *role) step(now time.Duration, m Message) {
 	}
 	switch m.Type {
 	case MsgPreVote:
-		if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != m.From) || r.successorBlocks(now, m.From) {
+		if r.quiet(now) || r.bound(now, m.From) || r.successorBlocks(now, m.From) {
 			// Not yet, rather than no: this voter would say yes once its
 			// promise (or quiet period, or handover window) runs out, which
 			// after a leader dies is often a millisecond after the first
@@ -493,7 +499,7 @@ func (r *role) stepBinding(now time.Duration, m Message, reply MsgType) {
 	switch {
 	case r.quiet(now):
 		nack.Remaining = r.quietUntil - now
-	case r.promiseActive(now) && r.promiseTo != m.From && !r.n.rules.noPromise:
+	case r.bound(now, m.From):
 		nack.PromisedTo, nack.PromisedTerm, nack.Remaining = r.promiseTo, r.promiseTerm, r.promiseUntil-now
 	case r.successorBlocks(now, m.From):
 		nack.PromisedTo, nack.Remaining = r.successor, r.successorUntil-now
