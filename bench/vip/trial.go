@@ -441,19 +441,39 @@ func falseFailovers(samples []sample, t0 time.Time, vbit uint8) int {
 // The apiserver's certificate is checked for the name "kubernetes", which
 // every master's certificate carries: with vip.enabled false (the keepalived
 // and kube-vip systems) masterd issues it without the VIP, as a classic
-// stack would until its admin adds the VIP to the SANs.
+// stack would until its admin adds the VIP to the SANs. A wait over
+// slowAPI is explained in the progress output: each attempt's start, length
+// and error, so a slow cell can be told apart (a connection caught by the
+// fault, an apiserver waiting for etcd, the balancer, TCP back-off).
 func (b *bench) waitAPI(ctx context.Context, t0 time.Time) time.Duration {
+	var attempts []string
 	for ctx.Err() == nil {
+		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		out, err := b.l.Kubectl(cctx, "--tls-server-name=kubernetes", "get", "--raw", "/readyz")
 		cancel()
 		if err == nil && strings.TrimSpace(string(out)) == "ok" {
-			return time.Since(t0)
+			d := time.Since(t0)
+			if d > slowAPI && b.progress != nil {
+				b.progress("slow API (%v): %s; ok at +%v", d.Round(time.Millisecond), strings.Join(attempts, "; "), start.Sub(t0).Round(time.Millisecond))
+			}
+			return d
 		}
+		why := "not ok: " + strings.TrimSpace(string(out))
+		if err != nil {
+			why = err.Error()
+		}
+		if len(why) > 160 {
+			why = why[:160] + "…"
+		}
+		attempts = append(attempts, fmt.Sprintf("+%v for %v: %s", start.Sub(t0).Round(time.Millisecond), time.Since(start).Round(time.Millisecond), why))
 		sleepCtx(ctx, 20*time.Millisecond)
 	}
 	return -1
 }
+
+// slowAPI is the issue's target for the API through the VIP after a crash.
+const slowAPI = 2 * time.Second
 
 func sleepCtx(ctx context.Context, d time.Duration) {
 	select {
