@@ -464,7 +464,7 @@ func (b *bench) waitAPI(ctx context.Context, t0 time.Time) time.Duration {
 			why = err.Error()
 		}
 		if len(why) > 160 {
-			why = why[:160] + "…"
+			why = strings.ToValidUTF8(why[:160], "") + "…" // never half a rune
 		}
 		attempts = append(attempts, fmt.Sprintf("+%v for %v: %s", start.Sub(t0).Round(time.Millisecond), time.Since(start).Round(time.Millisecond), why))
 		sleepCtx(ctx, 20*time.Millisecond)
