@@ -163,6 +163,51 @@ func RemoveTables(table string) error {
 	return delTables(c, table)
 }
 
+// LiveFor returns how much longer the fence tables called table, in the
+// calling thread's network namespace, let vip answer: the latest expiry of
+// its element in the live sets, without a Fence. It is zero when vip is in
+// no live set, and also when a table is missing: without the fence nothing
+// silences vip (a flushed ruleset), so it answers as long as it is
+// configured. `masterd cleanup` uses it to delete a dead holder's VIP the
+// moment the kernel silences it, not later.
+func LiveFor(table string, vip netip.Addr) (time.Duration, error) {
+	if !tableName.MatchString(table) {
+		return 0, fmt.Errorf("fence: live time of %s: table %q: must be 1-63 letters, digits or _, not starting with a digit", vip, table)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return 0, fmt.Errorf("fence: open nftables netlink: %w", err)
+	}
+	return liveFor(c, table, vip)
+}
+
+// liveFor is LiveFor on an open connection.
+func liveFor(c *nftables.Conn, table string, vip netip.Addr) (time.Duration, error) {
+	var left time.Duration
+	for _, ts := range layout {
+		if vip.Is6() && !ts.v6 {
+			continue
+		}
+		set, err := c.GetSetByName(&nftables.Table{Name: table, Family: ts.family}, liveSet(vip))
+		if errors.Is(err, unix.ENOENT) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("fence: live time of %s: %s %s set %s: %w", vip, familyName(ts.family), table, liveSet(vip), err)
+		}
+		elems, err := c.GetSetElements(set)
+		if err != nil {
+			return 0, fmt.Errorf("fence: live time of %s: %s %s set %s elements: %w", vip, familyName(ts.family), table, liveSet(vip), err)
+		}
+		for _, e := range elems {
+			if a, ok := netip.AddrFromSlice(e.Key); ok && a == vip {
+				left = max(left, e.Expires)
+			}
+		}
+	}
+	return left, nil
+}
+
 // delTables deletes table in every family of the layout (adding it first, so
 // that a missing table is no error) in one batch.
 func delTables(c *nftables.Conn, table string) error {

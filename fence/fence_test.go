@@ -3,6 +3,7 @@ package fence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -286,4 +287,61 @@ func TestRunRepairsAFlushedRuleset(t *testing.T) {
 
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
+}
+
+// LiveFor reads, without a Fence, how long the kernel still lets a VIP
+// answer: what `masterd cleanup` waits out before it deletes a dead
+// holder's address.
+func TestLiveForTellsHowLongTheKernelLetsTheVIPAnswer(t *testing.T) {
+	l := newLab(t, 1)
+	h := l.Hosts[0]
+	for _, vip := range []netip.Addr{vip4(h), vip6(h)} {
+		liveFor := func() time.Duration {
+			t.Helper()
+			var d time.Duration
+			h.In(func() error {
+				var err error
+				d, err = LiveFor(DefaultTable, vip)
+				return err
+			})
+			return d
+		}
+		if d := liveFor(); d != 0 {
+			t.Fatalf("%s: LiveFor without a fence = %s, want 0", vip, d)
+		}
+		f := newFence(t, h, vip)
+		if err := f.Install(); err != nil {
+			t.Fatal(err)
+		}
+		if d := liveFor(); d != 0 {
+			t.Fatalf("%s: LiveFor of an unarmed VIP = %s, want 0", vip, d)
+		}
+		if err := f.Arm(vip, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if d := liveFor(); d <= time.Second || d > 2*time.Second {
+			t.Fatalf("%s: LiveFor right after Arm(2s) = %s, want (1s, 2s]", vip, d)
+		}
+		if err := f.Disarm(vip); err != nil {
+			t.Fatal(err)
+		}
+		if d := liveFor(); d != 0 {
+			t.Fatalf("%s: LiveFor after Disarm = %s, want 0", vip, d)
+		}
+		if err := f.Arm(vip, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		if d := liveFor(); d != 0 {
+			t.Fatalf("%s: LiveFor after the tables are gone = %s, want 0", vip, d)
+		}
+	}
+	h.In(func() error {
+		if _, err := LiveFor("bad name", vip4(h)); err == nil || !strings.Contains(err.Error(), "bad name") {
+			return fmt.Errorf("LiveFor with table \"bad name\": err %v, want one naming the table", err)
+		}
+		return nil
+	})
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/masterd/masterd/agent"
+	"github.com/masterd/masterd/fence"
 	"github.com/masterd/masterd/units"
 	"github.com/masterd/masterd/vip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,20 +43,30 @@ masterd.service runs it after every exit of the daemon (ExecStopPost=).`, stdout
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	reg := prometheus.NewRegistry() // counted nowhere: a one-shot command
-	var errs []error
+	// The two are independent: the VIP may wait for its fence while the
+	// units are stopped.
+	var vipErr, unitsErr error
+	var wg sync.WaitGroup
 	if cfg.VIP.Enabled {
-		errs = append(errs, cleanupVIP(ctx, cfg, log, reg))
+		wg.Go(func() { vipErr = cleanupVIP(ctx, cfg, log, reg) })
 	}
 	if cfg.Kubernetes.Mode != "none" {
-		errs = append(errs, cleanupUnits(ctx, cfg, log, reg))
+		wg.Go(func() { unitsErr = cleanupUnits(ctx, cfg, log, reg) })
 	}
-	if err := errors.Join(errs...); err != nil {
+	wg.Wait()
+	if err := errors.Join(vipErr, unitsErr); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "cleanup: done")
 	return nil
 }
 
+// cleanupVIP deletes the VIP from every interface. With vip.fence it first
+// waits until the kernel fence silences the VIP: until then the dead daemon's
+// lease was still valid and the address answered as a live holder's would,
+// and no other master can hold the VIP before. Deleting it at that instant,
+// not whenever this command gets to run, keeps the address out of two
+// masters' `ip addr` at once, as it is off the wire.
 func cleanupVIP(ctx context.Context, cfg agent.Config, log *slog.Logger, reg prometheus.Registerer) error {
 	vc := vip.DefaultConfig(cfg.VIP.Address)
 	vc.Interface = cfg.VIP.Interface
@@ -63,7 +75,33 @@ func cleanupVIP(ctx context.Context, cfg agent.Config, log *slog.Logger, reg pro
 		return err
 	}
 	defer m.Close()
+	if cfg.VIP.Fence {
+		awaitFence(ctx, cfg, log)
+	}
 	return m.Cleanup(ctx)
+}
+
+// awaitFence returns when the fence no longer lets the VIP answer, at most
+// one vip lease duration (the fence is armed up to the lease deadline) or
+// the context from now. An unreadable fence is logged and not waited for:
+// deleting the VIP early is always safe.
+func awaitFence(ctx context.Context, cfg agent.Config, log *slog.Logger) {
+	left, err := fence.LiveFor(fence.DefaultTable, cfg.VIP.Address)
+	if err != nil {
+		log.Warn("cannot read the vip fence; deleting the vip now", "component", "cleanup", "err", err)
+		return
+	}
+	if left <= 0 {
+		return
+	}
+	left = min(left, time.Duration(cfg.VIPTimings().LeaseDuration))
+	log.Info("vip still live behind the fence; deleting it when the fence expires", "component", "cleanup", "seconds", left.Seconds())
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func cleanupUnits(ctx context.Context, cfg agent.Config, log *slog.Logger, reg prometheus.Registerer) error {
