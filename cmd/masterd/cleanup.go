@@ -23,6 +23,8 @@ import (
 func cmdCleanup(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("cleanup", "", `Remove what a stopped or crashed daemon may still hold: delete the VIP
 from every interface and stop kube-scheduler and kube-controller-manager.
+With vip.fence, a VIP the fence still lets answer is deleted when the fence
+expires (the dead daemon's lease deadline, at most one lease from now).
 masterd.service runs it after every exit of the daemon (ExecStopPost=).`, stdout)
 	configPath := fs.String("config", defaultConfig, "configuration `file`")
 	timeout := fs.Duration("timeout", 20*time.Second, "give up after this long")
