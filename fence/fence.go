@@ -178,11 +178,6 @@ func LiveFor(table string, vip netip.Addr) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("fence: open nftables netlink: %w", err)
 	}
-	return liveFor(c, table, vip)
-}
-
-// liveFor is LiveFor on an open connection.
-func liveFor(c *nftables.Conn, table string, vip netip.Addr) (time.Duration, error) {
 	var left time.Duration
 	for _, ts := range layout {
 		if vip.Is6() && !ts.v6 {
