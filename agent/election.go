@@ -17,9 +17,11 @@ import (
 type roleHandler interface {
 	// acquire runs when this node starts holding the role under term.
 	acquire(ctx context.Context, term uint64)
-	// release must let the role go completely (VIP deleted, unit dead)
-	// before it returns; the driver sends Release only afterwards.
-	release(ctx context.Context, term uint64)
+	// release must let the role go completely (VIP deleted, unit dead) and
+	// verify it before it returns nil; the driver sends Release only then.
+	// ctx ends at the role's release slack. On failure it escalates before
+	// returning the error (no Release is sent; the lease ends by expiry).
+	release(ctx context.Context, term uint64) error
 	// renewed runs on each validated renewal with the lease deadline.
 	renewed(term uint64, deadline time.Time)
 }
@@ -99,9 +101,11 @@ func (c *electionComponent) Start(ctx context.Context) error {
 			c.n.log.Info("role acquired", "component", "election", "role", role, "term", term)
 			call(role, func(h roleHandler) { h.acquire(roleCtx, term) })
 		},
-		OnStoppedLeading: func(role string, term uint64) {
+		OnStoppedLeading: func(ctx context.Context, role string, term uint64) error {
 			c.n.log.Info("role lost", "component", "election", "role", role, "term", term)
-			call(role, func(h roleHandler) { h.release(context.Background(), term) })
+			var err error
+			call(role, func(h roleHandler) { err = h.release(ctx, term) })
+			return err
 		},
 		OnRenewed: func(role string, term uint64, deadline time.Time) {
 			call(role, func(h roleHandler) { h.renewed(term, deadline) })

@@ -223,7 +223,7 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 	}()
 }
 
-func (l *leaderUnit) release(ctx context.Context, term uint64) {
+func (l *leaderUnit) release(ctx context.Context, term uint64) error {
 	name := l.unit()
 	l.mu.Lock()
 	cancel, starting := l.cancel, l.starting
@@ -235,10 +235,10 @@ func (l *leaderUnit) release(ctx context.Context, term uint64) {
 	}
 	t := time.Now()
 	if err := l.c.sup.Stop(ctx, name); err != nil {
-		l.c.n.log.Error("leader unit stop failed", "component", "kube", "unit", name, "term", term, "err", err)
-		return
+		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	l.c.n.log.Info("leader unit stopped", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+	return nil
 }
 
 func (l *leaderUnit) renewed(uint64, time.Time) {}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -116,15 +117,17 @@ func (c *vipComponent) acquire(ctx context.Context, term uint64) {
 	}
 }
 
-func (c *vipComponent) release(ctx context.Context, term uint64) {
+func (c *vipComponent) release(ctx context.Context, term uint64) error {
+	var errs []error
 	if c.f != nil {
 		if err := c.f.Disarm(c.n.cfg.VIP.Address); err != nil {
-			c.n.log.Error("fence disarm failed", "component", "vip", "err", err)
+			errs = append(errs, fmt.Errorf("fence disarm: %w", err))
 		}
 	}
 	if err := c.m.Release(ctx); err != nil {
-		c.n.log.Error("vip release failed", "component", "vip", "term", term, "err", err)
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
 
 func (c *vipComponent) renewed(term uint64, deadline time.Time) {

@@ -33,11 +33,17 @@ type Callbacks struct {
 	// waits, and OnStoppedLeading must finish within ReleaseSlack of the
 	// deadline.
 	OnStartedLeading func(role string, term uint64)
-	// OnStoppedLeading: let the role go now (delete the VIP, kill the unit).
-	// The driver sends Release — letting the next leader start at once —
-	// only after it returns, so it must return only when the release is
-	// complete, and within the role's ReleaseSlack.
-	OnStoppedLeading func(role string, term uint64)
+	// OnStoppedLeading: let the role go now (delete the VIP, kill the unit)
+	// and verify it is gone. ctx ends ReleaseSlack after the loss was
+	// decided. It returns nil only when the release is complete and
+	// verified (address absent, unit's processes dead); then, if it
+	// returned before ctx's deadline, the driver sends Release and the next
+	// leader may start at once. On an error or an overrun the driver sends
+	// no Release — the lease ends by expiry, which the safety inequality
+	// already covers — and counts masterd_role_release_failures_total; the
+	// callback itself must escalate (SIGKILL the control group, delete the
+	// address again) before it returns the error.
+	OnStoppedLeading func(ctx context.Context, role string, term uint64) error
 	// OnRenewed: a renewal was just validated; the role is held until
 	// deadline (local monotonic clock) unless renewed again. It is called
 	// once right after acquisition too, before OnStartedLeading. Renewals
@@ -65,6 +71,7 @@ type Driver struct {
 	inbox     chan []byte
 	calls     chan func()
 	releasedC chan releaseDone
+	slack     map[string]time.Duration
 
 	metaMu    sync.Mutex
 	meta      []byte
@@ -82,6 +89,7 @@ type Driver struct {
 type releaseDone struct {
 	role string
 	term uint64
+	ok   bool // verified and within the slack: send Release
 }
 
 // NewDriver validates cfg, loads the persisted state (bumping and saving the
@@ -124,6 +132,7 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 		inbox:     make(chan []byte, 1024),
 		calls:     make(chan func()),
 		releasedC: make(chan releaseDone, 16),
+		slack:     map[string]time.Duration{},
 		peerMeta:  map[string][]byte{},
 		metaDirty: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -141,6 +150,7 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 	for name := range cfg.Roles {
 		elig[name] = Eligibility{Healthy: true, Priority: cfg.Priority}
 		d.workers[name] = newWorker(d, name)
+		d.slack[name] = cfg.Roles[name].ReleaseSlack
 		d.met.leader.WithLabelValues(name).Set(0)
 		d.met.term.WithLabelValues(name).Set(float64(st.Roles[name].MaxTerm))
 	}
@@ -246,7 +256,11 @@ func (d *Driver) loop() {
 			d.met.loopLatency.Observe(max(now-next, 0).Seconds())
 			d.node.Tick(now)
 		case r := <-d.releasedC:
-			d.node.Released(d.now(), r.role, r.term)
+			if r.ok {
+				d.node.Released(d.now(), r.role, r.term)
+			} else {
+				d.node.ReleaseFailed(d.now(), r.role, r.term)
+			}
 		case f := <-d.calls:
 			f()
 		case <-d.metaDirty:
@@ -342,7 +356,7 @@ func (d *Driver) dispatch(c RoleChange) {
 		d.met.leader.WithLabelValues(c.Role).Set(0)
 		d.met.transitions.WithLabelValues(c.Role).Inc()
 		d.log.Info("role lost", "role", c.Role, "term", c.Term)
-		w.push(job{kind: Lost, term: c.Term})
+		w.push(job{kind: Lost, term: c.Term, deadline: time.Now().Add(d.slack[c.Role])})
 	}
 }
 
@@ -639,12 +653,36 @@ func (w *worker) do(j job) {
 			cb.OnRenewed(w.role, j.term, j.deadline)
 		}
 	case Lost:
-		if cb.OnStoppedLeading != nil {
-			cb.OnStoppedLeading(w.role, j.term)
-		}
+		ok := w.release(j)
 		select {
-		case w.d.releasedC <- releaseDone{role: w.role, term: j.term}:
+		case w.d.releasedC <- releaseDone{role: w.role, term: j.term, ok: ok}:
 		case <-w.d.stop:
 		}
 	}
+}
+
+// release runs OnStoppedLeading under the release deadline (j.deadline: the
+// loss plus ReleaseSlack) and reports whether Release may be sent: only for
+// a release verified complete within its slack.
+func (w *worker) release(j job) bool {
+	cb := w.d.cb
+	if cb.OnStoppedLeading == nil {
+		return true
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), j.deadline)
+	defer cancel()
+	err := cb.OnStoppedLeading(ctx, w.role, j.term)
+	reason := ""
+	switch {
+	case err != nil:
+		reason = "error"
+	case time.Now().After(j.deadline):
+		reason = "deadline"
+		err = fmt.Errorf("release took %v past its slack", time.Since(j.deadline).Round(time.Millisecond))
+	default:
+		return true
+	}
+	w.d.met.releaseFailures.WithLabelValues(w.role, reason).Inc()
+	w.d.log.Error("role release failed, sending no Release: the lease ends by expiry", "role", w.role, "term", j.term, "reason", reason, "err", err)
+	return false
 }

@@ -57,11 +57,12 @@ func (r *recorder) callbacks(node string) Callbacks {
 			r.holding[node] = term
 			r.events = append(r.events, recEvent{now, node, "started", term})
 		},
-		OnStoppedLeading: func(role string, term uint64) {
+		OnStoppedLeading: func(_ context.Context, role string, term uint64) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			delete(r.holding, node)
 			r.events = append(r.events, recEvent{time.Now(), node, "stopped", term})
+			return nil
 		},
 		OnRenewed: func(role string, term uint64, deadline time.Time) {
 			r.mu.Lock()
@@ -537,7 +538,7 @@ func TestDriverSlowUnitStopDoesNotDelayTheVIPRole(t *testing.T) {
 				log = append(log, name+" started "+role)
 				mu.Unlock()
 			},
-			OnStoppedLeading: func(role string, term uint64) {
+			OnStoppedLeading: func(_ context.Context, role string, term uint64) error {
 				mu.Lock()
 				log = append(log, name+" stopped "+role)
 				mu.Unlock()
@@ -546,6 +547,7 @@ func TestDriverSlowUnitStopDoesNotDelayTheVIPRole(t *testing.T) {
 					time.Sleep(500 * time.Millisecond) // a slow unit kill
 					inStop.Add(-1)
 				}
+				return nil
 			},
 			OnRenewed: func(role string, term uint64, deadline time.Time) {
 				if role == RoleVIP && inStop.Load() > 0 {

@@ -9,15 +9,16 @@ import (
 
 // metrics are the driver's Prometheus metrics, namespace masterd.
 type metrics struct {
-	leader       *prometheus.GaugeVec
-	term         *prometheus.GaugeVec
-	transitions  *prometheus.CounterVec
-	quorum       *prometheus.GaugeVec
-	members      *prometheus.GaugeVec
-	messages     *prometheus.CounterVec
-	rejected     *prometheus.CounterVec
-	renewLatency *prometheus.HistogramVec
-	loopLatency  prometheus.Histogram
+	leader          *prometheus.GaugeVec
+	term            *prometheus.GaugeVec
+	transitions     *prometheus.CounterVec
+	releaseFailures *prometheus.CounterVec
+	quorum          *prometheus.GaugeVec
+	members         *prometheus.GaugeVec
+	messages        *prometheus.CounterVec
+	rejected        *prometheus.CounterVec
+	renewLatency    *prometheus.HistogramVec
+	loopLatency     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,6 +29,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Highest term of the role this node granted or led (the fencing token)."}, []string{"role"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "masterd", Name: "role_transitions_total",
 			Help: "Times this node acquired or lost the role."}, []string{"role"}),
+		releaseFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "masterd", Name: "role_release_failures_total",
+			Help: "Releases of a held role that failed (reason error) or overran their slack (reason deadline): no Release was sent, the lease ended by expiry."}, []string{"role", "reason"}),
 		quorum: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "masterd", Subsystem: "election", Name: "quorum",
 			Help: "1 while this node heard from a majority of voters within one lease."}, []string{"role"}),
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "masterd", Subsystem: "cluster", Name: "members",
@@ -47,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.leader, m.term, m.transitions, m.quorum, m.members, m.messages, m.rejected, m.renewLatency, m.loopLatency} {
+	for _, c := range []prometheus.Collector{m.leader, m.term, m.transitions, m.releaseFailures, m.quorum, m.members, m.messages, m.rejected, m.renewLatency, m.loopLatency} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

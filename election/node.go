@@ -330,6 +330,18 @@ func (n *Node) Released(now time.Duration, roleName string, term uint64) {
 	}
 }
 
+// ReleaseFailed tells the node that the release of (role, term) it asked for
+// with a Lost change failed or overran its slack: the VIP or the unit may
+// still be alive. The node sends no Release — its voters' promises end by
+// expiry, which the safety inequality covers — and never acts on that term
+// again; its own promise to itself runs out before it may campaign again.
+func (n *Node) ReleaseFailed(now time.Duration, roleName string, term uint64) {
+	n.now = max(n.now, now)
+	if r := n.roles[roleName]; r != nil {
+		r.releaseFailed(n.now, term)
+	}
+}
+
 // Handover starts a graceful handover of a role this node leads: the node
 // lets the role go (a Lost change), and after Released sends
 // Release{term, successor}. successor "" picks the best eligible peer. It

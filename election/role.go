@@ -392,6 +392,18 @@ func (r *role) released(now time.Duration, term uint64) {
 	}
 }
 
+// releaseFailed ends a release that could not be verified: no Release is
+// sent, the promises given for the term run out on their own.
+func (r *role) releaseFailed(now time.Duration, term uint64) {
+	if r.state != stateReleasing || term != r.term {
+		return
+	}
+	r.releasedBy[r.n.cfg.ID] = term
+	r.state = stateFollower
+	r.handoverTo = ""
+	r.reschedule(now)
+}
+
 // bestPeer is the best-ranked other voter heard from within a lease (or
 // the best-ranked one at all if none was).
 func (r *role) bestPeer() string {
