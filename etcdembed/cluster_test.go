@@ -234,10 +234,10 @@ func TestSnapshotSaveAndRestoreRoundTrip(t *testing.T) {
 	// Disaster: restore into a fresh one-member cluster.
 	rc := newTestCluster(t, 1)
 	rc.cfgs[0].ClusterToken = "restored"
-	if err := Restore(path, rc.cfgs[0]); err != nil {
+	if _, err := Restore(ctxT(t, 30*time.Second), path, rc.cfgs[0], RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Restore(path, rc.cfgs[0]); err == nil {
+	if _, err := Restore(ctxT(t, 30*time.Second), path, rc.cfgs[0], RestoreOptions{}); err == nil {
 		t.Error("restore into a non-empty data dir succeeded")
 	}
 	rc.replace(0, rc.cfgs[0])

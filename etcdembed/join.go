@@ -25,9 +25,20 @@ const retryInterval = 200 * time.Millisecond
 // probeTimeout bounds one attempt to reach a peer's client port.
 const probeTimeout = 2 * time.Second
 
-// plan decides between a first boot ("new") and joining a running cluster,
-// adding this member as a learner (after removing a stale member of the same
-// name) when joining.
+// plan decides how a member with an empty data dir enters the cluster, and
+// adds it as a learner (after removing a stale member of the same name) when
+// it joins a running one. It retries until one of these holds:
+//
+//   - a peer serves etcd clients: join the running cluster;
+//   - a quorum of the configured masters (this one included) answer on their
+//     peer ports and every one of them is empty: first boot, state "new".
+//
+// Otherwise it waits, and says for whom: a peer whose data holds a formed
+// cluster that serves no client means that cluster lacks quorum, and
+// bootstrapping "new" beside it with an empty data dir could vote away
+// committed writes; peers that do not answer yet may be such members still
+// restarting. While it waits, answerEmpty tells the other empty members that
+// this one is empty too.
 func (m *Member) plan(ctx context.Context) (plan, error) {
 	first := plan{state: "new", initialCluster: m.cfg.initialClusterFromConfig()}
 	eps := m.cfg.peerEndpoints()
@@ -40,26 +51,65 @@ func (m *Member) plan(ctx context.Context) (plan, error) {
 		return plan{}, err
 	}
 	defer cli.Close()
-	if !m.anyPeerServing(ctx, cli, eps) {
-		formed, err := m.formedPeer(ctx)
+	stopAnswering, err := m.answerEmpty()
+	if err != nil {
+		return plan{}, err
+	}
+	defer stopAnswering()
+
+	n := len(m.cfg.Members)
+	quorum := n/2 + 1
+	join := false
+	var lastWait error
+	err = m.retry(ctx, "decide how to enter the etcd cluster", func(ctx context.Context) (bool, error) {
+		// Both probes at once: a peer that runs without quorum keeps the
+		// client probe waiting for the whole timeout.
+		var serving []string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			serving = servingPeers(ctx, m.cfg, cli, m.logNotServing)
+		}()
+		s, err := surveyPeers(ctx, m.cfg, m.logSilent)
+		<-done
+		if len(serving) > 0 {
+			join = true
+			return true, nil
+		}
 		if err != nil {
-			return plan{}, err
+			return false, err
 		}
-		if formed == "" {
-			m.log.Info("no peer serves etcd yet, bootstrapping new etcd cluster", "peers", strings.Join(eps, ","))
-			return first, nil
+		if ctx.Err() != nil && lastWait != nil {
+			// Cut short by the deadline: the previous, complete attempt
+			// says better what this member waits for.
+			return false, lastWait
 		}
-		// A cluster was formed before and has no quorum now: bootstrapping
-		// "new" with an empty data dir could vote away committed writes.
-		m.log.Warn("etcd cluster exists but serves no client, waiting for its quorum before joining", "peer", formed)
-		if err := m.retry(ctx, "wait for quorum of the existing etcd cluster ("+formed+")", func(ctx context.Context) (bool, error) {
-			if m.anyPeerServing(ctx, cli, eps) {
-				return true, nil
-			}
-			return false, errors.New("no peer serves clients")
-		}); err != nil {
-			return plan{}, err
+		var wait error
+		switch {
+		case len(s.formed) > 0:
+			wait = fmt.Errorf("wait for quorum of the existing etcd cluster (%s) before joining it: no member serves clients",
+				peerList(s.formed, s.detail))
+		case 1+len(s.empty) >= quorum:
+			m.log.Info("no peer serves etcd and a quorum of the masters is empty, bootstrapping new etcd cluster",
+				"empty", strings.Join(append([]string{m.cfg.Name}, s.empty...), ","), "silent", strings.Join(s.silent, ","))
+			return true, nil
+		default:
+			wait = fmt.Errorf("waiting for %s: a new etcd cluster needs %d of the %d masters answering with empty data, %d do (%s)",
+				peerList(s.silent, s.detail), quorum, n, 1+len(s.empty), strings.Join(append([]string{m.cfg.Name}, s.empty...), ", "))
 		}
+		if lastWait == nil || wait.Error() != lastWait.Error() {
+			m.log.Warn("etcd member with empty data dir waits before entering the cluster",
+				"formed", strings.Join(s.formed, ","), "empty", strings.Join(s.empty, ","), "silent", strings.Join(s.silent, ","),
+				"reason", wait.Error())
+		}
+		lastWait = wait
+		return false, wait
+	})
+	if err != nil {
+		return plan{}, err
+	}
+	if !join {
+		return first, nil
 	}
 	m.log.Info("etcd cluster running, joining it", "peers", strings.Join(eps, ","))
 	var p plan
@@ -71,28 +121,14 @@ func (m *Member) plan(ctx context.Context) (plan, error) {
 	return p, err
 }
 
-// anyPeerServing reports whether some peer answers a Status call: only a
-// member that has joined its cluster serves clients. Peers are asked
-// concurrently.
-func (m *Member) anyPeerServing(ctx context.Context, cli *clientv3.Client, eps []string) bool {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	ok := make(chan bool, len(eps))
-	for _, ep := range eps {
-		go func() {
-			_, err := cli.Status(ctx, ep)
-			if err != nil {
-				m.log.Debug("peer does not serve etcd", "endpoint", ep, "error", err)
-			}
-			ok <- err == nil
-		}()
-	}
-	for range eps {
-		if <-ok {
-			return true
-		}
-	}
-	return false
+// logNotServing and logSilent log a peer that does not serve etcd clients
+// or whose peer port does not answer, at Debug.
+func (m *Member) logNotServing(peer string, err error) {
+	m.log.Debug("peer does not serve etcd clients", "peer", peer, "error", err)
+}
+
+func (m *Member) logSilent(peer string, err error) {
+	m.log.Debug("peer port does not answer", "peer", peer, "error", err)
 }
 
 // joinOnce makes one attempt at registering this member in the cluster.

@@ -31,6 +31,7 @@ type Member struct {
 	lifecycle sync.Mutex
 	mu        sync.Mutex
 	etcd      *embed.Etcd
+	lock      *dataDirLock // held from Start until the member is closed
 	client    *clientv3.Client
 	bgStop    context.CancelFunc
 	bgDone    chan struct{}
@@ -85,6 +86,16 @@ func (m *Member) Start(ctx context.Context) error {
 		defer cancel()
 	}
 	m.last.set("")
+	lock, err := lockDataDir(m.cfg)
+	if err != nil {
+		return fmt.Errorf("etcdembed: start member %s: %w", m.cfg.Name, err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.unlock()
+		}
+	}()
 
 	state, cluster := "new", m.cfg.initialClusterFromConfig()
 	if m.hasData() {
@@ -136,8 +147,9 @@ func (m *Member) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	m.mu.Lock()
-	m.etcd, m.client, m.bgStop, m.bgDone = e, cli, cancel, done
+	m.etcd, m.client, m.bgStop, m.bgDone, m.lock = e, cli, cancel, done, lock
 	m.mu.Unlock()
+	started = true
 	go m.background(bg, done)
 	u := m.cfg.clientURL(m.cfg.self())
 	m.log.Info("etcd member ready", "id", e.Server.MemberID().String(), "client_url", u.String())
@@ -200,7 +212,12 @@ func (m *Member) explain() string {
 
 // newClient connects to endpoints with masterd's client certificate.
 func (m *Member) newClient(endpoints []string) (*clientv3.Client, error) {
-	tc, err := m.cfg.clientTLS()
+	return m.cfg.newClient(endpoints)
+}
+
+// newClient connects to endpoints with masterd's client certificate.
+func (c Config) newClient(endpoints []string) (*clientv3.Client, error) {
+	tc, err := c.clientTLS()
 	if err != nil {
 		return nil, err
 	}
@@ -256,9 +273,9 @@ func (m *Member) Stop(ctx context.Context) error {
 	m.lifecycle.Lock()
 	defer m.lifecycle.Unlock()
 	m.mu.Lock()
-	e, cli := m.etcd, m.client
+	e, cli, lock := m.etcd, m.client, m.lock
 	bgStop, bgDone := m.bgStop, m.bgDone
-	m.etcd, m.client, m.bgStop, m.bgDone = nil, nil, nil, nil
+	m.etcd, m.client, m.bgStop, m.bgDone, m.lock = nil, nil, nil, nil, nil
 	m.mu.Unlock()
 	if e == nil {
 		return nil
@@ -274,6 +291,7 @@ func (m *Member) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		e.Close()
+		lock.unlock() // only once etcd has let go of the data dir
 		close(done)
 	}()
 	select {
@@ -292,9 +310,9 @@ func (m *Member) halt() {
 	m.lifecycle.Lock()
 	defer m.lifecycle.Unlock()
 	m.mu.Lock()
-	e, cli := m.etcd, m.client
+	e, cli, lock := m.etcd, m.client, m.lock
 	bgStop, bgDone := m.bgStop, m.bgDone
-	m.etcd, m.client, m.bgStop, m.bgDone = nil, nil, nil, nil
+	m.etcd, m.client, m.bgStop, m.bgDone, m.lock = nil, nil, nil, nil, nil
 	m.mu.Unlock()
 	if e == nil {
 		return
@@ -303,6 +321,7 @@ func (m *Member) halt() {
 	<-bgDone
 	_ = cli.Close()
 	closeUnready(e)
+	lock.unlock()
 }
 
 // background runs periodic snapshots and the leader gauge until ctx ends.

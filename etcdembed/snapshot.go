@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 )
@@ -40,20 +41,35 @@ func (m *Member) snapshot(ctx context.Context, path string) error {
 	if cli == nil {
 		return errors.New("member not running")
 	}
+	_, err := SaveSnapshot(ctx, cli, path)
+	return err
+}
+
+// SaveSnapshot writes a snapshot of the keyspace of the member cli talks to
+// (give it one endpoint) to path, and returns its size. It holds every write
+// acknowledged before the call: the member first answers a linearizable read,
+// which it does only once it has applied everything the leader had committed
+// when the read arrived, so a follower that lags cannot drop the last writes.
+// The file is written beside path, fsynced, made 0600 and renamed, so path
+// never holds a partial snapshot.
+func SaveSnapshot(ctx context.Context, cli *clientv3.Client, path string) (int64, error) {
+	if _, err := cli.Get(ctx, healthKey); err != nil {
+		return 0, fmt.Errorf("catch up with the leader (linearizable read): %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return 0, err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".part-*")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	rc, err := cli.Snapshot(ctx)
 	if err != nil {
 		tmp.Close()
-		return err
+		return 0, err
 	}
-	_, err = io.Copy(tmp, rc)
+	n, err := io.Copy(tmp, rc)
 	rc.Close()
 	if err == nil {
 		err = tmp.Sync()
@@ -65,16 +81,16 @@ func (m *Member) snapshot(ctx context.Context, path string) error {
 		err = os.Chmod(tmp.Name(), 0o600)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
+		return 0, err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	return nil
+	return n, nil
 }
 
 // periodicSnapshot takes an automatic snapshot and prunes old ones.
@@ -115,37 +131,83 @@ func pruneSnapshots(dir string, keep int) error {
 	return errors.Join(errs...)
 }
 
+// RestoreOptions adjust Restore.
+type RestoreOptions struct {
+	// Force skips the check that no other member of Config.Members runs
+	// etcd: for when those members are to be discarded and rejoin the
+	// restored member as new ones.
+	Force bool
+	// MoveAside moves a non-empty data dir to
+	// <DataDir>.before-restore-<UTC time> once the restore has succeeded,
+	// instead of refusing to restore over it.
+	MoveAside bool
+}
+
 // Restore turns the snapshot file at snapshotPath into cfg.DataDir, as the
 // data of a new one-member cluster whose only member is cfg.Name (disaster
-// recovery). cfg.DataDir must not exist or be empty. Start the member with
-// the same cfg afterwards; the other masters then join it with empty data
-// dirs, one learner at a time.
-func Restore(snapshotPath string, cfg Config) error {
+// recovery). It returns where the old data went (MoveAside), or "".
+//
+// Everything that can refuse or fail happens before the data dir is touched,
+// so a failed Restore changes nothing: the configuration is validated; the
+// data dir's lock is taken (a running member holds it:
+// *DataDirInUseError) and kept until Restore returns, so no member starts
+// meanwhile; unless opts.Force, no other member of cfg.Members may run etcd
+// (*PeersServingError, see RunningPeers); then the snapshot is verified and restored into a new
+// directory beside the data dir, which replaces the data dir only at the end.
+//
+// Start the member with the same cfg afterwards; the other masters then join
+// it with empty data dirs, one learner at a time.
+func Restore(ctx context.Context, snapshotPath string, cfg Config, opts RestoreOptions) (aside string, err error) {
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("etcdembed: restore: invalid config: %w", err)
+		return "", fmt.Errorf("etcdembed: restore: invalid config: %w", err)
 	}
-	if entries, err := os.ReadDir(cfg.DataDir); err == nil {
-		if len(entries) > 0 {
-			return fmt.Errorf("etcdembed: restore into %s: data dir not empty", cfg.DataDir)
+	if fi, err := os.Stat(snapshotPath); err != nil {
+		return "", fmt.Errorf("etcdembed: restore: snapshot: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("etcdembed: restore: snapshot %s is not a regular file", snapshotPath)
+	}
+	lock, err := lockDataDir(cfg)
+	if err != nil {
+		return "", fmt.Errorf("etcdembed: restore: %w", err)
+	}
+	defer lock.unlock()
+	if !opts.Force {
+		running, err := RunningPeers(ctx, cfg)
+		if err != nil {
+			return "", fmt.Errorf("etcdembed: restore: probe peers: %w", err)
 		}
-		if err := os.Remove(cfg.DataDir); err != nil {
-			return fmt.Errorf("etcdembed: restore into %s: %w", cfg.DataDir, err)
+		if running != nil {
+			return "", fmt.Errorf("etcdembed: restore: %w", running)
+		}
+	}
+	dataDir := filepath.Clean(cfg.DataDir)
+	hasOld := false
+	if entries, err := os.ReadDir(dataDir); err == nil {
+		hasOld = len(entries) > 0
+		if hasOld && !opts.MoveAside {
+			return "", fmt.Errorf("etcdembed: restore into %s: data dir not empty", dataDir)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("etcdembed: restore into %s: %w", cfg.DataDir, err)
+		return "", fmt.Errorf("etcdembed: restore into %s: %w", dataDir, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(cfg.DataDir)), 0o700); err != nil {
-		return fmt.Errorf("etcdembed: restore: %w", err)
+	parent := filepath.Dir(dataDir)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", fmt.Errorf("etcdembed: restore: %w", err)
 	}
+	tmp, err := os.MkdirTemp(parent, filepath.Base(dataDir)+".restoring-")
+	if err != nil {
+		return "", fmt.Errorf("etcdembed: restore: %w", err)
+	}
+	defer os.RemoveAll(tmp) // nothing left after the rename into place
 	peer := cfg.peerURL(cfg.self())
 	lg := zap.NewNop()
 	if cfg.Logger != nil {
 		lg = newZapLogger(cfg.Logger.With("component", "etcd", "member", cfg.Name), nil)
 	}
-	err := snapshot.NewV3(lg).Restore(snapshot.RestoreConfig{
+	err = snapshot.NewV3(lg).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        snapshotPath,
 		Name:                cfg.Name,
-		OutputDataDir:       cfg.DataDir,
+		OutputDataDir:       tmp,
 		PeerURLs:            []string{peer.String()},
 		InitialCluster:      cfg.Name + "=" + peer.String(),
 		InitialClusterToken: cfg.ClusterToken,
@@ -156,7 +218,27 @@ func Restore(snapshotPath string, cfg Config) error {
 		MarkCompacted: true,
 	})
 	if err != nil {
-		return fmt.Errorf("etcdembed: restore %s into %s: %w", snapshotPath, cfg.DataDir, err)
+		return "", fmt.Errorf("etcdembed: restore %s: %w", snapshotPath, err)
 	}
-	return nil
+	if hasOld {
+		aside = dataDir + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(dataDir, aside); err != nil {
+			return "", fmt.Errorf("etcdembed: restore: move old data aside: %w", err)
+		}
+	} else if err := os.Remove(dataDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("etcdembed: restore into %s: %w", dataDir, err)
+	}
+	if err := os.Rename(tmp, dataDir); err != nil {
+		if aside != "" {
+			if rerr := os.Rename(aside, dataDir); rerr != nil {
+				return "", fmt.Errorf("etcdembed: restore: put restored data in place: %w (and the old data stays in %s: %w)", err, aside, rerr)
+			}
+		}
+		return "", fmt.Errorf("etcdembed: restore: put restored data in place: %w", err)
+	}
+	if d, err := os.Open(parent); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return aside, nil
 }
