@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/masterd/masterd/etcdembed"
+	"github.com/masterd/masterd/pki"
 )
 
 // etcdComponent runs this node's embedded etcd member.
@@ -15,6 +16,27 @@ type etcdComponent struct {
 }
 
 func (c *etcdComponent) Name() string { return "etcd" }
+
+// EtcdMemberConfig is this node's embedded etcd member configuration, built from
+// cfg exactly as the daemon builds it (the same function): data and snapshot
+// dirs under cfg.DataDir, every peer, the cluster token, and the etcd
+// certificate files from files (EtcdFiles(cfg) for a command that runs
+// beside, or instead of, the daemon). Logger and Registerer stay nil.
+// Commands that act on the member's data (masterd etcd restore) use it so
+// they cannot drift from the daemon.
+func EtcdMemberConfig(cfg Config, files *pki.Files) etcdembed.Config {
+	return etcdConfig(&node{cfg: cfg, files: files})
+}
+
+// EtcdFiles are the certificate files the daemon uses: pki.externalDir's,
+// or those it keeps under dataDir/pki (pki.Ensure's layout).
+func EtcdFiles(cfg Config) *pki.Files {
+	n := &node{cfg: cfg}
+	if cfg.PKI.ExternalDir != "" {
+		return pki.FilesIn(cfg.PKI.ExternalDir)
+	}
+	return pki.FilesIn(n.pkiDir())
+}
 
 func etcdConfig(n *node) etcdembed.Config {
 	cfg := n.cfg

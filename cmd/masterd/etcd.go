@@ -4,18 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/masterd/masterd/agent"
 	"github.com/masterd/masterd/etcdembed"
-	"github.com/masterd/masterd/pki"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -23,36 +22,54 @@ import (
 
 const etcdUsage = `etcd maintenance for the embedded member.
 
-Usage:
-  masterd etcd members                 list the etcd members
-  masterd etcd snapshot save FILE      write a snapshot of the running cluster
-  masterd etcd restore FILE            disaster recovery (masterd stopped): make
-                                       this master a new one-member cluster from FILE
-  masterd etcd remove NAME             remove a master taken away for good
+Subcommands:
+  members              list the etcd members
+  snapshot save FILE   write a snapshot of the running cluster to FILE; it
+                       holds every write acknowledged before the command ran
+  restore FILE         disaster recovery: make this master a new one-member
+                       cluster from the snapshot FILE. Refused while masterd
+                       runs on this host, and while etcd runs on any other
+                       master (--force restores anyway). A failed or refused
+                       restore changes nothing; the old data is kept in
+                       <dataDir>/etcd.before-restore-<time>
+  remove NAME          remove a master taken away for good
 
-Flags (every subcommand):
-  --config FILE   configuration file (default /etc/masterd/masterd.yaml)
-`
+Flags go before or after the subcommand and its argument.`
+
+// etcdArgs names each subcommand's one positional argument ("" for none).
+var etcdArgs = map[string]string{"members": "", "snapshot save": "FILE", "restore": "FILE", "remove": "NAME"}
 
 func cmdEtcd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
+	fs := newFlagSet("etcd", "<subcommand> [argument]", etcdUsage, stdout)
+	configPath := fs.String("config", defaultConfig, "configuration `file`")
+	force := fs.Bool("force", false, "restore only: restore although other masters run etcd (they must rejoin with empty data dirs)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
 		return usageError{"missing subcommand (members, snapshot save, restore, remove)"}
 	}
-	sub := args[0]
-	if sub == "-h" || sub == "--help" || sub == "help" {
-		fmt.Fprint(stdout, "Usage: masterd etcd <subcommand>\n\n"+etcdUsage)
+	sub, rest := pos[0], pos[1:]
+	if sub == "help" {
+		fs.Usage()
 		return errHelp
 	}
 	if sub == "snapshot" {
-		if len(args) < 2 || args[1] != "save" {
+		if len(rest) == 0 || rest[0] != "save" {
 			return usageError{"usage: masterd etcd snapshot save FILE"}
 		}
-		sub, args = "snapshot save", args[1:]
+		sub, rest = "snapshot save", rest[1:]
 	}
-	fs := newFlagSet("etcd "+sub, "", etcdUsage, stdout)
-	configPath := fs.String("config", defaultConfig, "configuration `file`")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
+	argName, ok := etcdArgs[sub]
+	if !ok {
+		return usageError{fmt.Sprintf("unknown subcommand %q", sub)}
+	}
+	if want := map[bool]int{true: 1, false: 0}[argName != ""]; len(rest) != want {
+		return usageError{strings.TrimSpace("usage: masterd etcd " + sub + " " + argName)}
+	}
+	if *force && sub != "restore" {
+		return usageError{"--force applies to restore only"}
 	}
 	cfg, err := agent.LoadConfig(*configPath)
 	if err != nil {
@@ -64,32 +81,39 @@ func cmdEtcd(args []string, stdout, stderr io.Writer) error {
 	case "members":
 		return etcdMembers(ctx, cfg, stdout)
 	case "snapshot save":
-		if fs.NArg() != 1 {
-			return usageError{"usage: masterd etcd snapshot save FILE"}
-		}
-		return etcdSnapshot(ctx, cfg, fs.Arg(0), stdout)
+		return etcdSnapshot(ctx, cfg, rest[0], stdout)
 	case "restore":
-		if fs.NArg() != 1 {
-			return usageError{"usage: masterd etcd restore FILE"}
-		}
-		return etcdRestore(cfg, fs.Arg(0), stdout)
-	case "remove":
-		if fs.NArg() != 1 {
-			return usageError{"usage: masterd etcd remove NAME"}
-		}
-		return etcdRemove(ctx, cfg, fs.Arg(0), stdout)
+		return etcdRestore(ctx, cfg, rest[0], *force, stdout)
+	default: // "remove"
+		return etcdRemove(ctx, cfg, rest[0], stdout)
 	}
-	return usageError{fmt.Sprintf("unknown subcommand %q", sub)}
+}
+
+// parseInterspersed parses args with fs, letting flags come before, between
+// and after the positional arguments, which it returns in order; everything
+// after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }
 
 // etcdClient connects to the local member with masterd's own client
 // certificate.
 func etcdClient(cfg agent.Config) (*clientv3.Client, error) {
-	dir := cfg.PKI.ExternalDir
-	if dir == "" {
-		dir = filepath.Join(cfg.DataDir, "pki")
-	}
-	f := pki.FilesIn(dir)
+	f := agent.EtcdFiles(cfg)
+	dir := f.Dir
 	tlsInfo := transport.TLSInfo{CertFile: f.EtcdClient.Cert, KeyFile: f.EtcdClient.Key, TrustedCAFile: f.EtcdCA}
 	tc, err := tlsInfo.ClientConfig()
 	if err != nil {
@@ -126,63 +150,48 @@ func etcdMembers(ctx context.Context, cfg agent.Config, stdout io.Writer) error 
 	return tw.Flush()
 }
 
-// etcdSnapshot streams a snapshot from the local member to path atomically.
+// etcdSnapshot saves a snapshot of the local member to path; it holds every
+// write acknowledged before it started (etcdembed.SaveSnapshot).
 func etcdSnapshot(ctx context.Context, cfg agent.Config, path string, stdout io.Writer) error {
 	cli, err := etcdClient(cfg)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	rc, err := cli.Snapshot(ctx)
-	if err != nil {
-		return fmt.Errorf("etcd snapshot: %w", err)
-	}
-	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	n, err := io.Copy(tmp, rc)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	n, err := etcdembed.SaveSnapshot(ctx, cli, path)
 	if err != nil {
 		return fmt.Errorf("etcd snapshot to %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
 	}
 	fmt.Fprintf(stdout, "snapshot saved to %s (%d bytes)\n", path, n)
 	return nil
 }
 
 // etcdRestore makes this master's data dir a new one-member cluster from a
-// snapshot. masterd must be stopped; the old etcd data is kept aside.
-func etcdRestore(cfg agent.Config, path string, stdout io.Writer) error {
-	ec := etcdembed.DefaultConfig()
-	ec.Name = cfg.Name
-	ec.DataDir = filepath.Join(cfg.DataDir, "etcd")
-	ec.Address = cfg.Address
-	ec.ClientPort, ec.PeerPort = uint16(cfg.Etcd.ClientPort), uint16(cfg.Etcd.PeerPort)
-	ec.Members = []etcdembed.Peer{{Name: cfg.Name, Address: cfg.Address}}
-	if _, err := os.Stat(ec.DataDir); err == nil {
-		aside := ec.DataDir + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(ec.DataDir, aside); err != nil {
-			return fmt.Errorf("move old etcd data aside: %w", err)
-		}
-		fmt.Fprintf(stdout, "old etcd data moved to %s\n", aside)
-	} else if !errors.Is(err, os.ErrNotExist) {
+// snapshot, with the member configuration the daemon itself would run
+// (agent.EtcdMemberConfig). etcdembed.Restore checks everything before it touches
+// the data: the daemon's lock, the other masters, the snapshot.
+func etcdRestore(ctx context.Context, cfg agent.Config, path string, force bool, stdout io.Writer) error {
+	ec := agent.EtcdMemberConfig(cfg, agent.EtcdFiles(cfg))
+	aside, err := etcdembed.Restore(ctx, path, ec, etcdembed.RestoreOptions{Force: force, MoveAside: true})
+	var inUse *etcdembed.DataDirInUseError
+	var running *etcdembed.PeersServingError
+	switch {
+	case errors.As(err, &inUse):
+		return fmt.Errorf(`refusing to restore: %v.
+masterd runs on this host: stop it first (systemctl stop masterd), then run the
+restore again. Nothing was changed`, inUse)
+	case errors.As(err, &running):
+		return fmt.Errorf(`refusing to restore: %v.
+A restore makes this master a new one-member cluster; beside a running etcd
+that means two clusters. A cluster that still has quorum needs no restore.
+Otherwise stop masterd on every master (systemctl stop masterd) and run the
+restore again, or pass --force if the data of those masters is to be
+discarded (each then rejoins with an empty data dir). Nothing was changed`, running)
+	case err != nil:
 		return err
 	}
-	if err := etcdembed.Restore(path, ec); err != nil {
-		return err
+	if aside != "" {
+		fmt.Fprintf(stdout, "old etcd data moved to %s\n", aside)
 	}
 	fmt.Fprintf(stdout, `restored %s into %s as a new one-member cluster (%s).
 Next: start masterd here (systemctl start masterd); then on every other master
