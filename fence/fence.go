@@ -35,7 +35,15 @@ type Fence struct {
 	nftMu sync.Mutex
 	nft   *nftables.Conn // guarded by nftMu
 	rawMu sync.Mutex
-	raw   *netlink.Conn // guarded by rawMu
+	raw   *netlink.Conn  // guarded by rawMu
+	rb    *nftables.Conn // guarded by rawMu: reads armed elements back
+	// beforeSend, when set (tests only), runs between computing an arm's
+	// relative timeout and sending it: a stall injected there is what the
+	// read-back must correct.
+	beforeSend func()
+	// kick wakes Run for a check at once (an Arm found the tables gone,
+	// or the kernel announced a change to them).
+	kick chan struct{}
 
 	mu    sync.Mutex
 	armed map[netip.Addr]time.Time // end of each VIP's last Arm (monotonic)
@@ -64,9 +72,13 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Fence, er
 	if err != nil {
 		return nil, fmt.Errorf("fence: open network namespace: %w", err)
 	}
-	f := &Fence{cfg: cfg, m: mt, ns: ns, armed: map[netip.Addr]time.Time{},
+	f := &Fence{cfg: cfg, m: mt, ns: ns, armed: map[netip.Addr]time.Time{}, kick: make(chan struct{}, 1),
 		log: logger.With("component", "fence", "table", cfg.Table, "interface", cfg.Interface)}
 	if f.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns))); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fence: open nftables netlink: %w", err)
+	}
+	if f.rb, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns))); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fence: open nftables netlink: %w", err)
 	}
@@ -93,6 +105,9 @@ func (f *Fence) Close() error {
 	var errs []error
 	if f.nft != nil {
 		errs = append(errs, f.nft.CloseLasting())
+	}
+	if f.rb != nil {
+		errs = append(errs, f.rb.CloseLasting())
 	}
 	if f.raw != nil {
 		errs = append(errs, f.raw.Close())
@@ -121,15 +136,19 @@ func (f *Fence) Install() error {
 	return nil
 }
 
-// installLocked replaces the tables; called with nftMu and rawMu held.
+// installLocked replaces the tables; called with nftMu and rawMu held. A
+// VIP armed before gets what is left of its last arm, read back and
+// corrected like an Arm's.
 func (f *Fence) installLocked() error {
 	f.mu.Lock()
 	closed := f.closed
 	now := time.Now()
 	live := map[netip.Addr]time.Duration{}
+	ends := map[netip.Addr]time.Time{}
 	for a, end := range f.armed {
 		if d := end.Sub(now).Truncate(time.Millisecond); d >= time.Millisecond {
 			live[a] = d
+			ends[a] = end
 		}
 	}
 	f.mu.Unlock()
@@ -139,12 +158,22 @@ func (f *Fence) installLocked() error {
 	for _, ts := range layout {
 		addTable(f.nft, ts, f.cfg.Table, f.cfg.Interface, f.cfg.VIPs, live)
 	}
+	if f.beforeSend != nil {
+		f.beforeSend()
+	}
 	if err := f.nft.Flush(); err != nil {
 		return fmt.Errorf("fence: install table %s on %s: %w", f.cfg.Table, f.cfg.Interface, err)
 	}
 	f.mu.Lock()
 	f.installed = true
 	f.mu.Unlock()
+	var errs []error
+	for a, end := range ends {
+		errs = append(errs, f.readBackLocked(a, end))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fence: install table %s on %s: %w", f.cfg.Table, f.cfg.Interface, err)
+	}
 	return nil
 }
 
@@ -174,31 +203,14 @@ func LiveFor(table string, vip netip.Addr) (time.Duration, error) {
 	if !tableName.MatchString(table) {
 		return 0, fmt.Errorf("fence: live time of %s: table %q: must be 1-63 letters, digits or _, not starting with a digit", vip, table)
 	}
-	c, err := nftables.New()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
-		return 0, fmt.Errorf("fence: open nftables netlink: %w", err)
+		return 0, fmt.Errorf("fence: open netfilter netlink: %w", err)
 	}
-	var left time.Duration
-	for _, ts := range layout {
-		if vip.Is6() && !ts.v6 {
-			continue
-		}
-		set, err := c.GetSetByName(&nftables.Table{Name: table, Family: ts.family}, liveSet(vip))
-		if errors.Is(err, unix.ENOENT) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("fence: live time of %s: %s %s set %s: %w", vip, familyName(ts.family), table, liveSet(vip), err)
-		}
-		elems, err := c.GetSetElements(set)
-		if err != nil {
-			return 0, fmt.Errorf("fence: live time of %s: %s %s set %s elements: %w", vip, familyName(ts.family), table, liveSet(vip), err)
-		}
-		for _, e := range elems {
-			if a, ok := netip.AddrFromSlice(e.Key); ok && a == vip {
-				left = max(left, e.Expires)
-			}
-		}
+	defer c.Close()
+	left, _, err := liveFor(c, table, vip)
+	if err != nil {
+		return 0, fmt.Errorf("fence: live time of %s: %w", vip, err)
 	}
 	return left, nil
 }
@@ -253,10 +265,16 @@ func (f *Fence) Arm(vip netip.Addr, d time.Duration) error {
 // ArmUntil lets vip answer and carry traffic until end (monotonic), then
 // the kernel silences it unless armed again. The remaining time is taken
 // just before the netlink message is built and rounded down to a
-// millisecond; the kernel starts it when it processes the message (a
-// fraction of a millisecond later), which the caller's margin must cover.
-// Call it only right after a lease renewal was validated, with end =
-// lease deadline - margin. An end less than a millisecond away disarms.
+// millisecond; the kernel starts it when it processes the message, so a
+// stall between the two (SIGSTOP, CPU throttling, preemption) would push
+// the expiry past end by the stall's length. ArmUntil therefore reads the
+// element's expiry back from the kernel after every arm and, if it lies
+// past end (beyond ExpirySlack), re-arms it shorter, and disarms it when
+// that does not help (see readBackLocked). Call it only right after a lease
+// renewal was validated, with end = lease deadline - margin (the margin
+// must cover ExpirySlack). An end less than a millisecond away disarms.
+// When the fence's tables are gone, the error wraps ErrMissing and Run is
+// woken to repair them at once.
 func (f *Fence) ArmUntil(vip netip.Addr, end time.Time) error {
 	if !slices.Contains(f.cfg.VIPs, vip) {
 		return fmt.Errorf("fence: arm %s: not a fenced vip", vip)
@@ -266,6 +284,14 @@ func (f *Fence) ArmUntil(vip netip.Addr, end time.Time) error {
 	if f.isClosed() {
 		return fmt.Errorf("fence: arm %s: closed", vip)
 	}
+	if err := f.armLocked(vip, end); err != nil {
+		return err
+	}
+	return f.readBackLocked(vip, end)
+}
+
+// armLocked sends one arm of vip until end; called with rawMu held.
+func (f *Fence) armLocked(vip netip.Addr, end time.Time) error {
 	start := time.Now()
 	d := end.Sub(start).Truncate(time.Millisecond)
 	if d < time.Millisecond {
@@ -283,7 +309,16 @@ func (f *Fence) ArmUntil(vip netip.Addr, end time.Time) error {
 		}
 		msgs = append(msgs, m)
 	}
+	if f.beforeSend != nil {
+		f.beforeSend()
+	}
 	if err := f.execBatch(msgs); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			// The tables are gone (nft flush ruleset): the VIP is unfenced
+			// right now. Run repairs at once instead of at its next tick.
+			f.wake()
+			return fmt.Errorf("fence: arm %s for %s: %w: %w", vip, d, ErrMissing, err)
+		}
 		return fmt.Errorf("fence: arm %s for %s: %w", vip, d, err)
 	}
 	f.mu.Lock()
@@ -291,6 +326,14 @@ func (f *Fence) ArmUntil(vip netip.Addr, end time.Time) error {
 	f.mu.Unlock()
 	f.m.armDuration.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// wake asks Run for a check now.
+func (f *Fence) wake() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Disarm silences vip at once (graceful release). It succeeds when vip is

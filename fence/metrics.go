@@ -10,6 +10,7 @@ type metrics struct {
 	missing     prometheus.Counter
 	repairs     prometheus.Counter
 	armDuration prometheus.Histogram
+	corrections prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -27,11 +28,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Netlink round trip of one fence refresh (Arm).",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05},
 		}),
+		corrections: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "masterd", Name: "vip_fence_expiry_corrections_total",
+			Help: "Arms whose read-back expiry lay past their end (a stall before the kernel got the arm) and were re-armed shorter or disarmed.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.missing, m.repairs, m.armDuration} {
+	for _, c := range []prometheus.Collector{m.missing, m.repairs, m.armDuration, m.corrections} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("fence: register metrics: %w", err)
 		}
