@@ -221,7 +221,7 @@ func Restore(ctx context.Context, snapshotPath string, cfg Config, opts RestoreO
 		return "", fmt.Errorf("etcdembed: restore %s: %w", snapshotPath, err)
 	}
 	if hasOld {
-		aside = dataDir + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+		aside = asideName(dataDir, time.Now())
 		if err := os.Rename(dataDir, aside); err != nil {
 			return "", fmt.Errorf("etcdembed: restore: move old data aside: %w", err)
 		}
@@ -241,4 +241,17 @@ func Restore(ctx context.Context, snapshotPath string, cfg Config, opts RestoreO
 		d.Close()
 	}
 	return aside, nil
+}
+
+// asideName is where Restore moves old data: <dataDir>.before-restore-<UTC
+// time>, with a counter when two restores fall into one second.
+func asideName(dataDir string, now time.Time) string {
+	base := dataDir + ".before-restore-" + now.UTC().Format("20060102T150405Z")
+	name := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(name); err != nil { // free (or unreadable: Rename reports it)
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }
