@@ -1,8 +1,10 @@
 #!/bin/sh
 # masterd post-remove: deb postrm (remove | purge | upgrade | abort-* |
 # failed-upgrade | disappear) and rpm %postun (0 = erase, 1+ = upgrade).
-# Remove keeps /var/lib/masterd (etcd data, PKI) and /etc/masterd; only a
-# deb purge deletes them, cluster key included.
+# Neither remove nor purge (nor rpm -e) deletes /var/lib/masterd (etcd data,
+# snapshots, PKI, election state) or /etc/masterd/cluster.key: losing them
+# can lose the cluster, so only the operator deletes them, explicitly (see the
+# README). A purge lets dpkg delete the conffile masterd.yaml, as usual.
 set -e
 
 case "${1:-}" in
@@ -13,7 +15,16 @@ remove | purge | 0)
 	;;
 esac
 
-if [ "${1:-}" = purge ]; then
-	rm -rf /var/lib/masterd /etc/masterd
-fi
+case "${1:-}" in
+purge | 0)
+	kept=""
+	for p in /var/lib/masterd /etc/masterd/cluster.key; do
+		[ -e "$p" ] && kept="$kept $p"
+	done
+	if [ -n "$kept" ]; then
+		echo "masterd: kept$kept (etcd data, snapshots, cluster key)." >&2
+		echo "masterd: delete them yourself once no longer needed: rm -rf$kept" >&2
+	fi
+	;;
+esac
 exit 0
