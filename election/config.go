@@ -130,9 +130,14 @@ func (t Timing) Validate(eps float64) error {
 type Config struct {
 	// ID is this node's name; it must be one of Voters.
 	ID string
-	// Voters are the configured masters. Quorum is len(Voters)/2+1. Every node
-	// must have the same set (the config hash enforces it).
+	// Voters are the configured masters: the membership of epoch 1, used
+	// when Membership is unset. Quorum is len(Voters)/2+1.
 	Voters []string
+	// Membership, if its Epoch is set, is the latest membership this node
+	// knows (persisted from Ready.Membership, or published by the cluster);
+	// it replaces Voters. EpochFloor is the persisted Ready.EpochFloor.
+	Membership Membership
+	EpochFloor uint64
 	// Roles maps role name to timing. Roles are independent leases.
 	Roles map[string]Timing
 	// Drift is ε, the tolerated clock-rate drift (0.001 = 1000 ppm).
@@ -162,20 +167,13 @@ func (c Config) Validate() error {
 	if c.ID == "" || len(c.ID) > maxNameLen {
 		errs = append(errs, fmt.Errorf("id %q: must be 1 to %d bytes", c.ID, maxNameLen))
 	}
-	if len(c.Voters) == 0 || len(c.Voters) > maxVoters {
+	m := c.membership()
+	if c.Membership.Epoch == 0 && (len(c.Voters) == 0 || len(c.Voters) > maxVoters) {
 		errs = append(errs, fmt.Errorf("voters: need 1 to %d, have %d", maxVoters, len(c.Voters)))
+	} else if err := m.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	seen := map[string]bool{}
-	for _, v := range c.Voters {
-		if v == "" || len(v) > maxNameLen {
-			errs = append(errs, fmt.Errorf("voters: name %q must be 1 to %d bytes", v, maxNameLen))
-		}
-		if seen[v] {
-			errs = append(errs, fmt.Errorf("voters: %q listed twice", v))
-		}
-		seen[v] = true
-	}
-	if c.ID != "" && !seen[c.ID] {
+	if c.ID != "" && !slices.Contains(m.all(), c.ID) {
 		errs = append(errs, fmt.Errorf("id %q: must be one of voters", c.ID))
 	}
 	if c.Drift < 0 || c.Drift >= 0.1 {
@@ -198,18 +196,20 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ConfigHash is the hash of (voter set, role timing) carried by every message
-// of role: nodes drop messages whose hash differs from their own, so a
-// half-rolled configuration change never builds two quorums that do not
-// intersect.
-func ConfigHash(voters []string, role string, t Timing) uint64 {
-	h := fnv.New64a()
-	vs := slices.Clone(voters)
-	slices.Sort(vs)
-	for _, v := range vs {
-		h.Write([]byte(v))
-		h.Write([]byte{0})
+// membership is the membership the node starts with.
+func (c Config) membership() Membership {
+	if c.Membership.Epoch > 0 {
+		return c.Membership
 	}
+	return Membership{Epoch: 1, Voters: c.Voters}
+}
+
+// ConfigHash is the hash of a role's timing carried by every message of the
+// role: nodes drop messages whose hash differs from their own, so nodes
+// whose timings differ never count each other's promises. Voter sets are
+// not in it: they change by membership epochs (Membership.Hash).
+func ConfigHash(role string, t Timing) uint64 {
+	h := fnv.New64a()
 	h.Write([]byte(role))
 	h.Write([]byte{0})
 	fmt.Fprintf(h, "%d/%d/%d", t.LeaseDuration, t.RenewDeadline, t.RetryPeriod)

@@ -141,7 +141,11 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 	for _, p := range cfg.Peers {
 		d.addrs[p.Name] = p.Addr
 	}
-	core := Config{ID: cfg.Name, Voters: cfg.voters(), Roles: cfg.Roles, Drift: cfg.Drift, Priority: cfg.Priority, Rand: rand.Uint64}
+	core := Config{ID: cfg.Name, Voters: cfg.voters(), Roles: cfg.Roles, Drift: cfg.Drift, Priority: cfg.Priority, Rand: rand.Uint64,
+		EpochFloor: st.EpochFloor}
+	if st.Membership != nil {
+		core.Membership = *st.Membership
+	}
 	d.node, err = NewNode(core, st.Roles, st.Incarnation, d.now())
 	if err != nil {
 		return nil, err
@@ -300,8 +304,11 @@ func (d *Driver) receive(b []byte) {
 func (d *Driver) ready() {
 	for d.node.HasReady() {
 		rd := d.node.Ready()
-		if rd.State != nil || d.mustSave {
+		if rd.State != nil || rd.Membership != nil || d.mustSave {
 			d.state.Roles = d.node.State()
+			if m, floor := d.node.Membership(); m.Epoch > 1 || floor > 1 {
+				d.state.Membership, d.state.EpochFloor = &m, floor
+			}
 			if err := saveState(d.cfg.StateDir, d.state); err != nil {
 				d.mustSave = true
 				d.log.Error("persist election state failed, sending nothing", "err", err)
@@ -470,6 +477,23 @@ func (d *Driver) SetHealthy(role string, ok bool) {
 // Stop leaves gracefully: it stops campaigning, hands every held role to the
 // best peer (OnStoppedLeading runs, then Release{term, successor}), waits
 // until no role is held or ctx ends, then leaves the gossip cluster.
+// SetMembership adopts a newer membership (see Membership and
+// Node.Settled for the rule its publisher keeps); addrs gives the gossip
+// address of every voter of m this driver does not know yet. An older or
+// equal epoch is ignored.
+func (d *Driver) SetMembership(m Membership, addrs map[string]string) error {
+	var err error
+	if !d.call(func() {
+		for name, a := range addrs {
+			d.addrs[name] = a
+		}
+		err = d.node.SetMembership(d.now(), m)
+	}) {
+		return errors.New("election: driver stopped")
+	}
+	return err
+}
+
 func (d *Driver) Stop(ctx context.Context) error {
 	if d.ml == nil {
 		return nil

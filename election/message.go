@@ -22,10 +22,16 @@ const (
 	MsgHeartbeat
 	MsgAck
 	MsgRelease
+	// MsgTermQuery asks a voter for its highest term (non-binding); a node
+	// that lost its state sends it before it grants or campaigns.
+	MsgTermQuery
+	// MsgTermReply answers a TermQuery: MaxTerm, and OK when the replier has
+	// its own state (it is not learning itself).
+	MsgTermReply
 	msgTypeEnd
 )
 
-var msgTypeNames = [...]string{"", "prevote", "prevote_resp", "vote", "grant", "nack", "heartbeat", "ack", "release"}
+var msgTypeNames = [...]string{"", "prevote", "prevote_resp", "vote", "grant", "nack", "heartbeat", "ack", "release", "term_query", "term_reply"}
 
 func (t MsgType) String() string {
 	if t > 0 && t < msgTypeEnd {
@@ -40,14 +46,24 @@ func (t MsgType) binding() bool {
 }
 
 // Message is one election message. Every message carries sender, receiver,
-// the sender's incarnation, role, term and config hash.
+// the sender's incarnation and message counter, its membership epoch and
+// hash, role, term and config hash.
 type Message struct {
 	Type        MsgType
 	From, To    string
 	Incarnation uint64
-	Role        string
-	Term        uint64
-	ConfigHash  uint64
+	// Counter numbers every message a sender incarnation sends (from 1, to
+	// any receiver): a receiver accepts each (sender, incarnation, counter)
+	// once, so a captured message replayed later is dropped (memberlist's
+	// AES-GCM authenticates but keeps no replay cache).
+	Counter uint64
+	// Epoch and MemberHash identify the sender's membership (voter sets);
+	// the same epoch with another hash is a misconfiguration and dropped.
+	Epoch      uint64
+	MemberHash uint64
+	Role       string
+	Term       uint64
+	ConfigHash uint64
 	// Seq matches Grants and Acks with the Vote or Heartbeat round they answer.
 	Seq uint64
 	// MaxTerm is the sender's highest term seen (Nack, PreVoteResp).
@@ -64,8 +80,10 @@ type Message struct {
 }
 
 func (m Message) String() string {
-	s := fmt.Sprintf("%s %s->%s inc=%d role=%s term=%d seq=%d", m.Type, m.From, m.To, m.Incarnation, m.Role, m.Term, m.Seq)
+	s := fmt.Sprintf("%s %s->%s inc=%d ctr=%d epoch=%d role=%s term=%d seq=%d", m.Type, m.From, m.To, m.Incarnation, m.Counter, m.Epoch, m.Role, m.Term, m.Seq)
 	switch m.Type {
+	case MsgTermReply:
+		s += fmt.Sprintf(" known=%v max=%d", m.OK, m.MaxTerm)
 	case MsgNack:
 		s += fmt.Sprintf(" max=%d promised=%s/%d rem=%v", m.MaxTerm, m.PromisedTo, m.PromisedTerm, m.Remaining)
 	case MsgPreVoteResp:
@@ -78,17 +96,21 @@ func (m Message) String() string {
 	return s
 }
 
-// Wire format, version 1 (big endian):
+// Wire format, version 2 (big endian):
 //
-//	version u8 | type u8 | from str | to str | incarnation u64 | role str |
-//	term u64 | confighash u64 | seq u64 | type-specific fields
+//	version u8 | type u8 | from str | to str | incarnation u64 | counter u64 |
+//	epoch u64 | memberhash u64 | role str | term u64 | confighash u64 |
+//	seq u64 | type-specific fields
 //
 // str is a u8 length followed by that many bytes of UTF-8 (1..64, successor
-// and promisedTo may be empty). Type-specific: PreVoteResp: ok u8, maxterm
-// u64; Nack: maxterm u64, promisedTo str, promisedTerm u64, remaining u64
-// (nanoseconds); Release: successor str. Nothing may follow.
+// and promisedTo may be empty). Type-specific: PreVoteResp and TermReply: ok
+// u8, maxterm u64; Nack: maxterm u64, promisedTo str, promisedTerm u64,
+// remaining u64 (nanoseconds); Release: successor str. Nothing may follow.
+//
+// Version 1 (no counter, no epoch) is refused with reason "version": its
+// messages cannot be checked for replay.
 const (
-	wireVersion = 1
+	wireVersion = 2
 	// MaxMessageSize bounds an encoded message; the decoder rejects anything
 	// longer before looking at it.
 	MaxMessageSize = 512
@@ -108,12 +130,15 @@ func Encode(b []byte, m Message) []byte {
 	b = appendStr(b, m.From)
 	b = appendStr(b, m.To)
 	b = binary.BigEndian.AppendUint64(b, m.Incarnation)
+	b = binary.BigEndian.AppendUint64(b, m.Counter)
+	b = binary.BigEndian.AppendUint64(b, m.Epoch)
+	b = binary.BigEndian.AppendUint64(b, m.MemberHash)
 	b = appendStr(b, m.Role)
 	b = binary.BigEndian.AppendUint64(b, m.Term)
 	b = binary.BigEndian.AppendUint64(b, m.ConfigHash)
 	b = binary.BigEndian.AppendUint64(b, m.Seq)
 	switch m.Type {
-	case MsgPreVoteResp:
+	case MsgPreVoteResp, MsgTermReply:
 		ok := byte(0)
 		if m.OK {
 			ok = 1
@@ -221,12 +246,15 @@ func Decode(b []byte) (Message, error) {
 	m.From = r.str("from", false)
 	m.To = r.str("to", false)
 	m.Incarnation = r.u64("incarnation")
+	m.Counter = r.u64("counter")
+	m.Epoch = r.u64("epoch")
+	m.MemberHash = r.u64("memberhash")
 	m.Role = r.str("role", false)
 	m.Term = r.u64("term")
 	m.ConfigHash = r.u64("confighash")
 	m.Seq = r.u64("seq")
 	switch m.Type {
-	case MsgPreVoteResp:
+	case MsgPreVoteResp, MsgTermReply:
 		switch r.u8("ok") {
 		case 0:
 		case 1:

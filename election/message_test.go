@@ -14,7 +14,9 @@ func sampleMessages() []Message {
 		{Type: MsgVote, From: "m1", To: "m3", Role: RoleScheduler, Term: 1 << 40, ConfigHash: 1, Seq: 1},
 		{Type: MsgNack, From: "m3", To: "m1", Role: RoleControllerManager, Term: 2, MaxTerm: 5, PromisedTo: "m2", PromisedTerm: 5, Remaining: 700 * time.Millisecond},
 		{Type: MsgRelease, From: "m1", To: "m2", Role: RoleVIP, Term: 8, Successor: "m3"},
-		{Type: MsgAck, From: "m2", To: "m1", Role: RoleVIP, Term: 8, Seq: 100},
+		{Type: MsgAck, From: "m2", To: "m1", Role: RoleVIP, Term: 8, Seq: 100, Counter: 77, Epoch: 3, MemberHash: 99},
+		{Type: MsgTermQuery, From: "m4", To: "m1", Incarnation: 5, Counter: 1, Epoch: 2, Role: RoleVIP},
+		{Type: MsgTermReply, From: "m1", To: "m4", Counter: 8, Epoch: 2, Role: RoleVIP, OK: true, MaxTerm: 41},
 	}
 }
 
@@ -42,11 +44,12 @@ func TestDecodeRejectsMalformedInputWithAReason(t *testing.T) {
 	}{
 		{"empty input is truncated", "truncated", nil},
 		{"an unknown version is refused", "version", append([]byte{9}, good[1:]...)},
-		{"an unknown type is refused", "type", append([]byte{1, 77}, good[2:]...)},
+		{"version 1 (no replay counter) is refused", "version", append([]byte{1}, good[1:]...)},
+		{"an unknown type is refused", "type", append([]byte{wireVersion, 77}, good[2:]...)},
 		{"a cut message is truncated", "truncated", good[:len(good)-3]},
 		{"extra bytes are trailing", "trailing", append(bytes.Clone(good), 0)},
 		{"more than the size limit is oversized", "oversized", make([]byte, MaxMessageSize+1)},
-		{"an empty sender is a bad field", "field", append([]byte{1, byte(MsgVote), 0}, good[3:]...)},
+		{"an empty sender is a bad field", "field", append([]byte{wireVersion, byte(MsgVote), 0}, good[3:]...)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,7 +101,7 @@ func FuzzStep(f *testing.F) {
 		if err != nil {
 			return
 		}
-		m.ConfigHash = ConfigHash(voters, RoleVIP, DefaultVIPTiming())
+		m.ConfigHash = ConfigHash(RoleVIP, DefaultVIPTiming())
 		for i, now := range []time.Duration{time.Millisecond, 2 * time.Millisecond, time.Second} {
 			m.To = "m1"
 			if i == 2 {

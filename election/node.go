@@ -59,12 +59,17 @@ type RoleChange struct {
 	Deadline time.Duration
 }
 
-// Ready is what the node wants done: persist State (if not nil) with fsync,
-// then send Messages, then apply Changes in order.
+// Ready is what the node wants done: persist State and Membership (if not
+// nil) with fsync, then send Messages, then apply Changes in order.
 type Ready struct {
-	State    map[string]RoleState
-	Messages []Message
-	Changes  []RoleChange
+	State map[string]RoleState
+	// Membership, when not nil, is the membership to persist, with
+	// EpochFloor, the highest epoch this node knows to exist. Both go back
+	// into Config at the next start: a node never forgets a newer epoch.
+	Membership *Membership
+	EpochFloor uint64
+	Messages   []Message
+	Changes    []RoleChange
 }
 
 // Eligibility is what a node gossips about itself per role.
@@ -91,6 +96,9 @@ type RoleStatus struct {
 	// State is the node's own state for the role: follower, precandidate,
 	// candidate, leader, releasing.
 	State string
+	// Learning is true while this node, started without state, still
+	// learns the role's highest term from the voters.
+	Learning bool
 }
 
 // rules switches protocol rules off; only tests use it, to show the
@@ -100,15 +108,25 @@ type rules struct {
 	noPromise        bool
 	noReleaseOnLapse bool
 	neverCampaign    bool
+	// Rules of the operation faults (wiped state, replays).
+	noQuietWithoutState bool
+	noTermLearning      bool
+	noReplayCheck       bool
 }
 
 // Node is the election state machine of one master for every role. It is
 // not safe for concurrent use; the driver serialises all calls.
 type Node struct {
 	cfg         Config
-	q           int
-	voters      map[string]bool
+	voters      map[string]bool // every voter of mem
+	mem         Membership
+	memHash     uint64
+	memSince    time.Duration // local time mem was adopted (or the start)
+	memDirty    bool
+	floor       uint64 // highest membership epoch known to exist
 	incarnation uint64
+	counter     uint64 // messages sent by this incarnation
+	replay      map[string]*replayWindow
 	roles       map[string]*role
 	names       []string
 	peerInc     map[string]uint64
@@ -128,20 +146,25 @@ type Node struct {
 func (n *Node) Withdraw() { n.withdrawn = true }
 
 // NewNode returns a node starting at local time now. state is what a
-// previous run persisted (nil on first start): a role with persisted state
-// starts quiet — nothing binding for max(old, new leaseDuration)·(1+2ε) —
-// and the first Ready releases its persisted last term. The caller must have
-// cleaned up any holder state of a previous run (VIP, leader-only units)
-// before sending that Ready. incarnation must grow with every start.
+// previous run persisted (nil on first start or after the state was lost).
+// Every role starts quiet — nothing binding for max(old, new
+// leaseDuration)·(1+2ε) — with or without state, since a wiped node may have
+// promised before it died. A role without state also learns its highest
+// term from the voters (TermQuery) before it grants or campaigns, so no term
+// is won twice. The first Ready releases a persisted last term. The caller
+// must have cleaned up any holder state of a previous run (VIP, leader-only
+// units) before sending that Ready. incarnation must grow with every start.
 func NewNode(cfg Config, state map[string]RoleState, incarnation uint64, now time.Duration) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
 	n := &Node{
 		cfg:         cfg,
-		q:           len(cfg.Voters)/2 + 1,
 		voters:      map[string]bool{},
+		memSince:    now,
+		floor:       cfg.EpochFloor,
 		incarnation: incarnation,
+		replay:      map[string]*replayWindow{},
 		roles:       map[string]*role{},
 		names:       sortedKeys(cfg.Roles),
 		peerInc:     map[string]uint64{},
@@ -150,16 +173,14 @@ func NewNode(cfg Config, state map[string]RoleState, incarnation uint64, now tim
 		now:         now,
 		rules:       cfg.rules,
 	}
-	for _, v := range cfg.Voters {
-		n.voters[v] = true
-	}
+	n.adopt(cfg.membership())
 	for _, name := range n.names {
 		t := cfg.Roles[name]
 		r := &role{
 			n:          n,
 			name:       name,
 			t:          t,
-			hash:       ConfigHash(cfg.Voters, name, t),
+			hash:       ConfigHash(name, t),
 			healthy:    true,
 			releasedBy: map[string]uint64{},
 			acked:      map[string]time.Duration{},
@@ -170,13 +191,17 @@ func NewNode(cfg Config, state map[string]RoleState, incarnation uint64, now tim
 			state:      stateFollower,
 		}
 		n.roles[name] = r
-		if st, ok := state[name]; ok && (st.MaxTerm > 0 || st.LastTerm > 0) {
+		st, ok := state[name]
+		lease := max(st.LeaseDuration, t.LeaseDuration)
+		r.quietUntil = now + time.Duration(float64(lease)*(1+2*cfg.Drift)) + 1
+		if n.rules.noQuietPeriod || !ok && n.rules.noQuietWithoutState {
+			r.quietUntil = now
+		}
+		if !ok && !n.rules.noTermLearning {
+			r.startLearning(now)
+		}
+		if ok {
 			r.st = st
-			lease := max(st.LeaseDuration, t.LeaseDuration)
-			r.quietUntil = now + time.Duration(float64(lease)*(1+2*cfg.Drift)) + 1
-			if n.rules.noQuietPeriod {
-				r.quietUntil = now
-			}
 			if st.LastTerm > 0 {
 				r.term = st.LastTerm
 				r.releasedBy[cfg.ID] = st.LastTerm
@@ -195,8 +220,9 @@ func NewNode(cfg Config, state map[string]RoleState, incarnation uint64, now tim
 // ID returns the node's name.
 func (n *Node) ID() string { return n.cfg.ID }
 
-// Quorum returns the number of voters that make a majority.
-func (n *Node) Quorum() int { return n.q }
+// Quorum returns the number of voters that make a majority of the current
+// voter set (of the new set, during a change).
+func (n *Node) Quorum() int { return majority(len(n.mem.Voters)) }
 
 func (n *Node) rand(d time.Duration) time.Duration {
 	if d <= 0 {
@@ -206,15 +232,19 @@ func (n *Node) rand(d time.Duration) time.Duration {
 }
 
 func (n *Node) send(r *role, m Message) {
+	n.counter++
 	m.From = n.cfg.ID
 	m.Incarnation = n.incarnation
+	m.Counter = n.counter
+	m.Epoch = n.mem.Epoch
+	m.MemberHash = n.memHash
 	m.Role = r.name
 	m.ConfigHash = r.hash
 	n.msgs = append(n.msgs, m)
 }
 
 func (n *Node) broadcast(r *role, m Message) {
-	for _, v := range n.cfg.Voters {
+	for _, v := range n.mem.all() {
 		if v != n.cfg.ID {
 			m.To = v
 			n.send(r, m)
@@ -259,13 +289,19 @@ func (n *Node) Next() time.Duration {
 
 // Step handles one received message at local time now (taken after the
 // message was received). A message the node ignores returns *RejectError.
+//
+// A sender must be a voter of this node's membership, or belong to a newer
+// one (this node may not have been told of it yet); its epoch's membership
+// hash must match when the epochs are equal; its incarnation must not be
+// older than one already heard; and its counter must not have been accepted
+// before (replay). A newer epoch raises this node's epoch floor.
 func (n *Node) Step(now time.Duration, m Message) error {
 	n.now = max(n.now, now)
 	now = n.now
 	if m.To != n.cfg.ID {
 		return &RejectError{Reason: "misdirected"}
 	}
-	if !n.voters[m.From] || m.From == n.cfg.ID {
+	if m.From == n.cfg.ID || !n.voters[m.From] && m.Epoch <= n.mem.Epoch {
 		return &RejectError{Reason: "unknown_sender"}
 	}
 	r := n.roles[m.Role]
@@ -278,17 +314,36 @@ func (n *Node) Step(now time.Duration, m Message) error {
 	if m.Type == 0 || m.Type >= msgTypeEnd {
 		return &RejectError{Reason: "type"}
 	}
+	if m.Epoch == n.mem.Epoch && m.MemberHash != n.memHash {
+		return &RejectError{Reason: "member_hash"}
+	}
 	if m.Incarnation < n.peerInc[m.From] {
 		return &RejectError{Reason: "stale_incarnation"}
 	}
+	if !n.rules.noReplayCheck {
+		w := n.replay[m.From]
+		if w == nil {
+			w = &replayWindow{}
+			n.replay[m.From] = w
+		}
+		if !w.accept(m.Incarnation, m.Counter) {
+			return &RejectError{Reason: "replay"}
+		}
+	}
 	n.peerInc[m.From] = m.Incarnation
+	if m.Epoch > n.floor {
+		n.floor = m.Epoch
+		n.memDirty = true
+	}
 	n.lastHeard[m.From] = now
 	r.step(now, m)
 	return nil
 }
 
 // HasReady reports whether Ready has anything.
-func (n *Node) HasReady() bool { return n.dirty || len(n.msgs) > 0 || len(n.changes) > 0 }
+func (n *Node) HasReady() bool {
+	return n.dirty || n.memDirty || len(n.msgs) > 0 || len(n.changes) > 0
+}
 
 // Ready returns what must be done, in order: persist, send, apply changes.
 // Call Advance when done.
@@ -296,6 +351,10 @@ func (n *Node) Ready() Ready {
 	var rd Ready
 	if n.dirty {
 		rd.State = n.State()
+	}
+	if n.memDirty {
+		m, floor := n.Membership()
+		rd.Membership, rd.EpochFloor = &m, floor
 	}
 	rd.Messages = n.msgs
 	rd.Changes = n.changes
@@ -305,6 +364,7 @@ func (n *Node) Ready() Ready {
 // Advance acknowledges the last Ready.
 func (n *Node) Advance() {
 	n.dirty = false
+	n.memDirty = false
 	n.msgs = nil
 	n.changes = nil
 }
@@ -424,15 +484,13 @@ func (n *Node) Eligibility(node string) map[string]Eligibility {
 
 // Status returns every role as this node sees it at local time now.
 func (n *Node) Status(now time.Duration) map[string]RoleStatus {
-	heard := 1
-	for _, v := range n.cfg.Voters {
-		if t, ok := n.lastHeard[v]; ok && v != n.cfg.ID && now-t < n.maxLease() {
-			heard++
-		}
-	}
+	quorum := n.mem.hasQuorum(func(v string) bool {
+		t, ok := n.lastHeard[v]
+		return v == n.cfg.ID || ok && now-t < n.maxLease()
+	})
 	out := map[string]RoleStatus{}
 	for name, r := range n.roles {
-		s := RoleStatus{Term: r.st.MaxTerm, State: r.state.String(), Quorum: heard >= n.q}
+		s := RoleStatus{Term: r.st.MaxTerm, State: r.state.String(), Quorum: quorum, Learning: r.learning}
 		if now < r.promiseUntil {
 			s.Holder = r.promiseTo
 		}
@@ -482,7 +540,7 @@ func (n *Node) better(roleName, a, b string) bool {
 }
 
 func (n *Node) ranked(roleName string) []string {
-	vs := slices.Clone(n.cfg.Voters)
+	vs := n.mem.all()
 	slices.SortFunc(vs, func(a, b string) int {
 		switch {
 		case a == b:

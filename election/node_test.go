@@ -28,6 +28,7 @@ type testNet struct {
 	sent        []Message
 	rng         *rand.Rand
 	prio        map[string]int
+	forged      uint64
 }
 
 type flight struct {
@@ -64,6 +65,31 @@ func (tn *testNet) startAll() *testNet {
 }
 
 func (tn *testNet) stop(id string) { delete(tn.nodes, id) }
+
+// quiet is the restart quiet period every node keeps after a start.
+func (tn *testNet) quiet() time.Duration {
+	return time.Duration(float64(tn.timing.LeaseDuration)*(1+2*DefaultDrift)) + time.Millisecond
+}
+
+// boot starts every node and runs past the quiet period and a first
+// election.
+func (tn *testNet) boot() *testNet {
+	tn.startAll().run(tn.quiet() + 100*time.Millisecond)
+	return tn
+}
+
+// forge completes a hand-made message from a voter as its node would:
+// config and membership hashes, epoch, the sender's incarnation and a fresh
+// counter.
+func (tn *testNet) forge(m Message) Message {
+	tn.forged++
+	m.ConfigHash = ConfigHash(m.Role, tn.timing)
+	m.Epoch = 1
+	m.MemberHash = Membership{Epoch: 1, Voters: tn.ids}.Hash()
+	m.Incarnation = tn.inc[m.From]
+	m.Counter = 1<<40 + tn.forged
+	return m
+}
 
 func (tn *testNet) collect(id string) {
 	n := tn.nodes[id]
@@ -169,7 +195,7 @@ func TestScenarios(t *testing.T) {
 		run  func(t *testing.T, tn *testNet)
 	}{
 		{"a fresh three-node cluster elects the best-ranked node in one round", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			if l := tn.leader(); l != "a" {
 				t.Fatalf("leader %q, want a (first by name)", l)
 			}
@@ -183,13 +209,13 @@ func TestScenarios(t *testing.T) {
 			for _, id := range tn.ids {
 				tn.nodes[id].SetPeerEligibility("c", RoleVIP, Eligibility{Healthy: true, Priority: 5})
 			}
-			tn.run(200 * time.Millisecond)
+			tn.run(tn.quiet() + 200*time.Millisecond)
 			if l := tn.leader(); l != "c" {
 				t.Fatalf("leader %q, want c", l)
 			}
 		}},
 		{"a healthy leader is not replaced", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			tn.run(10 * time.Second)
 			if tn.leader() != l || tn.term() != term {
@@ -197,14 +223,14 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a voter promised to a leader nacks another candidate whatever its term", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l := tn.leader()
 			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
 			v := tn.nodes[voter]
 			other := tn.ids[(slices.Index(tn.ids, l)+2)%3]
 			before := len(tn.sent)
-			v.Step(tn.now, Message{Type: MsgVote, From: other, To: voter, Role: RoleVIP, Term: 99, Seq: 1,
-				ConfigHash: ConfigHash(tn.ids, RoleVIP, tn.timing), Incarnation: tn.inc[other]})
+			v.Step(tn.now, tn.forge(Message{Type: MsgVote, From: other, To: voter, Role: RoleVIP, Term: 99, Seq: 1,
+				ConfigHash: ConfigHash(RoleVIP, tn.timing), Incarnation: tn.inc[other]}))
 			tn.collect(voter)
 			nacks := tn.sentSince(before, MsgNack, voter)
 			if len(nacks) != 1 || nacks[0].PromisedTo != l || nacks[0].Remaining <= 0 {
@@ -218,7 +244,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a leader cut off from everyone lets go at its deadline and another takes over after the lease", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			tn.drop = isolate(l)
 			tn.run(vip.RenewDeadline + 10*time.Millisecond)
@@ -232,7 +258,7 @@ func TestScenarios(t *testing.T) {
 		}},
 		{"a leader sends release only after the release completed", func(t *testing.T, tn *testNet) {
 			tn.holdRelease = true
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			before := len(tn.sent)
 			if !tn.nodes[l].Handover(tn.now, RoleVIP, "") {
@@ -253,7 +279,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a graceful handover makes the successor leader in one round trip", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l := tn.leader()
 			succ := tn.ids[(slices.Index(tn.ids, l)+2)%3]
 			tn.nodes[l].Handover(tn.now, RoleVIP, succ)
@@ -264,31 +290,31 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a release of an old term does not drop a newer promise", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
-			tn.nodes[voter].Step(tn.now, Message{Type: MsgRelease, From: l, To: voter, Role: RoleVIP, Term: term - 1,
-				ConfigHash: ConfigHash(tn.ids, RoleVIP, tn.timing), Incarnation: tn.inc[l]})
+			tn.nodes[voter].Step(tn.now, tn.forge(Message{Type: MsgRelease, From: l, To: voter, Role: RoleVIP, Term: term - 1,
+				ConfigHash: ConfigHash(RoleVIP, tn.timing), Incarnation: tn.inc[l]}))
 			if h := tn.nodes[voter].Status(tn.now)[RoleVIP].Holder; h != l {
 				t.Fatalf("holder %q after a stale release, want %s", h, l)
 			}
 		}},
 		{"a late heartbeat of a released term does not re-create the promise", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
-			hash := ConfigHash(tn.ids, RoleVIP, tn.timing)
+			hash := ConfigHash(RoleVIP, tn.timing)
 			v := tn.nodes[voter]
-			v.Step(tn.now, Message{Type: MsgRelease, From: l, To: voter, Role: RoleVIP, Term: term, ConfigHash: hash, Incarnation: tn.inc[l]})
+			v.Step(tn.now, tn.forge(Message{Type: MsgRelease, From: l, To: voter, Role: RoleVIP, Term: term, ConfigHash: hash, Incarnation: tn.inc[l]}))
 			before := len(tn.sent)
-			v.Step(tn.now, Message{Type: MsgHeartbeat, From: l, To: voter, Role: RoleVIP, Term: term, Seq: 1, ConfigHash: hash, Incarnation: tn.inc[l]})
+			v.Step(tn.now, tn.forge(Message{Type: MsgHeartbeat, From: l, To: voter, Role: RoleVIP, Term: term, Seq: 1, ConfigHash: hash, Incarnation: tn.inc[l]}))
 			tn.collect(voter)
 			if len(tn.sentSince(before, MsgAck, voter)) != 0 || v.Status(tn.now)[RoleVIP].Holder == l {
 				t.Fatal("a late heartbeat of a released term re-created the promise")
 			}
 		}},
 		{"a restarted node sends nothing binding during its quiet period", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l := tn.leader()
 			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
 			tn.stop(voter)
@@ -308,7 +334,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a restarted leader releases its persisted term and never reuses it", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			tn.stop(l)
 			before := len(tn.sent)
@@ -323,7 +349,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"terms never go backwards after every node power-cycles", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			term := tn.term()
 			for _, id := range tn.ids {
 				tn.stop(id)
@@ -335,18 +361,18 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a leader steps down at once on a nack with a higher term", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l, term := tn.leader(), tn.term()
 			voter := tn.ids[(slices.Index(tn.ids, l)+1)%3]
-			tn.nodes[l].Step(tn.now, Message{Type: MsgNack, From: voter, To: l, Role: RoleVIP, Term: term, MaxTerm: term + 5,
-				ConfigHash: ConfigHash(tn.ids, RoleVIP, tn.timing), Incarnation: tn.inc[voter]})
+			tn.nodes[l].Step(tn.now, tn.forge(Message{Type: MsgNack, From: voter, To: l, Role: RoleVIP, Term: term, MaxTerm: term + 5,
+				ConfigHash: ConfigHash(RoleVIP, tn.timing), Incarnation: tn.inc[voter]}))
 			tn.collect(l)
 			if tn.nodes[l].Status(tn.now)[RoleVIP].Leader {
 				t.Fatal("leader kept the role after a nack with a higher term")
 			}
 		}},
 		{"an unhealthy leader hands over to a healthy peer after a lease", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l := tn.leader()
 			tn.nodes[l].SetHealthy(tn.now, RoleVIP, false)
 			for _, id := range tn.ids {
@@ -364,7 +390,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"a leader hands over to a live peer with a higher priority after a lease", func(t *testing.T, tn *testNet) {
-			tn.startAll().run(100 * time.Millisecond)
+			tn.boot()
 			l := tn.leader()
 			better := tn.ids[(slices.Index(tn.ids, l)+1)%3]
 			for _, id := range tn.ids {
@@ -389,7 +415,7 @@ func TestScenarios(t *testing.T) {
 				tn.nodes[id].SetPeerEligibility("a", RoleVIP, Eligibility{Healthy: false})
 			}
 			tn.nodes["a"].SetHealthy(0, RoleVIP, false)
-			tn.run(300 * time.Millisecond)
+			tn.run(tn.quiet() + 300*time.Millisecond)
 			l := tn.leader()
 			if l == "a" || l == "" {
 				t.Fatalf("leader %q, want a healthy node", l)
@@ -418,7 +444,7 @@ func TestScenarios(t *testing.T) {
 	}
 	t.Run("a handover among five wins in a few ms even when the Release reaches voters after the Vote", func(t *testing.T) {
 		tn := newTestNet(t, 5, vip)
-		tn.startAll().run(100 * time.Millisecond)
+		tn.boot()
 		l := tn.leader()
 		tn.delay = func(m Message) time.Duration {
 			if m.Type == MsgRelease && m.From == l && m.To != "b" {
@@ -437,25 +463,48 @@ func TestScenarios(t *testing.T) {
 
 func TestStepRejectsForeignMessagesWithAReason(t *testing.T) {
 	tn := newTestNet(t, 3, DefaultVIPTiming()).startAll()
-	hash := ConfigHash(tn.ids, RoleVIP, tn.timing)
 	n := tn.nodes["a"]
+	tn.inc["b"] = 5
+	first := tn.forge(Message{Type: MsgPreVote, From: "b", To: "a", Role: RoleVIP})
+	if err := n.Step(0, first); err != nil {
+		t.Fatalf("a well-formed message was rejected: %v", err)
+	}
+	forge := func(f func(*Message)) Message {
+		m := tn.forge(Message{Type: MsgVote, From: "b", To: "a", Role: RoleVIP})
+		f(&m)
+		return m
+	}
 	cases := []struct {
 		reason string
 		m      Message
 	}{
-		{"misdirected", Message{Type: MsgVote, From: "b", To: "c", Role: RoleVIP, ConfigHash: hash}},
-		{"unknown_sender", Message{Type: MsgVote, From: "z", To: "a", Role: RoleVIP, ConfigHash: hash}},
-		{"unknown_role", Message{Type: MsgVote, From: "b", To: "a", Role: "nope", ConfigHash: hash}},
-		{"config_hash", Message{Type: MsgVote, From: "b", To: "a", Role: RoleVIP, ConfigHash: hash + 1}},
-		{"stale_incarnation", Message{Type: MsgVote, From: "b", To: "a", Role: RoleVIP, ConfigHash: hash, Incarnation: 0}},
+		{"misdirected", forge(func(m *Message) { m.To = "c" })},
+		{"unknown_sender", forge(func(m *Message) { m.From = "z" })},
+		{"unknown_role", forge(func(m *Message) { m.Role = "nope" })},
+		{"config_hash", forge(func(m *Message) { m.ConfigHash++ })},
+		{"member_hash", forge(func(m *Message) { m.MemberHash++ })},
+		{"stale_incarnation", forge(func(m *Message) { m.Incarnation = 4 })},
+		{"replay", first},
+		{"replay", forge(func(m *Message) { m.Counter = 0 })},
+		{"replay", forge(func(m *Message) { m.Counter = first.Counter - replayWindowSize })},
 	}
-	n.Step(0, Message{Type: MsgPreVote, From: "b", To: "a", Role: RoleVIP, ConfigHash: hash, Incarnation: 5})
 	for _, c := range cases {
 		err := n.Step(0, c.m)
 		var re *RejectError
 		if !errors.As(err, &re) || re.Reason != c.reason {
 			t.Errorf("%s: got %v", c.reason, err)
 		}
+	}
+	// A sender of a newer membership that this node does not know yet is
+	// heard (it may be a voter this node was not told of), and raises the
+	// epoch floor.
+	z := tn.forge(Message{Type: MsgTermQuery, From: "z", To: "a", Role: RoleVIP})
+	z.Epoch, z.MemberHash = 2, 7
+	if err := n.Step(0, z); err != nil {
+		t.Fatalf("a sender of a newer epoch was rejected: %v", err)
+	}
+	if _, floor := n.Membership(); floor != 2 {
+		t.Fatalf("epoch floor %d after a message of epoch 2, want 2", floor)
 	}
 }
 

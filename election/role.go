@@ -1,7 +1,6 @@
 package election
 
 import (
-	"slices"
 	"time"
 )
 
@@ -30,6 +29,13 @@ type role struct {
 
 	quietUntil time.Duration
 
+	// Term learning after a start without state: the voters that answered
+	// a TermQuery (true: with state of their own) and the highest term
+	// they reported.
+	learning   bool
+	learnFrom  map[string]bool
+	learnMax   uint64
+	learnAgain time.Duration
 	// Voter side: the promise currently given (to may be this node).
 	promiseTo    string
 	promiseTerm  uint64
@@ -127,11 +133,84 @@ func (r *role) bound(now time.Duration, from string) bool {
 	return r.promiseActive(now) && r.promiseTo != from && !r.n.rules.noPromise
 }
 
-func (r *role) quiet(now time.Duration) bool { return now < r.quietUntil }
+// quiet reports whether this node may send nothing binding for the role:
+// in its restart quiet period, or still learning its term.
+func (r *role) quiet(now time.Duration) bool { return now < r.quietUntil || r.learning }
+
+// stale reports whether a newer membership than this node's is known to
+// exist: it then campaigns for nothing (its quorums may no longer intersect
+// the current ones) until it is given that membership.
+func (r *role) stale() bool { return r.n.mem.Epoch < r.n.floor }
+
+// startLearning asks every voter for its highest term.
+func (r *role) startLearning(now time.Duration) {
+	r.learning = true
+	r.learnFrom = map[string]bool{}
+	r.learnMax = 0
+	r.askTerms(now)
+}
+
+func (r *role) askTerms(now time.Duration) {
+	r.learnAgain = now + r.t.RetryPeriod
+	for _, v := range r.n.mem.all() {
+		if v != r.n.cfg.ID && !r.learnFrom[v] {
+			r.n.send(r, Message{Type: MsgTermQuery, To: v})
+		}
+	}
+	r.maybeLearned(now)
+}
+
+// maybeLearned ends learning once the answers cover every term a quorum may
+// have granted without this node: for each voter set c, more than |c|−Q_c
+// answers from voters with state (a term needs Q_c grants in c, at most one
+// of them this node's), or an answer from every other voter (a cluster that
+// starts with no state anywhere). The learned maximum is persisted as
+// maxTerm with no vote, so the node never grants a term it may already have
+// granted, nor campaigns for one.
+func (r *role) maybeLearned(now time.Duration) {
+	if !r.learning {
+		return
+	}
+	id := r.n.cfg.ID
+	enough := true
+	for _, c := range r.n.mem.configs() {
+		k := 0
+		for _, v := range c {
+			if v != id && r.learnFrom[v] {
+				k++
+			}
+		}
+		if k < len(c)-majority(len(c))+1 {
+			enough = false
+		}
+	}
+	all := true
+	for _, v := range r.n.mem.all() {
+		if _, ok := r.learnFrom[v]; v != id && !ok {
+			all = false
+		}
+	}
+	if !enough && !all {
+		return
+	}
+	r.learning = false
+	r.learnFrom = nil
+	if m := max(r.learnMax, r.maxSeen); m > r.st.MaxTerm {
+		r.st.MaxTerm, r.st.VotedFor = m, ""
+	}
+	r.st.LeaseDuration = max(r.st.LeaseDuration, r.t.LeaseDuration)
+	r.persist()
+	if r.state == stateFollower {
+		r.reschedule(now)
+	}
+}
 
 func (r *role) handoverWindow() time.Duration { return min(4*r.t.RetryPeriod, r.t.LeaseDuration) }
 
 func (r *role) next() time.Duration {
+	if r.learning {
+		return min(r.learnAgain, r.campaignAt)
+	}
 	switch r.state {
 	case stateLeader:
 		return min(r.deadline, r.nextBeat)
@@ -166,6 +245,9 @@ func (r *role) tick(now time.Duration) {
 }
 
 func (r *role) tickFollower(now time.Duration) {
+	if r.learning && now >= r.learnAgain {
+		r.askTerms(now)
+	}
 	if now < r.campaignAt {
 		return
 	}
@@ -173,12 +255,12 @@ func (r *role) tickFollower(now time.Duration) {
 		r.campaignAt = now + r.t.LeaseDuration
 		return
 	}
-	if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) || r.successorBlocks(now, r.n.cfg.ID) {
+	if r.quiet(now) || r.stale() || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) || r.successorBlocks(now, r.n.cfg.ID) {
 		r.immediate = false
 		r.reschedule(now)
 		return
 	}
-	if r.immediate || len(r.n.cfg.Voters) == 1 {
+	if r.immediate || len(r.n.mem.all()) == 1 {
 		r.immediate = false
 		r.campaign(now)
 		return
@@ -206,7 +288,7 @@ func (r *role) preVote(now time.Duration) {
 }
 
 func (r *role) campaign(now time.Duration) {
-	if r.quiet(now) || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) {
+	if r.quiet(now) || r.stale() || (r.promiseActive(now) && r.promiseTo != r.n.cfg.ID) {
 		r.state = stateFollower
 		r.reschedule(now)
 		return
@@ -245,7 +327,7 @@ func (r *role) tickCandidate(now time.Duration) {
 		if r.state == stateCandidate {
 			typ, term = MsgVote, r.term
 		}
-		for _, v := range r.n.cfg.Voters {
+		for _, v := range r.n.mem.all() {
 			if v == r.n.cfg.ID || r.acked[v] != 0 && r.state == stateCandidate || r.nacks[v] || r.preOK[v] || r.preNo[v] {
 				continue
 			}
@@ -272,17 +354,10 @@ func (r *role) giveUp(now time.Duration) {
 	r.campaignAt = max(now+wait, r.quietUntil) + r.rankDelay() + r.jitter(r.t.RetryPeriod)
 }
 
-// leaseStart is the Q-th latest acknowledged send time in the current term.
+// leaseStart is the Q-th latest acknowledged send time in the current term
+// (per voter set of the membership; the earliest of them during a change).
 func (r *role) leaseStart() (time.Duration, bool) {
-	if len(r.acked) < r.n.q {
-		return 0, false
-	}
-	ts := make([]time.Duration, 0, len(r.acked))
-	for _, t := range r.acked {
-		ts = append(ts, t)
-	}
-	slices.Sort(ts)
-	return ts[len(ts)-r.n.q], true
+	return r.n.mem.leaseStart(r.acked)
 }
 
 func (r *role) maybeLead(now time.Duration) {
@@ -428,6 +503,18 @@ func (r *role) step(now time.Duration, m Message) {
 		r.maxSeen = max(r.maxSeen, m.Term)
 	}
 	switch m.Type {
+	case MsgTermQuery:
+		known := max(r.st.MaxTerm, r.st.LastTerm, r.maxSeen, r.term)
+		if r.learning {
+			known = max(known, r.learnMax)
+		}
+		r.n.send(r, Message{Type: MsgTermReply, To: m.From, OK: !r.learning, MaxTerm: known})
+	case MsgTermReply:
+		if r.learning {
+			r.learnFrom[m.From] = m.OK
+			r.learnMax = max(r.learnMax, m.MaxTerm)
+			r.maybeLearned(now)
+		}
 	case MsgPreVote:
 		if r.quiet(now) || r.bound(now, m.From) || r.successorBlocks(now, m.From) {
 			// Not yet, rather than no: this voter would say yes once its
@@ -440,7 +527,7 @@ func (r *role) step(now time.Duration, m Message) {
 			// period later. PreVote binds nothing, so safety is unaffected.
 			return
 		}
-		ok := m.Term > r.releasedBy[m.From] &&
+		ok := m.Term > r.releasedBy[m.From] && m.Epoch >= r.n.floor &&
 			(m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From)
 		r.n.send(r, Message{Type: MsgPreVoteResp, To: m.From, Term: m.Term, Seq: m.Seq, OK: ok, MaxTerm: r.st.MaxTerm})
 	case MsgVote:
@@ -458,9 +545,9 @@ func (r *role) step(now time.Duration, m Message) {
 		} else {
 			r.preNo[m.From] = true
 		}
-		if len(r.preOK) >= r.n.q {
+		if r.n.mem.hasQuorum(func(v string) bool { return r.preOK[v] }) {
 			r.campaign(now)
-		} else if len(r.preNo) > len(r.n.cfg.Voters)-r.n.q {
+		} else if r.n.mem.quorumLost(func(v string) bool { return r.preNo[v] }) {
 			r.giveUp(now)
 		}
 	case MsgGrant, MsgAck:
@@ -498,7 +585,7 @@ func (r *role) step(now time.Duration, m Message) {
 			if m.PromisedTo != r.n.cfg.ID {
 				r.nackWait = max(r.nackWait, m.Remaining)
 			}
-			if len(r.nacks) > len(r.n.cfg.Voters)-r.n.q || m.MaxTerm > r.term {
+			if r.n.mem.quorumLost(func(v string) bool { return r.nacks[v] }) || m.MaxTerm > r.term {
 				r.giveUp(now)
 			}
 		}
@@ -515,8 +602,16 @@ func (r *role) stepBinding(now time.Duration, m Message, reply MsgType) {
 		nack.PromisedTo, nack.PromisedTerm, nack.Remaining = r.promiseTo, r.promiseTerm, r.promiseUntil-now
 	case r.successorBlocks(now, m.From):
 		nack.PromisedTo, nack.Remaining = r.successor, r.successorUntil-now
+	case m.Epoch < r.n.floor:
+		// The sender counts quorums of an older membership; once a quorum
+		// of the newer one refuses it, it cannot form one any more.
 	case m.Term <= r.releasedBy[m.From]:
-	case m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From:
+	case m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From ||
+		m.Term == r.st.MaxTerm && r.st.VotedFor == "" && reply == MsgAck:
+		// The last case: after learning its term without state this node
+		// has no vote for it; acknowledging the leader of that term makes
+		// no second winner (that leader won it already) and spares a
+		// failover. A Vote for it is refused: that could be a second win.
 		if m.Term != r.st.MaxTerm || r.st.VotedFor != m.From {
 			r.st.MaxTerm, r.st.VotedFor, r.st.LeaseDuration = m.Term, m.From, r.t.LeaseDuration
 			r.persist()

@@ -219,11 +219,10 @@ func (s *sim) start(h *host) {
 		panic(err)
 	}
 	h.node = n
-	if st, ok := h.store[s.role]; ok && st.MaxTerm > 0 && !s.o.rules.noQuietPeriod {
-		h.quietTo = h.local(s.now) + time.Duration(float64(max(st.LeaseDuration, s.o.timing.LeaseDuration))*(1+2*s.o.eps))
-	} else {
-		h.quietTo = 0
-	}
+	// The checker's own copy of the rule: quiet after every start, with or
+	// without state.
+	st := h.store[s.role]
+	h.quietTo = h.local(s.now) + time.Duration(float64(max(st.LeaseDuration, s.o.timing.LeaseDuration))*(1+2*s.o.eps))
 	s.logf("%s start inc=%d state=%+v", h.id, h.inc, h.store[s.role])
 	s.process(h)
 }

@@ -16,6 +16,10 @@ const stateFileName = "election-state.json"
 type stateFile struct {
 	Incarnation uint64               `json:"incarnation"`
 	Roles       map[string]RoleState `json:"roles"`
+	// Membership and EpochFloor are the node's latest membership and the
+	// highest epoch it knows of (absent before the first change).
+	Membership *Membership `json:"membership,omitempty"`
+	EpochFloor uint64      `json:"epochFloor,omitempty"`
 }
 
 func loadState(dir string) (stateFile, error) {

@@ -73,8 +73,15 @@ func decodeMeta(b []byte) (map[string]Eligibility, bool) {
 	}
 	n := int(r.u8("count"))
 	out := map[string]Eligibility{}
-	for range n {
+	prev := ""
+	for i := range n {
 		name := r.str("role", false)
+		// Roles in strictly increasing order, as encodeMeta writes them:
+		// one encoding per meta (a repeated or unordered role is refused).
+		if r.err == nil && i > 0 && name <= prev {
+			return nil, false
+		}
+		prev = name
 		h := r.u8("healthy")
 		var p [4]byte
 		if len(r.b) >= 4 {
