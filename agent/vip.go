@@ -19,6 +19,11 @@ import (
 // late.
 const fenceMargin = 10 * time.Millisecond
 
+// escalateTimeout bounds the vip.Manager step of an escalated release; it
+// runs past the release's own deadline if it must (the lease then ends by
+// expiry, but the address must still go).
+const escalateTimeout = time.Second
+
 // vipComponent holds the floating address while this node leads the vip role
 // and, with vip.fence, keeps the nftables fence armed only while the lease is.
 type vipComponent struct {
@@ -26,6 +31,23 @@ type vipComponent struct {
 	m     *vip.Manager
 	f     *fence.Fence
 	iface string
+	// nl reads the VIP back and deletes it when a release escalates: a
+	// netlink handle of its own, in the namespace Start ran in, so the
+	// escalation does not go through the vip.Manager path that just failed.
+	nl *netlink.Handle
+	// releaseAddr deletes the VIP on release: m.Release unless a test
+	// injects a failing step.
+	releaseAddr func(ctx context.Context) error
+
+	// mu serialises acquire, release and the fence's Missing/Repaired
+	// events, which decide together whether the address is on.
+	mu sync.Mutex
+	// held: the election says this node holds the vip role (between
+	// acquire and release).
+	held bool
+	// unfenced: the fence is missing (between fence.Events Missing and
+	// Repaired). The holder then keeps the VIP off, see fenceMissing.
+	unfenced bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -42,6 +64,12 @@ func (c *vipComponent) Start(ctx context.Context) error {
 		return err
 	}
 	c.m = m
+	if c.nl, err = netlink.NewHandle(); err != nil {
+		return fmt.Errorf("vip: open netlink: %w", err)
+	}
+	if c.releaseAddr == nil {
+		c.releaseAddr = m.Release
+	}
 	// A previous run may have died holding the VIP: it is not ours until the
 	// election says so.
 	if err := m.Cleanup(ctx); err != nil {
@@ -71,13 +99,7 @@ func (c *vipComponent) Start(ctx context.Context) error {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			// A repaired fence means traffic may have been dropped or let
-			// through: announce again so no client keeps a stale MAC.
-			f.Run(runCtx, func() {
-				if m.Owned() {
-					m.Reannounce()
-				}
-			})
+			f.Run(runCtx, fence.Events{Missing: c.fenceMissing, Repaired: c.fenceRepaired})
 		}()
 	}
 	c.wg.Add(1)
@@ -112,22 +134,185 @@ func interfaceFor(a netip.Addr) (string, error) {
 }
 
 func (c *vipComponent) acquire(ctx context.Context, term uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = true
+	if c.unfenced {
+		c.n.log.Warn("vip not added: the fence is missing, it is added when the fence is repaired", "component", "vip", "term", term)
+		return
+	}
 	if err := c.m.Acquire(ctx); err != nil {
 		c.n.log.Error("vip acquire failed", "component", "vip", "term", term, "err", err)
 	}
 }
 
+// release lets the VIP go and verifies it before it returns nil: the
+// fence's element is disarmed and the address is on no interface, both
+// read back from the kernel. When a step fails or the read-back finds
+// either still there, it escalates (disarm again, delete every copy of the
+// address through its own netlink handle), verifies again, and returns an
+// error in any case: the driver then sends no Release and the lease ends
+// by expiry, which is safe whatever went wrong. The escalation runs even
+// when ctx has ended: a late release still must not leave the VIP behind.
 func (c *vipComponent) release(ctx context.Context, term uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = false
 	var errs []error
 	if c.f != nil {
 		if err := c.f.Disarm(c.n.cfg.VIP.Address); err != nil {
 			errs = append(errs, fmt.Errorf("fence disarm: %w", err))
 		}
 	}
+	if err := c.releaseAddr(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		err := c.verifyReleased()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	failed := errors.Join(errs...)
+	c.n.log.Error("vip release failed, escalating", "component", "vip", "term", term, "err", failed)
+	eerr := c.escalate()
+	if verr := c.verifyReleased(); verr != nil {
+		return fmt.Errorf("vip: release term %d: %w; escalated, still not released: %w", term, failed, errors.Join(eerr, verr))
+	}
+	c.n.log.Warn("vip release escalated: verified released", "component", "vip", "term", term)
+	return fmt.Errorf("vip: release term %d: %w (escalated: fence disarmed and address deleted again, verified)", term, failed)
+}
+
+// verifyReleased reads back that the VIP is on no interface and, with the
+// fence, that its live element is gone.
+func (c *vipComponent) verifyReleased() error {
+	a := c.n.cfg.VIP.Address
+	var errs []error
+	if c.f != nil {
+		left, err := c.f.Armed(a)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("verify fence: %w", err))
+		case left > 0:
+			errs = append(errs, fmt.Errorf("verify fence: %s still armed for %s", a, left))
+		}
+	}
+	copies, err := c.vipAddrs()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("verify address: %w", err))
+	}
+	for _, ad := range copies {
+		errs = append(errs, fmt.Errorf("verify address: %s still on interface %d", a, ad.LinkIndex))
+	}
+	return errors.Join(errs...)
+}
+
+// vipAddrs lists every copy of the VIP on this namespace's interfaces.
+func (c *vipComponent) vipAddrs() ([]netlink.Addr, error) {
+	a := c.n.cfg.VIP.Address
+	family := netlink.FAMILY_V4
+	if a.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	all, err := c.nl.AddrList(nil, family)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	var out []netlink.Addr
+	for _, ad := range all {
+		if ad.IPNet == nil {
+			continue
+		}
+		if ip, ok := netip.AddrFromSlice(ad.IPNet.IP); ok && ip.Unmap() == a {
+			out = append(out, ad)
+		}
+	}
+	return out, nil
+}
+
+// escalate disarms the fence again and deletes the VIP again: through
+// vip.Manager.Release under a fresh short deadline (which also makes the
+// manager stop owning it: its watch would otherwise add back what it sees
+// removed), then every copy left through the component's own netlink
+// handle.
+func (c *vipComponent) escalate() error {
+	var errs []error
+	if c.f != nil {
+		if err := c.f.Disarm(c.n.cfg.VIP.Address); err != nil {
+			errs = append(errs, fmt.Errorf("fence disarm: %w", err))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), escalateTimeout)
+	defer cancel()
 	if err := c.m.Release(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	copies, err := c.vipAddrs()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ad := range copies {
+		link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: ad.LinkIndex}}
+		if err := c.nl.AddrDel(link, &netlink.Addr{IPNet: ad.IPNet, LinkIndex: ad.LinkIndex}); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s from interface %d: %w", ad.IPNet, ad.LinkIndex, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// fenceMissing runs when the fence's Run finds the fence (partly) gone, a
+// few milliseconds after an `nft flush ruleset` (fence.Run follows
+// nftables' change notifications). From then until fenceRepaired nothing
+// silences the VIP in the kernel when this holder stalls or dies, and the
+// vip timings assume it does (the fast profile's 40 ms release slack is
+// only safe because the kernel silences a stalled holder at its deadline).
+// The holder therefore drops the address rather than hold it unfenced:
+// the gap lasts as long as the repair, a few milliseconds, and the
+// election's role is kept (the address comes back in fenceRepaired, or at
+// the next acquire). Re-checking the timings against an unfenced profile
+// instead would let a stall in that window give two holders.
+func (c *vipComponent) fenceMissing(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unfenced = true
+	if !c.held {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if rerr := c.releaseAddr(ctx); rerr != nil {
+		c.n.log.Error("vip drop failed, escalating", "component", "vip", "err", rerr)
+		if eerr := c.escalate(); eerr != nil {
+			c.n.log.Error("vip drop escalation failed", "component", "vip", "err", eerr)
+		}
+	}
+	c.n.log.Warn("fence missing: vip dropped until the fence is repaired", "component", "vip", "err", err)
+}
+
+// fenceRepaired runs when the fence is back: the VIP is added again (and
+// announced) if this node still holds the role; a VIP that was never
+// dropped is announced again, since traffic may have been dropped or let
+// through meanwhile and clients may keep a stale MAC.
+func (c *vipComponent) fenceRepaired() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	was := c.unfenced
+	c.unfenced = false
+	if !c.held {
+		return
+	}
+	if !was {
+		c.m.Reannounce()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.m.Acquire(ctx); err != nil {
+		c.n.log.Error("vip re-acquire after fence repair failed", "component", "vip", "err", err)
+		return
+	}
+	c.n.log.Info("fence repaired: vip added again", "component", "vip")
 }
 
 func (c *vipComponent) renewed(term uint64, deadline time.Time) {
@@ -157,6 +342,9 @@ func (c *vipComponent) Stop(ctx context.Context) error {
 	err := c.m.Release(ctx)
 	if c.f != nil {
 		c.f.Close()
+	}
+	if c.nl != nil {
+		c.nl.Close()
 	}
 	if cerr := c.m.Close(); err == nil {
 		err = cerr

@@ -1,7 +1,6 @@
 package fence
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -480,35 +479,4 @@ func (f *Fence) Repair() error {
 	f.m.repairs.Inc()
 	f.log.Warn("fence repaired")
 	return nil
-}
-
-// Run checks the fence every Config.CheckInterval and repairs it when
-// something removed it; after a repair it calls onRepaired (may be nil),
-// for example to announce the VIP again. It returns when ctx ends.
-func (f *Fence) Run(ctx context.Context, onRepaired func()) {
-	t := time.NewTicker(f.cfg.CheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		err := f.Check()
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, ErrMissing) {
-			f.log.Warn("fence check failed", "err", err)
-			continue
-		}
-		f.log.Error("fence missing", "err", err)
-		if err := f.Repair(); err != nil {
-			f.log.Error("fence repair failed", "err", err)
-			continue
-		}
-		if onRepaired != nil {
-			onRepaired()
-		}
-	}
 }

@@ -269,7 +269,7 @@ func TestRunRepairsAFlushedRuleset(t *testing.T) {
 	repaired := make(chan struct{}, 10)
 	ctx, cancel := contextWithCancel()
 	done := make(chan struct{})
-	go func() { defer close(done); f.Run(ctx, func() { repaired <- struct{}{} }) }()
+	go func() { defer close(done); f.Run(ctx, Events{Repaired: func() { repaired <- struct{}{} }}) }()
 	t.Cleanup(func() { cancel(); <-done })
 	h.MustExec("nft", "flush", "ruleset")
 	select {

@@ -163,3 +163,19 @@ func dumpElement(c *netlink.Conn, family nftables.TableFamily, table, set string
 	}
 	return left, nil
 }
+
+// Armed reads from the kernel how much longer vip's element in the
+// fence's live sets lets it answer: zero when it is disarmed or expired,
+// or the tables are gone. A release verifies with it that Disarm took.
+func (f *Fence) Armed(vip netip.Addr) (time.Duration, error) {
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
+	if f.isClosed() {
+		return 0, fmt.Errorf("fence: read %s: closed", vip)
+	}
+	left, _, err := liveFor(f.raw, f.cfg.Table, vip)
+	if err != nil {
+		return 0, fmt.Errorf("fence: read %s: %w", vip, err)
+	}
+	return left, nil
+}
