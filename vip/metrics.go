@@ -12,6 +12,9 @@ type metrics struct {
 	acquireDuration   prometheus.Histogram
 	removedExternally prometheus.Counter
 	conflicts         prometheus.Counter
+	// conflictLogsSuppressed counts conflict log lines the rate limit
+	// dropped (see conflictLogMACs).
+	conflictLogsSuppressed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,11 +40,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "masterd", Name: "vip_conflicts_total",
 			Help: "ARP replies or neighbour advertisements from another MAC for the held VIP.",
 		}),
+		conflictLogsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "masterd", Name: "vip_conflict_logs_suppressed_total",
+			Help: "Conflict log lines not written because of the rate limit (every conflict is still counted in masterd_vip_conflicts_total).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.owned, m.garpSent, m.acquireDuration, m.removedExternally, m.conflicts} {
+	for _, c := range []prometheus.Collector{m.owned, m.garpSent, m.acquireDuration, m.removedExternally, m.conflicts, m.conflictLogsSuppressed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("vip: register metrics: %w", err)
 		}

@@ -166,24 +166,61 @@ func (m *Manager) checkClaim(mac net.HardwareAddr) {
 		return
 	}
 	m.m.conflicts.Inc()
-	// Count every frame, log each other MAC at most every conflictLogEvery.
 	if m.lastLogged == nil {
-		m.lastLogged = map[string]time.Time{}
+		m.lastLogged = make(map[string]time.Time, conflictLogMACs)
 	}
-	key := mac.String()
-	logIt := time.Since(m.lastLogged[key]) >= conflictLogEvery
-	if logIt {
-		m.lastLogged[key] = time.Now()
-	}
+	logIt := allowConflictLog(m.lastLogged, mac, time.Now())
 	m.mu.Unlock()
-	if logIt {
-		m.log.Warn("another host answers for the vip", "interface", ifname, "other_mac", key, "own_mac", own.String())
+	if !logIt {
+		m.m.conflictLogsSuppressed.Inc()
+		return
 	}
+	m.log.Warn("another host answers for the vip", "interface", ifname, "other_mac", mac.String(), "own_mac", own.String())
 }
 
-// conflictLogEvery bounds the log lines of one persisting conflict; the
-// counter still counts every frame.
-const conflictLogEvery = 10 * time.Second
+// Conflict log limits. Anyone on the LAN can send claims for the VIP from
+// any number of made-up MACs, so both the memory and the log lines they
+// cost are bounded: one line per other MAC per conflictLogEvery, and lines
+// for at most conflictLogMACs MACs per conflictLogEvery in all. The rest
+// are counted in masterd_vip_conflict_logs_suppressed_total, and
+// masterd_vip_conflicts_total counts every frame.
+const (
+	// conflictLogEvery bounds the lines of one persisting conflict.
+	conflictLogEvery = 10 * time.Second
+	// conflictLogMACs: a real conflict involves one or two other hosts (a
+	// keepalived left running, a duplicate static address); eight leaves
+	// room for those while a flood of made-up MACs costs 8 lines per 10 s.
+	conflictLogMACs = 8
+)
+
+// allowConflictLog reports whether a claim by mac seen at now may be logged,
+// and records it in logged (MAC as raw bytes -> when its line was written).
+// logged never holds more than conflictLogMACs entries: entries older than
+// conflictLogEvery are pruned when it is full, and while every entry is
+// younger than that, a new MAC is not logged. Every line leaves an entry for
+// conflictLogEvery, so no window of that length has more than
+// conflictLogMACs lines.
+func allowConflictLog(logged map[string]time.Time, mac net.HardwareAddr, now time.Time) bool {
+	if last, ok := logged[string(mac)]; ok {
+		if now.Sub(last) < conflictLogEvery {
+			return false
+		}
+		logged[string(mac)] = now
+		return true
+	}
+	if len(logged) >= conflictLogMACs {
+		for k, last := range logged {
+			if now.Sub(last) >= conflictLogEvery {
+				delete(logged, k)
+			}
+		}
+		if len(logged) >= conflictLogMACs {
+			return false
+		}
+	}
+	logged[string(mac)] = now
+	return true
+}
 
 // probe asks for the VIP every ConflictProbeInterval while it is held.
 func (m *Manager) probe(ctx context.Context) {
