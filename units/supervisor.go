@@ -782,6 +782,172 @@ func (s *Supervisor) Stop(ctx context.Context, name string) error {
 	return nil
 }
 
+// Kill stops the unit without a grace: a stop job (so Restart= does not
+// bring it back) and at once SIGKILL to every process in its control group
+// (KillUnit who=all; when systemd cannot be reached, cgroup.kill written
+// directly), then waits up to Config.KillWait, or until ctx ends, for the
+// group to be empty. It is the escalation of a Stop that failed or ran
+// out of time; it succeeds when the unit has no processes left.
+func (s *Supervisor) Kill(ctx context.Context, name string) error {
+	st, err := s.unit(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if st.abortStart != nil {
+		st.abortStart(errStopped)
+	}
+	st.intentional = true
+	s.mu.Unlock()
+	// Not under st.op: the Stop this escalates may still hold it, waiting
+	// on a systemd that does not answer.
+	var errs []error
+	err = s.do(ctx, func(c *sdbus.Conn) error {
+		_, err := c.StopUnitContext(ctx, name, "replace", nil)
+		return err
+	})
+	if err != nil && !isNoSuchUnit(err) {
+		errs = append(errs, fmt.Errorf("stop job: %w", err))
+	}
+	err = s.do(ctx, func(c *sdbus.Conn) error {
+		return c.KillUnitWithTarget(ctx, name, sdbus.All, int32(syscall.SIGKILL))
+	})
+	if err != nil && !isNoSuchUnit(err) && !isNotActive(err) {
+		errs = append(errs, fmt.Errorf("kill cgroup over d-bus: %w", err))
+		if kerr := s.writeCgroupKill(ctx, name); kerr != nil {
+			errs = append(errs, kerr)
+		}
+	}
+	deadline := time.Now().Add(s.cfg.KillWait)
+	for {
+		pids, err := s.Processes(ctx, name)
+		if err == nil && len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err == nil {
+				err = fmt.Errorf("%d processes left (%v)", len(pids), pids)
+			}
+			return fmt.Errorf("units: kill %s: %w", name, errors.Join(append(errs, err)...))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// writeCgroupKill kills the unit's cgroup through cgroup.kill (cgroup v2,
+// kernel 5.14+), without systemd, at systemd's usual path for the unit.
+func (s *Supervisor) writeCgroupKill(ctx context.Context, name string) error {
+	dir, err := s.cgroupDir(ctx, name)
+	if err != nil {
+		dir, err = s.cgroupMount()
+		if err != nil {
+			return err
+		}
+		dir = filepath.Join(dir, "system.slice", name)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write %s/cgroup.kill: %w", dir, err)
+	}
+	return nil
+}
+
+// Processes returns the PIDs (as seen from the supervisor's root) of every
+// process in the unit's control group and its sub-groups: empty when the
+// unit has no cgroup (stopped and cleaned up) or it is empty. It reads
+// cgroup.procs: unlike the unit's state it also sees processes that an
+// installed unit with KillMode=process or none leaves behind.
+func (s *Supervisor) Processes(ctx context.Context, name string) ([]int, error) {
+	dir, err := s.cgroupDir(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("units: processes of %s: %w", name, err)
+	}
+	if dir == "" {
+		return nil, nil
+	}
+	var pids []int
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // removed while walking: empty
+			}
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("units: processes of %s: %w", name, err)
+	}
+	return pids, nil
+}
+
+// cgroupDir returns the directory of the unit's control group ("" when it
+// has none), from its ControlGroup property.
+func (s *Supervisor) cgroupDir(ctx context.Context, name string) (string, error) {
+	var cg string
+	err := s.do(ctx, func(c *sdbus.Conn) error {
+		p, err := c.GetUnitTypePropertyContext(ctx, name, "Service", "ControlGroup")
+		if err != nil {
+			return err
+		}
+		cg, _ = p.Value.Value().(string)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("read ControlGroup: %w", err)
+	}
+	if cg == "" {
+		return "", nil
+	}
+	mnt, err := s.cgroupMount()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(mnt, cg), nil
+}
+
+// cgroupMount finds the hierarchy systemd's ControlGroup paths are
+// relative to: cgroup2 at /sys/fs/cgroup (unified), else at
+// /sys/fs/cgroup/unified (hybrid), else the name=systemd v1 hierarchy.
+func (s *Supervisor) cgroupMount() (string, error) {
+	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(s.root+p, &st); err == nil && st.Type == cgroup2Magic {
+			return s.root + p, nil
+		}
+	}
+	p := s.root + "/sys/fs/cgroup/systemd"
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("find the cgroup hierarchy: %w", err)
+	}
+	return p, nil
+}
+
+// cgroup2Magic is CGROUP2_SUPER_MAGIC, statfs's f_type of a cgroup2 mount.
+const cgroup2Magic = 0x63677270
+
+func isNotActive(err error) bool {
+	var de dbus.Error
+	return errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchProcess"
+}
+
 // waitInactive polls until the unit is inactive or failed (true), the
 // duration passes (false) or ctx ends (error).
 func (s *Supervisor) waitInactive(ctx context.Context, name string, d time.Duration) (bool, error) {
