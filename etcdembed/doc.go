@@ -11,18 +11,31 @@
 // few seconds while it waits). The decision, made for the operator:
 //
 //   - the data dir holds a member: restart with that data;
-//   - the data dir is empty and no peer answers: first boot of all masters,
-//     initial cluster state "new" built from Config.Members;
-//   - the data dir is empty and a peer answers: join the running cluster. The
-//     member adds itself as a learner (MemberAddAsLearner through a peer, with
-//     masterd's client certificate), starts with state "existing" and promotes
-//     itself to a voting member once caught up, retrying while etcd refuses
-//     (one learner at a time, learner not in sync). Start returns after the
-//     promotion, because a learner does not serve linearizable requests;
+//   - the data dir is empty, no peer serves clients, and a quorum of the
+//     configured masters (this one included) answer on their peer ports and
+//     are all empty too: first boot, initial cluster state "new" built from
+//     Config.Members. While it waits to decide, an empty member answers the
+//     others' probe on its own peer port ("not decided"), as etcd would;
+//   - the data dir is empty and no peer serves clients, but a peer's data
+//     holds a formed cluster (it lacks quorum), or too few masters answer:
+//     wait, retrying, and log for whom (a formed cluster's members may still
+//     be restarting; bootstrapping beside them could vote away committed
+//     writes);
+//   - the data dir is empty and a peer serves clients: join the running
+//     cluster. The member adds itself as a learner (MemberAddAsLearner
+//     through a peer, with masterd's client certificate), starts with state
+//     "existing" and promotes itself to a voting member once caught up,
+//     retrying while etcd refuses (one learner at a time, learner not in
+//     sync). Start returns after the promotion, because a learner does not
+//     serve linearizable requests;
 //   - the data dir is empty but the cluster still lists a started member of
 //     this name (disk replaced): the stale member is removed and the member
 //     re-added as a learner, as above. etcd's strict reconfiguration check
 //     refuses the removal when it would cost quorum; Start keeps retrying.
+//
+// Start takes an exclusive flock on <DataDir>.lock (it writes its PID there)
+// and holds it until the member is closed; a held lock fails Start and
+// [Restore] with a [*DataDirInUseError] naming the holder's PID.
 //
 // [Member.Stop] closes the member; a leader hands etcd leadership to another
 // voter first (etcd's TryTransferLeadershipOnShutdown). [Member.RemoveMember]
@@ -38,12 +51,19 @@
 //
 // # Snapshots and disaster recovery
 //
-// [Member.Snapshot] writes a consistent snapshot of the keyspace to a file
-// (atomically: temporary file, fsync, rename). While running, the member takes
+// [Member.Snapshot] (and [SaveSnapshot], for any client of one member) writes
+// a consistent snapshot of the keyspace to a file (atomically: temporary
+// file, fsync, rename). It first makes a linearizable read through the
+// member, so a follower has applied every write acknowledged before the call
+// when it snapshots. While running, the member takes
 // one every Config.SnapshotInterval into Config.SnapshotDir (default
 // <DataDir>/../snapshots) and keeps the newest Config.SnapshotRetention.
 // [Restore] turns a snapshot into the data dir of a new one-member cluster;
-// the other masters then join it with empty data dirs (see the README).
+// the other masters then join it with empty data dirs (see the README). It
+// refuses while the data dir's lock is held or, unless forced, while another
+// member runs etcd ([RunningPeers]), and restores into a new directory that
+// replaces the data dir only at the end: a refused or failed restore changes
+// nothing.
 //
 // # Metrics
 //
