@@ -80,12 +80,41 @@ func extraArgs(m map[string]string) []string {
 	return out
 }
 
+// Leader-only units' stop budget inside their role's release slack
+// (election.DefaultUnitTiming().ReleaseSlack, 4 s): the units package's
+// defaults (grace 1 s + kill wait 3 s) filled it exactly and left nothing
+// for the D-Bus round trips around them (StopUnit, the state polls,
+// KillUnit, ResetFailed) nor for the release's read-back of the unit's
+// cgroup. Here: grace 1.5 s + kill wait 1.5 s = 3 s, leaving 1 s of
+// headroom. 1.5 s after SIGTERM is enough for scheduler and
+// controller-manager to give up their kube lease; 1.5 s after SIGKILL is
+// far more than a process outside uninterruptible sleep needs to die
+// (KillWait applies to kube-apiserver's stop too, after its own 20 s grace).
+const (
+	leaderStopGrace = 1500 * time.Millisecond
+	unitKillWait    = 1500 * time.Millisecond
+)
+
+// unitsConfig is units.DefaultConfig with the stop budget above.
+func unitsConfig() units.Config {
+	c := units.DefaultConfig()
+	c.LeaderStopGrace = leaderStopGrace
+	c.KillWait = unitKillWait
+	return c
+}
+
+// escalateUnitTimeout bounds an escalated unit release (stop job, SIGKILL
+// to the cgroup, wait for it to be empty): it runs past the release's own
+// deadline when it must, since the unit has to die even when the lease is
+// left to expire.
+const escalateUnitTimeout = unitKillWait + time.Second
+
 func (c *kubeComponent) Start(ctx context.Context) error {
 	n := c.n
 	if n.files == nil {
 		return errors.New("kube: no certificates (pki did not start)")
 	}
-	sup, err := units.New(units.DefaultConfig(), n.reg, n.log)
+	sup, err := units.New(unitsConfig(), n.reg, n.log)
 	if err != nil {
 		return err
 	}
@@ -234,10 +263,37 @@ func (l *leaderUnit) release(ctx context.Context, term uint64) error {
 		<-starting
 	}
 	t := time.Now()
-	if err := l.c.sup.Stop(ctx, name); err != nil {
-		return fmt.Errorf("stop %s: %w", name, err)
+	err := l.c.sup.Stop(ctx, name)
+	if err == nil {
+		err = unitDead(ctx, l.c.sup, name)
 	}
-	l.c.n.log.Info("leader unit stopped", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+	if err == nil {
+		l.c.n.log.Info("leader unit stopped", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+		return nil
+	}
+	// Escalate: SIGKILL the whole control group and verify it is empty,
+	// under a deadline of its own (ctx may be over: the lease is then left
+	// to expire, but the unit must still die).
+	l.c.n.log.Error("leader unit release failed, killing its cgroup", "component", "kube", "unit", name, "term", term, "err", err)
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), escalateUnitTimeout)
+	defer cancel()
+	kerr := l.c.sup.Kill(ectx, name)
+	if verr := unitDead(ectx, l.c.sup, name); verr != nil {
+		return fmt.Errorf("stop %s: %w; escalated, still not dead: %w", name, err, errors.Join(kerr, verr))
+	}
+	l.c.n.log.Warn("leader unit release escalated: cgroup empty", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+	return fmt.Errorf("stop %s: %w (escalated: cgroup SIGKILLed, verified empty)", name, err)
+}
+
+// unitDead verifies, from the cgroup, that the unit has no process left.
+func unitDead(ctx context.Context, sup *units.Supervisor, name string) error {
+	pids, err := sup.Processes(ctx, name)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", name, err)
+	}
+	if len(pids) > 0 {
+		return fmt.Errorf("verify %s: %d processes left in its cgroup (%v)", name, len(pids), pids)
+	}
 	return nil
 }
 
