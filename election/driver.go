@@ -477,6 +477,17 @@ func (d *Driver) SetHealthy(role string, ok bool) {
 // Stop leaves gracefully: it stops campaigning, hands every held role to the
 // best peer (OnStoppedLeading runs, then Release{term, successor}), waits
 // until no role is held or ctx ends, then leaves the gossip cluster.
+// StepDown lets a role this node holds go now, as a handover to the best
+// peer (OnStoppedLeading runs, then Release{term, successor}). The agent
+// calls it when the kernel fence lapsed under a held role: the VIP is then
+// silent, and re-arming the lapsed term could revive it after its deadline.
+// It reports whether the node held the role.
+func (d *Driver) StepDown(role string) bool {
+	held := false
+	d.call(func() { held = d.node.Handover(d.now(), role, "") })
+	return held
+}
+
 // SetMembership adopts a newer membership (see Membership and
 // Node.Settled for the rule its publisher keeps); addrs gives the gossip
 // address of every voter of m this driver does not know yet. An older or
