@@ -25,16 +25,56 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // MarshalText writes d as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// maxConfigSize bounds what DecodeConfig reads: a masterd.yaml is a few KiB.
-const maxConfigSize = 1 << 20
+// Limits of DecodeConfig. A masterd.yaml is a few KiB with a few hundred
+// values; the limits keep a hostile or broken file from costing more than a
+// few MiB and a fraction of a second, and its report a screenful.
+const (
+	// maxConfigSize bounds what DecodeConfig reads: 50 times the shipped,
+	// commented example. Parsing costs about 130 bytes per byte of a file
+	// of tiny values ({}, {}, ...), so 256 KiB stays under 40 MiB.
+	maxConfigSize = 256 << 10
+	// maxItems bounds a list or mapping (peers, SANs, extraArgs): a longer
+	// one is refused whole, so validation never walks a huge value.
+	maxItems = 1000
+	// maxAliasNodes bounds the values that aliases add to the document
+	// (each alias counts the size of what it refers to, aliases within
+	// included). Sharing a timings block costs a handful; an alias bomb
+	// (a small file whose aliases expand to millions of values) is refused
+	// before anything is decoded.
+	maxAliasNodes = 10_000
+	// maxDecodeErrors is how many decoding problems are reported; the rest
+	// are counted in a last "… and N more".
+	maxDecodeErrors = 20
+	// maxLinePaths bounds the key paths whose line is remembered for the
+	// validation messages; a path beyond it is reported without its line.
+	maxLinePaths = 10_000
+)
 
 // DecodeConfig decodes YAML over DefaultConfig strictly: an unknown key, a value
 // of the wrong type or an unparsable address is an error naming the key path and
-// line. Every such error is reported, joined. It does not validate semantics; see
-// Config.Validate.
+// line. The first maxDecodeErrors such errors are reported, joined, and a last
+// one counts the rest. A file that is not one YAML document of at most 256 KiB,
+// or whose aliases expand too far, is an [*UnreadableError] and nothing is
+// decoded. It does not validate semantics; see Config.Validate.
 func DecodeConfig(r io.Reader) (Config, error) {
 	cfg, _, err := decodeConfig(r)
 	return cfg, err
+}
+
+// UnreadableError is a configuration that could not be decoded at all: too
+// large, not YAML, more than one document, or an alias bomb. The defaults
+// it leaves behind are not the operator's configuration, so problems found
+// by validating them are noise.
+type UnreadableError struct {
+	Line int // 1-based line in the file, 0 when unknown
+	Msg  string
+}
+
+func (e *UnreadableError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	}
+	return e.Msg
 }
 
 // decodeConfig is DecodeConfig that also returns the line of every key path,
@@ -47,21 +87,112 @@ func decodeConfig(r io.Reader) (Config, map[string]int, error) {
 		return cfg, lines, fmt.Errorf("read: %w", err)
 	}
 	if len(data) > maxConfigSize {
-		return cfg, lines, fmt.Errorf("config is larger than %d bytes", maxConfigSize)
+		return cfg, lines, &UnreadableError{Msg: fmt.Sprintf("config is larger than %d KiB; is this the right file?", maxConfigSize>>10)}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return cfg, lines, errors.New("config is empty")
+		return cfg, lines, &UnreadableError{Msg: "config is empty"}
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return cfg, lines, fmt.Errorf("yaml: %w", err)
+	root, err := parseOneDocument(data)
+	if err != nil {
+		return cfg, lines, err
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		return cfg, lines, errors.New("config must be one YAML document")
+	if err := checkAliases(root); err != nil {
+		return cfg, lines, err
 	}
 	d := decoder{lines: lines}
-	d.decode(doc.Content[0], reflect.ValueOf(&cfg).Elem(), "")
-	return cfg, lines, errors.Join(d.errs...)
+	d.decode(root, reflect.ValueOf(&cfg).Elem(), "")
+	return cfg, lines, d.err()
+}
+
+// parseOneDocument parses data into a node tree and returns the document's
+// root, refusing a syntax error or a second document with one line each.
+func parseOneDocument(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		return nil, syntaxError(err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, &UnreadableError{Msg: "config holds no YAML document (only comments?)"}
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+		return doc.Content[0], nil
+	case err != nil:
+		return nil, syntaxError(err)
+	}
+	return nil, &UnreadableError{Line: next.Line, Msg: "a second YAML document starts here (---); the config must be one document"}
+}
+
+// syntaxError turns a YAML parser error ("yaml: line 3: did not find
+// expected key") into one line without the library's prefix.
+func syntaxError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			if l, err := strconv.Atoi(n); err == nil {
+				line, msg = l, after
+			}
+		}
+	}
+	return &UnreadableError{Line: line, Msg: "not valid YAML: " + strings.ToValidUTF8(msg, "?")}
+}
+
+// checkAliases refuses a document whose aliases add more than maxAliasNodes
+// values, counting each alias as the size of its target with the aliases
+// inside expanded, without expanding anything: the cost is linear in the
+// document, however deep the aliases nest.
+func checkAliases(root *yaml.Node) error {
+	size := map[*yaml.Node]int{} // expanded size of an anchored node; -1 while being counted
+	var expanded func(n *yaml.Node) (int, error)
+	expanded = func(n *yaml.Node) (int, error) {
+		if n.Kind == yaml.AliasNode {
+			if n.Alias == nil {
+				return 1, nil // reported by the decoder as a broken alias
+			}
+			n = n.Alias
+		}
+		if s, ok := size[n]; ok {
+			if s < 0 {
+				return 0, &UnreadableError{Line: n.Line, Msg: "an alias refers to the value that contains it"}
+			}
+			return s, nil
+		}
+		size[n] = -1
+		total := 1
+		for _, c := range n.Content {
+			s, err := expanded(c)
+			if err != nil {
+				return 0, err
+			}
+			total = min(total+s, maxAliasNodes+1) // saturate: a bomb must not overflow
+		}
+		size[n] = total
+		return total, nil
+	}
+	added := 0
+	var walk func(n *yaml.Node) error
+	walk = func(n *yaml.Node) error {
+		if n.Kind == yaml.AliasNode {
+			s, err := expanded(n)
+			if err != nil {
+				return err
+			}
+			if added += s; added > maxAliasNodes {
+				return &UnreadableError{Line: n.Line, Msg: fmt.Sprintf("aliases expand to more than %d values (an alias bomb?)", maxAliasNodes)}
+			}
+			return nil
+		}
+		for _, c := range n.Content {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(root)
 }
 
 // FieldError is a problem with one key of the configuration.
@@ -79,15 +210,28 @@ func (e *FieldError) Error() string {
 }
 
 type decoder struct {
-	errs  []error
-	lines map[string]int // key path -> line
+	errs  []error        // the first maxDecodeErrors problems
+	more  int            // problems beyond those
+	lines map[string]int // key path -> line, at most maxLinePaths
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	if len(d.errs) == maxDecodeErrors {
+		d.more++
+		return
+	}
 	if path == "" {
 		path = "(top level)"
 	}
 	d.errs = append(d.errs, &FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// err joins the problems found, the last one counting those not listed.
+func (d *decoder) err() error {
+	if d.more > 0 {
+		return errors.Join(append(d.errs, fmt.Errorf("… and %d more", d.more))...)
+	}
+	return errors.Join(d.errs...)
 }
 
 var (
@@ -99,7 +243,9 @@ var (
 // decode stores n into v, which must be settable. Aliases are resolved; anchors
 // are allowed but merge keys are not (they hide where a value came from).
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	d.lines[path] = n.Line
+	if len(d.lines) < maxLinePaths {
+		d.lines[path] = n.Line
+	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			d.fail(n, path, "broken alias")
@@ -159,6 +305,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(n, path, "must be a list, not %s", describe(n))
 			return
 		}
+		if len(n.Content) > maxItems {
+			d.fail(n, path, "%d items, at most %d", len(n.Content), maxItems)
+			return
+		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
 			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
@@ -167,6 +317,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			d.fail(n, path, "must be a mapping, not %s", describe(n))
+			return
+		}
+		if len(n.Content)/2 > maxItems {
+			d.fail(n, path, "%d keys, at most %d", len(n.Content)/2, maxItems)
 			return
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
