@@ -6,22 +6,119 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
-// CheckPermissions refuses a file that group or others may read or write,
-// or that is not a regular file; the error says how to fix it.
+// CheckPermissions refuses a file of key material that anyone but root (or
+// the user masterd runs as) could read, write or replace: not a regular
+// file, owned by another user, readable or writable by group or others, or
+// in a directory owned by another user or writable by group or others. The
+// error names every problem and the commands that fix it.
 func CheckPermissions(path string) error {
+	return errors.Join(checkOwned(path, privateFile), checkOwned(filepath.Dir(path), keyDir))
+}
+
+// CheckDir refuses a pki directory (the layout of [FilesIn]) that anyone but
+// root (or the user masterd runs as) could change: the directory, or any
+// file of the layout present in it, owned by another user or writable by
+// group or others, or a private key or kubeconfig readable by them. Missing
+// files are no problem (Ensure writes them). Every problem is reported.
+func CheckDir(dir string) error {
+	if err := checkOwned(dir, keyDir); err != nil {
+		return err // a file in an untrusted directory cannot be trusted either
+	}
+	f := FilesIn(dir)
+	var errs []error
+	check := func(path string, k ownedKind) {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if err := checkOwned(path, k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range []Pair{f.EtcdServer, f.EtcdPeer, f.EtcdClient, f.APIServerEtcdClient, f.KubeCA,
+		f.APIServer, f.APIServerKubeletClient, f.FrontProxyClient} {
+		check(p.Cert, publicFile)
+		check(p.Key, privateFile)
+	}
+	for _, p := range []string{f.EtcdCA, f.FrontProxyCA, f.ServiceAccountPub} {
+		check(p, publicFile)
+	}
+	for _, p := range []string{f.ServiceAccountKey, f.AdminConf, f.SchedulerConf, f.ControllerManagerConf} {
+		check(p, privateFile)
+	}
+	return errors.Join(errs...)
+}
+
+// ownedKind is what a checked path holds, which decides the access allowed
+// to group and others.
+type ownedKind int
+
+const (
+	privateFile ownedKind = iota // private keys, kubeconfigs: no access (0600)
+	publicFile                   // certificates, public keys: read only (0644)
+	keyDir                       // a directory of key material: no write (0700 or 0755)
+)
+
+// checkOwned checks one path's type, owner and mode.
+func checkOwned(path string, k ownedKind) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
+	deny, fixMode, what := fs.FileMode(0o077), "600", "it holds private keys"
+	switch k {
+	case publicFile:
+		deny, fixMode, what = 0o022, "644", "it holds a certificate others trust"
+	case keyDir:
+		deny, fixMode, what = 0o022, "go-w", "it holds key material"
+	}
+	if k == keyDir && !fi.IsDir() {
+		return fmt.Errorf("pki: %s is not a directory", path)
+	}
+	if k != keyDir && !fi.Mode().IsRegular() {
 		return fmt.Errorf("pki: %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("pki: %s is accessible by group or others (mode %04o); it holds private keys: run chmod 600 %s", path, perm, path)
+	var problems []string
+	uid := fileOwner(fi)
+	if uid >= 0 && !trustedOwner(uid) {
+		problems = append(problems, fmt.Sprintf("owned by uid %d", uid))
 	}
-	return nil
+	if perm := fi.Mode().Perm(); perm&deny != 0 {
+		access := "accessible"
+		if deny == 0o022 {
+			access = "writable"
+		}
+		problems = append(problems, fmt.Sprintf("%s by group or others (mode %04o)", access, perm))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("pki: %s is %s; %s: run chown %s %s; chmod %s %s",
+		path, strings.Join(problems, " and "), what, ownerName(), path, fixMode, path)
+}
+
+// trustedOwner: root, or the user this process runs as (a daemon started as
+// a dedicated user, the tests of an unprivileged developer).
+func trustedOwner(uid int) bool { return uid == 0 || uid == os.Geteuid() }
+
+// ownerName is the chown argument that makes a file trusted.
+func ownerName() string {
+	if uid := os.Geteuid(); uid != 0 {
+		return strconv.Itoa(uid)
+	}
+	return "root:root"
+}
+
+// fileOwner returns the owner's uid, or -1 where the platform has none.
+func fileOwner(fi fs.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
 }
 
 // WriteSecret writes s to path with mode 0600, atomically (a crash leaves the
