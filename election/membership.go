@@ -194,7 +194,15 @@ func (n *Node) Membership() (m Membership, floor uint64) {
 // membership e until a quorum of e reports Settled(e): then no quorum of the
 // membership before e can form any more, and only consecutive memberships
 // — whose quorums intersect — are ever active at once.
+//
+// A node still learning its terms (started without state) is not settled:
+// a change must not remove the voters whose state it would learn from.
 func (n *Node) Settled(now time.Duration, e uint64) bool {
+	for _, r := range n.roles {
+		if r.learning {
+			return false
+		}
+	}
 	return n.mem.Epoch >= e && n.floor == n.mem.Epoch &&
 		now-n.memSince >= time.Duration(float64(n.maxLease())*(1+2*n.cfg.Drift))
 }

@@ -112,6 +112,10 @@ type rules struct {
 	noQuietWithoutState bool
 	noTermLearning      bool
 	noReplayCheck       bool
+	// Rules of the agent around the core, modelled by the simulation only.
+	noFenceReadBack       bool // a fence armed after a stall keeps the stall's extra time
+	releaseIgnoresFailure bool // a failed release still sends Release at once
+	naiveMembership       bool // voter sets change without a joint membership
 }
 
 // Node is the election state machine of one master for every role. It is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -32,6 +33,12 @@ type simOpts struct {
 	profile string
 	// script, if set, replaces the random fault schedule.
 	script func(s *sim)
+
+	// Faults of operation (issue: "never two holders" in operation).
+	wipeP      float64 // a restart loses the state directory
+	opFaults   bool    // releases that fail or take exactly their slack, late callbacks
+	fenceStall float64 // probability a fence arm is sent after a stall (fenced profiles)
+	change     string  // "", "replace" ({1,2,3}→{1,2,4}), "add2" ({1,2,3}→{1..5})
 }
 
 type violation struct {
@@ -45,6 +52,7 @@ type hold struct {
 	term       uint64
 	fenceUntil time.Duration // true time; fenced roles only
 	start      time.Duration
+	lapsed     bool // the fence element expired under a held role
 }
 
 type ledger struct {
@@ -70,6 +78,14 @@ type host struct {
 	lastAcq uint64
 	quietTo time.Duration // local time the quiet period ends (checked independently)
 	prio    int
+
+	mem     *Membership // persisted membership (nil: the bootstrap one)
+	floor   uint64
+	boot    Membership // what this host's configuration bootstraps
+	pending *Membership // published, not yet handed to this host's node
+	wiped   bool        // lost its state and has not learned its terms yet
+	joined  bool        // started at least once (new masters join late)
+	retired bool        // removed from the cluster and shut down for good
 }
 
 func (h *host) local(t time.Duration) time.Duration {
@@ -89,12 +105,16 @@ type event struct {
 	gen  uint64
 	term uint64
 	fn   func()
+	// keep: evReleased tells the node but the role is still alive (a
+	// failed release reported as done); evReleaseFailed only silences it.
+	keep bool
 }
 
 const (
 	evDeliver = iota
 	evTick
 	evReleased
+	evReleaseFailed
 	evFunc
 )
 
@@ -140,6 +160,9 @@ type sim struct {
 	// scheduling its own deliveries (schedule A).
 	intercept func(s *sim, from *host, m Message) bool
 	stats     simStats
+
+	initial   Membership // epoch 1
+	published Membership // the latest membership the cluster agreed on
 }
 
 type simStats struct {
@@ -158,11 +181,19 @@ func newSim(o simOpts) *sim {
 		role:  RoleVIP,
 		terms: map[uint64]string{},
 	}
-	for i := range o.voters {
+	total := o.voters
+	switch o.change {
+	case "replace":
+		total = o.voters + 1
+	case "add2":
+		total = o.voters + 2
+	}
+	for i := range total {
 		s.voters = append(s.voters, fmt.Sprintf("n%d", i+1))
 	}
+	s.initial = Membership{Epoch: 1, Voters: s.voters[:o.voters]}
 	for i, id := range s.voters {
-		h := &host{id: id, idx: i, store: map[string]RoleState{}}
+		h := &host{id: id, idx: i, store: map[string]RoleState{}, boot: s.initial}
 		switch s.rng.IntN(3) {
 		case 0:
 			h.rate = 1 - o.eps
@@ -199,13 +230,52 @@ func (s *sim) push(e *event) {
 func (s *sim) at(t time.Duration, fn func()) { s.push(&event{at: t, kind: evFunc, fn: fn}) }
 
 func (s *sim) cfg(h *host) Config {
-	return Config{
-		ID: h.id, Voters: s.voters, Roles: map[string]Timing{s.role: s.o.timing}, Drift: s.o.eps,
+	c := Config{
+		ID: h.id, Voters: h.boot.Voters, Roles: map[string]Timing{s.role: s.o.timing}, Drift: s.o.eps,
 		Rand: func() uint64 { return s.rng.Uint64() }, rules: s.o.rules, Priority: h.prio,
+		Membership: h.boot, EpochFloor: h.floor,
 	}
+	if h.mem != nil {
+		c.Membership = *h.mem
+	}
+	return c
+}
+
+// learning reports whether h runs and still learns its term.
+func (s *sim) learning(h *host) bool {
+	return h.up && h.node != nil && h.node.roles[s.role].learning
+}
+
+// mayWipe reports whether a restart of h may lose its state under the
+// assumption of term uniqueness: at most N−Q voters are without state at
+// once (wiped, or new, and not yet learned).
+func (s *sim) mayWipe(h *host) bool {
+	without := 0
+	for _, o := range s.hosts {
+		if o != h && (o.wiped && !o.up || s.learning(o)) {
+			without++
+		}
+	}
+	n := len(s.initial.Voters)
+	return without < n-majority(n)
 }
 
 func (s *sim) start(h *host) {
+	if h.retired || !slices.Contains(h.boot.all(), h.id) {
+		return // removed for good, or a new master not joined yet
+	}
+	if h.joined && s.o.wipeP > 0 && s.rng.Float64() < s.o.wipeP && s.mayWipe(h) {
+		// The state directory is gone (disk replaced, re-imaged): terms,
+		// promises and the membership. The agent hands the node the agreed
+		// membership again once it can read it (a little later).
+		s.logf("%s WIPED", h.id)
+		h.store, h.mem, h.floor, h.wiped = map[string]RoleState{}, nil, 0, true
+		if s.published.Epoch > h.boot.Epoch {
+			m := s.published
+			s.at(s.now+time.Duration(s.rng.Int64N(int64(s.o.timing.LeaseDuration))), func() { s.deliver(h, m) })
+		}
+	}
+	h.joined = true
 	h.inc++
 	h.up = true
 	h.stalled = 0
@@ -219,6 +289,10 @@ func (s *sim) start(h *host) {
 		panic(err)
 	}
 	h.node = n
+	if h.pending != nil {
+		n.SetMembership(h.local(s.now), *h.pending)
+		h.pending = nil
+	}
 	// The checker's own copy of the rule: quiet after every start, with or
 	// without state.
 	st := h.store[s.role]
@@ -335,11 +409,18 @@ func (s *sim) process(h *host) {
 		rd := h.node.Ready()
 		if rd.State != nil {
 			st := rd.State[s.role]
-			if st.MaxTerm < h.maxTerm {
+			if st.MaxTerm < h.maxTerm && !h.wiped {
 				s.violate("maxterm", "%s persisted maxTerm %d after %d", h.id, st.MaxTerm, h.maxTerm)
 			}
 			h.maxTerm = st.MaxTerm
 			h.store = cloneState(rd.State)
+		}
+		if rd.Membership != nil {
+			m := *rd.Membership
+			h.mem, h.floor = &m, rd.EpochFloor
+		}
+		if h.wiped && !s.learning(h) {
+			h.wiped = false
 		}
 		for _, m := range rd.Messages {
 			s.logf("%s send %v", h.id, m)
@@ -367,19 +448,118 @@ func (s *sim) apply(h *host, c RoleChange) {
 			s.violate("term", "%s acquired term %d after term %d", h.id, c.Term, h.lastAcq)
 		}
 		h.lastAcq = c.Term
-		h.hold = hold{on: true, term: c.Term, fenceUntil: h.trueOf(c.Deadline), start: s.now}
+		h.hold = hold{on: true, term: c.Term, start: s.now}
+		s.arm(h, c)
 		s.checkOverlap(h)
 	case Renewed:
 		if !h.hold.on || h.hold.term != c.Term {
 			s.violate("term", "%s renewed term %d it does not hold", h.id, c.Term)
 			return
 		}
-		h.hold.fenceUntil = h.trueOf(c.Deadline)
+		s.arm(h, c)
 		s.checkOverlap(h)
 	case Lost:
 		s.losts = append(s.losts, s.now)
-		d := time.Duration(s.rng.Int64N(int64(s.o.timing.ReleaseSlack)*9/10 + 1))
-		s.push(&event{at: s.now + d, kind: evReleased, h: h, gen: h.inc, term: c.Term})
+		s.release(h, c.Term)
+	}
+}
+
+// readBackRTT is how long a fence element armed too late stays live before
+// the read-back deletes it: one netlink round trip.
+const readBackRTT = 200 * time.Microsecond
+
+// arm moves the kernel fence to the deadline of c (fenced roles). The agent
+// computes the element's relative timeout, then sends it; a stall between
+// the two (modelled with probability fenceStall, up to two leases) makes the
+// kernel count from the late send, past the deadline by the stall. Two
+// agent rules make that harmless:
+//   - a refresh is one nftables batch that deletes the element and adds it
+//     again: if the element has expired meanwhile the delete fails and the
+//     whole batch with it, so a late refresh never revives a lapsed fence
+//     (the first arm of a term is a plain add, but the address is only
+//     added after it, so a late first arm revives nothing either);
+//   - after every arm the agent reads the element back and cuts it to the
+//     deadline recomputed then (or deletes it): live past the deadline only
+//     if a second stall hits between the send and the read-back.
+//
+// When a refresh finds the element expired, the kernel has revoked the VIP
+// under a role the node still holds: the agent steps down (a handover), and
+// the role comes back only with a new term, whose first arm precedes the
+// address again. It never re-adds the element of a lapsed term: a second
+// stall there would revive the VIP past the deadline.
+func (s *sim) arm(h *host, c RoleChange) {
+	dl := h.trueOf(c.Deadline)
+	if s.o.fenceStall == 0 || !s.o.fenced || s.calm || s.rng.Float64() >= s.o.fenceStall {
+		if !h.hold.lapsed {
+			h.hold.fenceUntil = max(h.hold.fenceUntil, dl)
+		}
+		return
+	}
+	stall := time.Duration(s.rng.Int64N(int64(2 * s.o.timing.LeaseDuration)))
+	s.stall(h, stall)
+	term := c.Term
+	s.at(s.now+stall, func() {
+		if !h.up || !h.hold.on || h.hold.term != term || h.hold.lapsed {
+			return
+		}
+		switch {
+		case s.o.rules.noFenceReadBack:
+			// The old agent: a plain add, no read-back.
+			h.hold.fenceUntil = max(h.hold.fenceUntil, dl+stall)
+		case c.Kind == Acquired:
+			// The address is added after the first arm and its read-back.
+			if s.now < dl {
+				h.hold.fenceUntil = dl
+			}
+		case s.now >= h.hold.fenceUntil:
+			// The element expired: the batch fails, nothing is revived.
+			h.hold.lapsed = true
+			s.logf("%s fence lapsed under term %d: steps down", h.id, term)
+			if h.node.Handover(h.local(s.now), s.role, "") {
+				s.process(h)
+			}
+		default:
+			h.hold.fenceUntil = max(h.hold.fenceUntil, dl)
+		}
+		s.logf("%s fence armed after a %v stall: live until %v (deadline %v)", h.id, stall, h.hold.fenceUntil, dl)
+		if s.effective(h, s.now) {
+			s.checkOverlap(h)
+		}
+	})
+}
+
+
+// release models the agent's release of a lost role. Most finish within 90%
+// of ReleaseSlack; with opFaults, some start late (a callback queued behind
+// another: up to DetectSlack/2, on top of the deadline timer's lateness),
+// some take exactly their slack, and some fail: the first attempt errs, the
+// escalation (SIGKILL the cgroup, delete the address again) silences the
+// role within the slack, and the node is told the release failed — no
+// Release is sent.
+func (s *sim) release(h *host, term uint64) {
+	slack := s.o.timing.ReleaseSlack
+	start := s.now
+	d := time.Duration(s.rng.Int64N(int64(slack)*9/10 + 1))
+	if !s.o.opFaults {
+		s.push(&event{at: start + d, kind: evReleased, h: h, gen: h.inc, term: term})
+		return
+	}
+	late := time.Duration(s.rng.Int64N(int64(s.o.timing.DetectSlack)/2 + 1))
+	start += late
+	d = time.Duration(s.rng.Int64N(int64(slack-late)*9/10 + 1))
+	switch k := s.rng.IntN(10); {
+	case k == 0: // takes exactly its slack (counted from the loss)
+		s.push(&event{at: s.now + slack, kind: evReleased, h: h, gen: h.inc, term: term})
+	case k == 1: // fails, then escalation silences it by the end of the slack
+		end := start + d + time.Duration(s.rng.Int64N(int64(s.now+slack-(start+d))+1))
+		if s.o.rules.releaseIgnoresFailure {
+			s.push(&event{at: start + d, kind: evReleased, h: h, gen: h.inc, term: term, keep: true})
+			s.push(&event{at: end, kind: evReleaseFailed, h: h, gen: h.inc, term: term, keep: true})
+			return
+		}
+		s.push(&event{at: end, kind: evReleaseFailed, h: h, gen: h.inc, term: term})
+	default:
+		s.push(&event{at: start + d, kind: evReleased, h: h, gen: h.inc, term: term})
 	}
 }
 
@@ -441,18 +621,35 @@ func (s *sim) step(e *event) {
 		if e.gen != h.inc {
 			return
 		}
-		if h.hold.on && h.hold.term == e.term {
+		if h.hold.on && h.hold.term == e.term && !e.keep {
 			h.hold.on = false
 			s.logf("%s release of term %d complete", h.id, e.term)
 		}
 		h.node.Released(h.local(s.now), s.role, e.term)
 		s.process(h)
+	case evReleaseFailed:
+		if e.gen != h.inc {
+			return
+		}
+		if h.hold.on && h.hold.term == e.term {
+			h.hold.on = false
+			s.logf("%s release of term %d failed; escalation silenced it", h.id, e.term)
+		}
+		if !e.keep {
+			h.node.ReleaseFailed(h.local(s.now), s.role, e.term)
+			s.process(h)
+		}
 	}
 }
 
 func (s *sim) run() {
 	for _, h := range s.hosts {
-		s.start(h)
+		if slices.Contains(s.initial.Voters, h.id) {
+			s.start(h)
+		}
+	}
+	if s.o.change != "" {
+		s.changeMembership()
 	}
 	if s.o.script != nil {
 		s.o.script(s)
@@ -480,7 +677,7 @@ func (s *sim) heal() {
 	clear(s.cut)
 	for _, h := range s.hosts {
 		h.stalled = 0
-		if !h.up {
+		if !h.up && h.joined {
 			s.start(h)
 		}
 	}
@@ -619,6 +816,22 @@ func randomOpts(seed uint64, rs rules) simOpts {
 	o.longP = r.Float64() * 0.05
 	o.chaos = time.Duration(4+r.IntN(8)) * o.timing.LeaseDuration
 	o.events = 2 + r.IntN(12)
+	// Faults of operation, each in about half the runs.
+	if r.IntN(2) == 0 {
+		o.wipeP = 0.3
+	}
+	o.opFaults = r.IntN(2) == 0
+	if o.fenced && r.IntN(2) == 0 {
+		o.fenceStall = 0.05
+	}
+	if o.voters == 3 {
+		switch r.IntN(3) {
+		case 0:
+			o.change = "replace"
+		case 1:
+			o.change = "add2"
+		}
+	}
 	s := &sim{o: o, hosts: make([]*host, o.voters)}
 	o.stable = s.livenessBound() + 3*o.timing.LeaseDuration
 	return o
@@ -626,8 +839,9 @@ func randomOpts(seed uint64, rs rules) simOpts {
 
 func (s *sim) report() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed=%d profile=%s voters=%d loss=%.2f dup=%.2f long=%.3f events=%d chaos=%v stable=%v\n",
-		s.o.seed, s.o.profile, s.o.voters, s.o.loss, s.o.dup, s.o.longP, s.o.events, s.o.chaos, s.o.stable)
+	fmt.Fprintf(&b, "seed=%d profile=%s voters=%d loss=%.2f dup=%.2f long=%.3f events=%d chaos=%v stable=%v wipe=%.1f opfaults=%v fencestall=%.2f change=%q\n",
+		s.o.seed, s.o.profile, s.o.voters, s.o.loss, s.o.dup, s.o.longP, s.o.events, s.o.chaos, s.o.stable,
+		s.o.wipeP, s.o.opFaults, s.o.fenceStall, s.o.change)
 	for _, v := range s.viol {
 		fmt.Fprintf(&b, "  %s at %v: %s\n", v.kind, v.at, v.msg)
 	}
