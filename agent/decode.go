@@ -109,10 +109,11 @@ func decodeConfig(r io.Reader) (Config, map[string]int, error) {
 func parseOneDocument(data []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
+	err := dec.Decode(&doc)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, syntaxError(err)
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+	if err != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, &UnreadableError{Msg: "config holds no YAML document (only comments?)"}
 	}
 	var next yaml.Node

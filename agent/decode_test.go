@@ -152,6 +152,14 @@ func TestATrailingDocumentMarkerIsASecondDocument(t *testing.T) {
 	}
 }
 
+func TestOnlyCommentsIsNoDocument(t *testing.T) {
+	_, err := DecodeConfig(strings.NewReader("# name: m1\n# peers: []\n"))
+	var ue *UnreadableError
+	if !errors.As(err, &ue) || ue.Msg != "config holds no YAML document (only comments?)" {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestAliasToItsOwnContainerIsRefused(t *testing.T) {
 	_, err := DecodeConfig(strings.NewReader("peers: &x [*x]\n"))
 	if err == nil {
