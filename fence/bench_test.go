@@ -2,6 +2,7 @@ package fence
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,5 +76,68 @@ func BenchmarkCheck(b *testing.B) {
 		if err := f.Check(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Cost of one refresh as the holder sends it on every renewal after the
+// first arm of a term, against the in-place add it replaced: the batch
+// alone ("send"), and the whole call with the read-back ("call"). Run:
+// go test -run XXX -bench Refresh -benchtime 2000x ./fence/
+func BenchmarkRefresh(b *testing.B) {
+	l := newLab(b, 1)
+	h := l.Hosts[0]
+	for _, vip := range []netip.Addr{vip4(h), vip6(h)} {
+		name := map[bool]string{true: "ipv4", false: "ipv6"}[vip.Is4()]
+		for _, refresh := range []bool{false, true} {
+			kind := map[bool]string{false: "in-place-add", true: "delete+add"}[refresh]
+			b.Run("send/"+kind+"/"+name, func(b *testing.B) {
+				f := newFenceTB(b, h, vip)
+				if err := f.Install(); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Arm(vip, time.Second); err != nil {
+					b.Fatal(err)
+				}
+				f.rawMu.Lock()
+				defer f.rawMu.Unlock()
+				var took []time.Duration
+				for b.Loop() {
+					t0 := time.Now()
+					if err := f.armLocked(vip, time.Now().Add(250*time.Millisecond), refresh); err != nil {
+						b.Fatal(err)
+					}
+					took = append(took, time.Since(t0))
+				}
+				slices.Sort(took)
+				b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+				b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-µs")
+			})
+		}
+		b.Run("call/ArmUntil/"+name, func(b *testing.B) {
+			f := newFenceTB(b, h, vip)
+			if err := f.Install(); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := f.ArmUntil(vip, time.Now().Add(250*time.Millisecond)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("call/RefreshUntil/"+name, func(b *testing.B) {
+			f := newFenceTB(b, h, vip)
+			if err := f.Install(); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.ArmUntil(vip, time.Now().Add(time.Second)); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := f.RefreshUntil(vip, time.Now().Add(250*time.Millisecond)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -58,6 +58,17 @@ func nfgenmsg(family uint8, resID uint16) []byte {
 // acknowledgement or error the kernel sends per message. Called with rawMu
 // held (the socket is shared).
 func (f *Fence) execBatch(msgs []netlink.Message) error {
+	res, err := f.execBatchResults(msgs)
+	return errors.Join(append(res, err)...)
+}
+
+// execBatchResults is execBatch with the kernel's answer to each message
+// apart: res[i] is msgs[i]'s error, nil when it was acknowledged. The
+// kernel processes every message of a batch even after one failed, and
+// aborts the whole batch if any did; it then delivers one answer per
+// message (each is sent with NLM_F_ACK) in the batch's order. err is a
+// failure to send or receive.
+func (f *Fence) execBatchResults(msgs []netlink.Message) (res []error, err error) {
 	batch := make([]netlink.Message, 0, len(msgs)+2)
 	batch = append(batch, netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
@@ -69,20 +80,20 @@ func (f *Fence) execBatch(msgs []netlink.Message) error {
 		Data:   nfgenmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES),
 	})
 	if _, err := f.raw.SendMessages(batch); err != nil {
-		return fmt.Errorf("send batch: %w", err)
+		return nil, fmt.Errorf("send batch: %w", err)
 	}
 	if err := f.raw.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		return fmt.Errorf("set read deadline: %w", err)
+		return nil, fmt.Errorf("set read deadline: %w", err)
 	}
-	var errs []error
-	for range msgs {
+	res = make([]error, len(msgs))
+	for i := range msgs {
 		if _, err := f.raw.Receive(); err != nil {
-			errs = append(errs, err)
 			var oe *netlink.OpError
 			if errors.As(err, &oe) && oe.Timeout() {
-				break
+				return res, fmt.Errorf("receive answer %d of %d: %w", i+1, len(msgs), err)
 			}
+			res[i] = err
 		}
 	}
-	return errors.Join(errs...)
+	return res, nil
 }

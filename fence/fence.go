@@ -19,6 +19,13 @@ import (
 // ErrMissing is wrapped by Check's error when the fence is (partly) gone.
 var ErrMissing = errors.New("fence missing")
 
+// ErrExpired is wrapped by RefreshUntil's error when the VIP's element was
+// no longer there when the kernel processed the refresh: it had expired
+// (or was deleted), so the fence lapsed under the caller, and the refresh,
+// aborted as a whole, did not revive it. The VIP stays silent until a
+// first arm of a new term (ArmUntil).
+var ErrExpired = errors.New("fence element expired")
+
 // Fence installs and refreshes the kernel fence for the VIPs of its Config.
 // Its methods are safe for concurrent use.
 type Fence struct {
@@ -168,7 +175,7 @@ func (f *Fence) installLocked() error {
 	f.mu.Unlock()
 	var errs []error
 	for a, end := range ends {
-		errs = append(errs, f.readBackLocked(a, end))
+		errs = append(errs, f.readBackLocked(a, end, false))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("fence: install table %s on %s: %w", f.cfg.Table, f.cfg.Interface, err)
@@ -283,14 +290,51 @@ func (f *Fence) ArmUntil(vip netip.Addr, end time.Time) error {
 	if f.isClosed() {
 		return fmt.Errorf("fence: arm %s: closed", vip)
 	}
-	if err := f.armLocked(vip, end); err != nil {
+	if err := f.armLocked(vip, end, false); err != nil {
 		return err
 	}
-	return f.readBackLocked(vip, end)
+	return f.readBackLocked(vip, end, false)
 }
 
-// armLocked sends one arm of vip until end; called with rawMu held.
-func (f *Fence) armLocked(vip netip.Addr, end time.Time) error {
+// RefreshUntil extends vip's live element, armed earlier in the same term,
+// until end: every arm after the first one of a term. Unlike ArmUntil it
+// never creates the element: it sends one batch that deletes the element
+// and adds it with the new timeout, and the kernel aborts the whole batch
+// when the delete finds no element. An element that expired before the
+// kernel processed the refresh (a stall between computing the timeout and
+// the send longer than what was left of it) therefore stays expired, and
+// RefreshUntil returns an error wrapping ErrExpired: the fence lapsed
+// under a role the caller still holds, and must not come back in that
+// term. Otherwise it is ArmUntil: read back and corrected, an error
+// wrapping ErrMissing when the tables are gone, an end less than a
+// millisecond away disarms.
+func (f *Fence) RefreshUntil(vip netip.Addr, end time.Time) error {
+	if !slices.Contains(f.cfg.VIPs, vip) {
+		return fmt.Errorf("fence: refresh %s: not a fenced vip", vip)
+	}
+	f.rawMu.Lock()
+	defer f.rawMu.Unlock()
+	if f.isClosed() {
+		return fmt.Errorf("fence: refresh %s: closed", vip)
+	}
+	if err := f.armLocked(vip, end, true); err != nil {
+		return err
+	}
+	return f.readBackLocked(vip, end, true)
+}
+
+// armLocked sends one arm of vip until end; called with rawMu held. A
+// first arm (refresh false) adds the element, creating it when absent. A
+// refresh deletes and re-adds it in one batch per the tables: when the
+// element is gone, the delete fails with ENOENT, the kernel aborts the
+// batch (the add included) and armLocked returns an error wrapping
+// ErrExpired. When a table or set is gone, the add fails with ENOENT too:
+// that is ErrMissing.
+func (f *Fence) armLocked(vip netip.Addr, end time.Time, refresh bool) error {
+	op := "arm"
+	if refresh {
+		op = "refresh"
+	}
 	start := time.Now()
 	d := end.Sub(start).Truncate(time.Millisecond)
 	if d < time.Millisecond {
@@ -302,23 +346,57 @@ func (f *Fence) armLocked(vip netip.Addr, end time.Time) error {
 		if vip.Is6() && !ts.v6 {
 			continue
 		}
+		if refresh {
+			m, err := elemMsg(unix.NFT_MSG_DELSETELEM, ts.family, f.cfg.Table, liveSet(vip), key(vip), 0)
+			if err != nil {
+				return fmt.Errorf("fence: %s %s: %w", op, vip, err)
+			}
+			msgs = append(msgs, m)
+		}
 		m, err := elemMsg(unix.NFT_MSG_NEWSETELEM, ts.family, f.cfg.Table, liveSet(vip), key(vip), ms)
 		if err != nil {
-			return fmt.Errorf("fence: arm %s: %w", vip, err)
+			return fmt.Errorf("fence: %s %s: %w", op, vip, err)
 		}
 		msgs = append(msgs, m)
 	}
 	if f.beforeSend != nil {
 		f.beforeSend()
 	}
-	if err := f.execBatch(msgs); err != nil {
-		if errors.Is(err, unix.ENOENT) {
+	res, err := f.execBatchResults(msgs)
+	if err != nil {
+		return fmt.Errorf("fence: %s %s for %s: %w", op, vip, d, errors.Join(append(res, err)...))
+	}
+	if err := errors.Join(res...); err != nil {
+		// Which message failed tells why: an add (NEWSETELEM) fails only
+		// when its table or set is gone; a refresh's delete alone fails
+		// when the element is.
+		var addMissing, delMissing bool
+		var delErr error
+		for i, r := range res {
+			if !errors.Is(r, unix.ENOENT) {
+				continue
+			}
+			if refresh && i%2 == 0 {
+				delMissing = true
+				delErr = r
+			} else {
+				addMissing = true
+			}
+		}
+		switch {
+		case addMissing:
 			// The tables are gone (nft flush ruleset): the VIP is unfenced
 			// right now. Run repairs at once instead of at its next tick.
 			f.wake()
-			return fmt.Errorf("fence: arm %s for %s: %w: %w", vip, d, ErrMissing, err)
+			return fmt.Errorf("fence: %s %s for %s: %w: %w", op, vip, d, ErrMissing, err)
+		case delMissing:
+			f.mu.Lock()
+			delete(f.armed, vip)
+			f.mu.Unlock()
+			f.m.expiredRefreshes.Inc()
+			return fmt.Errorf("fence: %s %s for %s: the element was gone when the kernel got the refresh, batch aborted: %w: %w", op, vip, d, ErrExpired, delErr)
 		}
-		return fmt.Errorf("fence: arm %s for %s: %w", vip, d, err)
+		return fmt.Errorf("fence: %s %s for %s: %w", op, vip, d, err)
 	}
 	f.mu.Lock()
 	f.armed[vip] = start.Add(d)

@@ -11,6 +11,8 @@ type metrics struct {
 	repairs     prometheus.Counter
 	armDuration prometheus.Histogram
 	corrections prometheus.Counter
+	// expiredRefreshes: refreshes aborted because the element was gone.
+	expiredRefreshes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,11 +34,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "masterd", Name: "vip_fence_expiry_corrections_total",
 			Help: "Arms whose read-back expiry lay past their end (a stall before the kernel got the arm) and were re-armed shorter or disarmed.",
 		}),
+		expiredRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "masterd", Name: "vip_fence_expired_refreshes_total",
+			Help: "Refreshes the kernel refused because the VIP's element had already expired (the fence lapsed under a held role; not revived).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.missing, m.repairs, m.armDuration, m.corrections} {
+	for _, c := range []prometheus.Collector{m.missing, m.repairs, m.armDuration, m.corrections, m.expiredRefreshes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("fence: register metrics: %w", err)
 		}

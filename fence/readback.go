@@ -39,9 +39,13 @@ const maxRearms = 1
 // readBackLocked reads vip's element back and corrects it against end
 // (re-computed against the clock now): re-armed shorter when it lies more
 // than ExpirySlack past end, deleted when re-arming does not help or the
-// expiry cannot be read (an unknown expiry is not trusted). Called with
-// rawMu held, right after an arm.
-func (f *Fence) readBackLocked(vip netip.Addr, end time.Time) error {
+// expiry cannot be read (an unknown expiry is not trusted). The shorter
+// re-arm is a refresh (delete and add in one batch): it never revives an
+// element that expired meanwhile. After a refresh (refresh true), an
+// element found gone is an error wrapping ErrExpired: it expired between
+// the refresh and the read-back, the fence lapsed under a held role.
+// Called with rawMu held, right after an arm.
+func (f *Fence) readBackLocked(vip netip.Addr, end time.Time, refresh bool) error {
 	for rearms := 0; ; rearms++ {
 		left, missing, err := liveFor(f.raw, f.cfg.Table, vip)
 		now := time.Now() // after the dump: now+left never understates the expiry
@@ -53,8 +57,18 @@ func (f *Fence) readBackLocked(vip netip.Addr, end time.Time) error {
 			f.wake()
 			return fmt.Errorf("fence: arm %s: read back expiry: %w", vip, ErrMissing)
 		}
+		if left == 0 {
+			if refresh || rearms > 0 {
+				f.mu.Lock()
+				delete(f.armed, vip)
+				f.mu.Unlock()
+				f.m.expiredRefreshes.Inc()
+				return fmt.Errorf("fence: arm %s: read back: element gone: %w", vip, ErrExpired)
+			}
+			return nil
+		}
 		over := now.Add(left).Sub(end)
-		if left == 0 || over <= ExpirySlack {
+		if over <= ExpirySlack {
 			return nil
 		}
 		f.m.corrections.Inc()
@@ -66,7 +80,7 @@ func (f *Fence) readBackLocked(vip netip.Addr, end time.Time) error {
 			return fmt.Errorf("fence: arm %s: expiry %s past its end after %d re-arms: disarmed", vip, over, rearms)
 		}
 		f.log.Warn("fence expiry past its end: re-arming shorter", "vip", vip.String(), "over_seconds", over.Seconds())
-		if err := f.armLocked(vip, end); err != nil {
+		if err := f.armLocked(vip, end, true); err != nil {
 			return err
 		}
 	}

@@ -55,6 +55,16 @@ func (f *Fence) Run(ctx context.Context, ev Events) {
 		}
 		err := f.Check()
 		if err == nil {
+			if missing {
+				// A repair that reinstalled the tables but failed
+				// afterwards (an element's read-back) is still a repair:
+				// without this the holder would wait for Repaired forever.
+				missing = false
+				t.Reset(f.cfg.CheckInterval)
+				if ev.Repaired != nil {
+					ev.Repaired()
+				}
+			}
 			continue
 		}
 		if !errors.Is(err, ErrMissing) {
