@@ -324,4 +324,3 @@ func TestScheduleRReplayedHeartbeatsOfADeadLeaderDoNotBlockFailover(t *testing.T
 		t.Fatal("the checker does not see replayed heartbeats blocking failover")
 	}
 }
-

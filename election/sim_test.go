@@ -81,7 +81,7 @@ type host struct {
 
 	mem     *Membership // persisted membership (nil: the bootstrap one)
 	floor   uint64
-	boot    Membership // what this host's configuration bootstraps
+	boot    Membership  // what this host's configuration bootstraps
 	pending *Membership // published, not yet handed to this host's node
 	wiped   bool        // lost its state and has not learned its terms yet
 	joined  bool        // started at least once (new masters join late)
@@ -527,7 +527,6 @@ func (s *sim) arm(h *host, c RoleChange) {
 		}
 	})
 }
-
 
 // release models the agent's release of a lost role. Most finish within 90%
 // of ReleaseSlack; with opFaults, some start late (a callback queued behind

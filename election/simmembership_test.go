@@ -103,7 +103,6 @@ func (s *sim) deliver(h *host, m Membership) {
 	s.process(h)
 }
 
-
 // waitSettled polls until a quorum of m reports Settled(m.Epoch), as the
 // operator's command does through the masters' status, then runs then.
 func (s *sim) waitSettled(m Membership, then func()) {
