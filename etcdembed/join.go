@@ -22,7 +22,7 @@ type plan struct {
 // retryInterval is the pause between attempts of retry.
 const retryInterval = 200 * time.Millisecond
 
-// probeTimeout bounds one attempt to reach a peer's client port.
+// probeTimeout bounds one attempt to reach a peer's client or peer port.
 const probeTimeout = 2 * time.Second
 
 // plan decides how a member with an empty data dir enters the cluster, and
@@ -61,6 +61,7 @@ func (m *Member) plan(ctx context.Context) (plan, error) {
 	quorum := n/2 + 1
 	join := false
 	var lastWait error
+	lastState := ""
 	err = m.retry(ctx, "decide how to enter the etcd cluster", func(ctx context.Context) (bool, error) {
 		// Both probes at once: a peer that runs without quorum keeps the
 		// client probe waiting for the whole timeout.
@@ -97,7 +98,9 @@ func (m *Member) plan(ctx context.Context) (plan, error) {
 			wait = fmt.Errorf("waiting for %s: a new etcd cluster needs %d of the %d masters answering with empty data, %d do (%s)",
 				peerList(s.silent, s.detail), quorum, n, 1+len(s.empty), strings.Join(append([]string{m.cfg.Name}, s.empty...), ", "))
 		}
-		if lastWait == nil || wait.Error() != lastWait.Error() {
+		// Log when the peers' states change; retry logs progress meanwhile.
+		if state := fmt.Sprint(s.formed, s.empty, s.silent); state != lastState {
+			lastState = state
 			m.log.Warn("etcd member with empty data dir waits before entering the cluster",
 				"formed", strings.Join(s.formed, ","), "empty", strings.Join(s.empty, ","), "silent", strings.Join(s.silent, ","),
 				"reason", wait.Error())
