@@ -48,6 +48,21 @@ type vipComponent struct {
 	// unfenced: the fence is missing (between fence.Events Missing and
 	// Repaired). The holder then keeps the VIP off, see fenceMissing.
 	unfenced bool
+	// term is the term of the last acquisition.
+	term uint64
+	// armedTerm is the last term whose fence was armed (a first arm that
+	// succeeded): later arms in it are refreshes, which never revive a
+	// lapsed element, and the address is added only once it is set (see
+	// renewed). With the fence, the address is on only in armedTerm.
+	armedTerm uint64
+	// lapsedTerm is the last term whose fence lapsed under the held role
+	// (a refresh found the element expired): in it the fence is not armed
+	// again and the address not added again; the role is stepped down.
+	lapsedTerm uint64
+	// stepDown hands the vip role over at once: the election driver's
+	// StepDown, set through setStepDown by the election component once its
+	// driver exists. Tests inject their own. Guarded by mu.
+	stepDown func(role string) bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -133,12 +148,33 @@ func interfaceFor(a netip.Addr) (string, error) {
 	return "", fmt.Errorf("vip: no interface has a subnet holding %s; set vip.interface", a)
 }
 
+// setStepDown gives the component the election driver's StepDown, which
+// it calls when the fence lapses under the held role. The election
+// component calls it after creating its driver, before starting it.
+func (c *vipComponent) setStepDown(f func(role string) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stepDown = f
+}
+
 func (c *vipComponent) acquire(ctx context.Context, term uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.held = true
+	c.term = term
 	if c.unfenced {
 		c.n.log.Warn("vip not added: the fence is missing, it is added when the fence is repaired", "component", "vip", "term", term)
+		return
+	}
+	if c.f != nil && c.lapsedTerm == term {
+		c.n.log.Warn("vip not added: the fence lapsed in this term", "component", "vip", "term", term)
+		return
+	}
+	if c.f != nil && c.armedTerm != term {
+		// The first arm of the term failed: the address comes with the
+		// first arm that succeeds (renewed), so that a first arm, which
+		// creates the element, never has an address to revive.
+		c.n.log.Warn("vip not added: the fence is not armed in this term yet, it is added at the first arm", "component", "vip", "term", term)
 		return
 	}
 	if err := c.m.Acquire(ctx); err != nil {
@@ -302,6 +338,13 @@ func (c *vipComponent) fenceRepaired() {
 	if !c.held {
 		return
 	}
+	if c.lapsedTerm == c.term || c.armedTerm != c.term {
+		// Not armed in this term (yet), or lapsed: the repair re-armed
+		// nothing for it, and the address waits for the first arm of a
+		// term (renewed).
+		c.n.log.Warn("fence repaired: vip not added, the fence is not armed in this term", "component", "vip", "term", c.term)
+		return
+	}
 	if !was {
 		c.m.Reannounce()
 		return
@@ -315,12 +358,64 @@ func (c *vipComponent) fenceRepaired() {
 	c.n.log.Info("fence repaired: vip added again", "component", "vip")
 }
 
+// renewed arms the fence until the lease deadline minus fenceMargin, on
+// the code path that just validated the renewal. The first arm of a term
+// is fence.ArmUntil (it creates the element; the address is added only
+// after it succeeded, by acquire or here). Every later arm of the term is
+// fence.RefreshUntil: one delete+add batch that the kernel aborts when the
+// element has already expired, so a refresh delayed past the element's
+// end (a stall between computing the timeout and the send) never revives
+// the VIP after the lease deadline. Such a refresh means the fence lapsed
+// under a role this node still holds: the VIP stays silent for the rest of
+// the term (no arm, the address deleted, not added again) and the role is
+// stepped down at once (election.Driver.StepDown), to come back only with
+// a new term. Other errors are logged; a missing fence is Run's to repair.
 func (c *vipComponent) renewed(term uint64, deadline time.Time) {
+	c.mu.Lock()
+	lapsed := c.renewedLocked(term, deadline)
+	stepDown := c.stepDown
+	c.mu.Unlock()
+	if lapsed {
+		c.stepDownLapsed(stepDown, term)
+	}
+}
+
+// renewedLocked is renewed with mu held; it reports a lapse of the fence
+// the role must be stepped down for.
+func (c *vipComponent) renewedLocked(term uint64, deadline time.Time) (lapsed bool) {
 	if c.f != nil {
+		if term == c.lapsedTerm {
+			return false
+		}
+		a := c.n.cfg.VIP.Address
 		end := deadline.Add(-fenceMargin)
 		if time.Until(end) > 0 {
-			if err := c.f.ArmUntil(c.n.cfg.VIP.Address, end); err != nil {
-				c.n.log.Error("fence arm failed", "component", "vip", "err", err)
+			first := c.armedTerm != term
+			var err error
+			if first {
+				err = c.f.ArmUntil(a, end)
+			} else {
+				err = c.f.RefreshUntil(a, end)
+			}
+			switch {
+			case errors.Is(err, fence.ErrExpired):
+				c.lapseLocked(term, err)
+				return true
+			case err != nil:
+				c.n.log.Error("fence arm failed", "component", "vip", "term", term, "first", first, "err", err)
+			case first:
+				c.armedTerm = term
+				if c.held && c.term == term && !c.unfenced && !c.m.Owned() {
+					// acquire ran before this first successful arm.
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					aerr := c.m.Acquire(ctx)
+					cancel()
+					if aerr != nil {
+						c.n.log.Error("vip acquire at the term's first fence arm failed", "component", "vip", "term", term, "err", aerr)
+					} else {
+						c.n.log.Info("fence armed: vip added", "component", "vip", "term", term)
+					}
+				}
 			}
 		}
 	}
@@ -329,6 +424,38 @@ func (c *vipComponent) renewed(term uint64, deadline time.Time) {
 			c.n.log.Warn("vip refresh failed", "component", "vip", "err", err)
 		}
 	}
+	return false
+}
+
+// lapseLocked makes the rest of term silent after its fence lapsed: no
+// more arms, the address deleted (the fence already silences it; deleting
+// it also stops the manager from owning, re-adding and announcing it).
+// Called with mu held.
+func (c *vipComponent) lapseLocked(term uint64, err error) {
+	c.lapsedTerm = term
+	c.n.log.Error("fence lapsed under the held vip role: the vip stays silent for the rest of the term, stepping down",
+		"component", "vip", "term", term, "err", err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if rerr := c.releaseAddr(ctx); rerr != nil {
+		c.n.log.Error("vip drop after the fence lapsed failed, escalating", "component", "vip", "term", term, "err", rerr)
+		if eerr := c.escalate(); eerr != nil {
+			c.n.log.Error("vip drop escalation failed", "component", "vip", "term", term, "err", eerr)
+		}
+	}
+}
+
+// stepDownLapsed hands the vip role over after its fence lapsed in term,
+// without holding mu: the driver's loop then queues the loss, and release
+// runs after the current callback returns.
+func (c *vipComponent) stepDownLapsed(stepDown func(role string) bool, term uint64) {
+	if stepDown == nil {
+		c.n.log.Error("fence lapsed but the vip role cannot be stepped down (no election driver): the vip stays silent until the role is lost",
+			"component", "vip", "term", term)
+		return
+	}
+	held := stepDown(RoleVIP)
+	c.n.log.Warn("vip role stepped down after its fence lapsed", "component", "vip", "term", term, "held", held)
 }
 
 func (c *vipComponent) Stop(ctx context.Context) error {
