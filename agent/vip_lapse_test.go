@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -276,5 +277,57 @@ func TestFenceLapseStepsTheElectionDriverDown(t *testing.T) {
 	defer cancel()
 	if err := d.Stop(sctx); err != nil {
 		t.Logf("driver stop: %v", err)
+	}
+}
+
+// A flushed fence is the missing-tables path, not a lapse: renewals
+// around `nft flush ruleset` (refreshes that may reach the kernel before
+// or after the repair) never step the role down, and the VIP is held and
+// armed again once the fence is back.
+func TestFlushedFenceIsNotALapse(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (Debian package nftables)")
+	}
+	l := nslab.New(t, "agvt", 1)
+	h := l.Hosts[0]
+	c, _, recs := startVIP(t, h, true)
+	var sd stepDowns
+	c.setStepDown(sd.stepDown)
+	hold(t, c, 12)
+	time.Sleep(50 * time.Millisecond) // fence.Run subscribed
+	// Holding mu keeps fence.Run in Events.Missing (the component's
+	// fenceMissing), which it calls before it repairs: the refresh below
+	// surely finds the tables gone.
+	c.mu.Lock()
+	h.MustExec("nft", "flush", "ruleset")
+	lapsed := c.renewedLocked(12, time.Now().Add(5*time.Second))
+	c.mu.Unlock()
+	if lapsed {
+		t.Fatal("a refresh on flushed tables was taken for a lapse")
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		end := time.Now().Add(2 * time.Second)
+		for !cond() {
+			if time.Now().After(end) {
+				t.Fatalf("gave up waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	_, missed := logged(recs(), "fence arm failed")
+	if !missed {
+		t.Fatal("the refresh on flushed tables did not fail")
+	}
+	waitFor("the repair", func() bool { _, ok := logged(recs(), "fence repaired: vip added again"); return ok })
+	c.renewed(12, time.Now().Add(5*time.Second))
+	if got := sd.get(); len(got) != 0 {
+		t.Fatalf("a flushed fence stepped the role down: %v", got)
+	}
+	if _, ok := logged(recs(), "fence lapsed under the held vip role: the vip stays silent for the rest of the term, stepping down"); ok {
+		t.Fatal("a flushed fence was taken for a lapse")
+	}
+	if !vipPresent(t, c) || !c.m.Owned() || armedFor(t, c) < 4*time.Second {
+		t.Fatalf("after the repair and a refresh: address %v, owned %v, armed %s", vipPresent(t, c), c.m.Owned(), armedFor(t, c))
 	}
 }
