@@ -17,12 +17,33 @@
 // # Messages
 //
 // PreVote/PreVoteResp (non-binding), Vote, Grant, Nack, Heartbeat, Ack,
-// Release. Each carries sender, receiver, the sender's incarnation (grows at
-// every start; older incarnations are dropped), role, term and a hash of
-// (voter set, role timing): a node drops messages whose hash differs, so a
-// half-rolled configuration change never builds two quorums that do not
-// intersect. The wire format (message.go) is versioned, length-checked and
+// Release, TermQuery/TermReply (non-binding). Each carries sender,
+// receiver, the sender's incarnation (grows at every start; older
+// incarnations are dropped) and message counter, its membership epoch and
+// membership hash, role, term and a hash of the role's timing (a node drops
+// messages whose timing hash differs, or whose membership hash differs at
+// the same epoch). memberlist authenticates packets but keeps no replay
+// cache, so a receiver accepts each (sender, incarnation, counter) once,
+// with a 64-message window for reordering (replay.go): a captured
+// heartbeat of a dead leader, replayed, does not renew anyone's promise.
+// The wire format (message.go, version 2) is versioned, length-checked and
 // bounded by MaxMessageSize; Decode rejects malformed input with a reason.
+//
+// # Membership
+//
+// The voters are a Membership numbered by an epoch (membership.go). Peers
+// in the configuration seed epoch 1; later epochs are data the cluster
+// agrees on and hands to every node (SetMembership), persisted with the
+// node's state. A change from voter set A to B publishes the joint
+// membership {B, old A} first — a quorum is then a majority of A and a
+// majority of B — and publishes B alone only once a quorum of the joint
+// membership reports Settled: adopted for a full lease and not learning.
+// A voter refuses binding requests from a sender of an epoch below the
+// highest it knows (its floor), so once the joint membership settled no
+// quorum of A alone can form any more; only consecutive memberships, whose
+// quorums intersect, are ever active together. A node that hears of an
+// epoch newer than its own membership campaigns for nothing until it is
+// given that membership.
 //
 // # Voters
 //
@@ -95,18 +116,54 @@
 // before the promises end. So at τ, Q voters are promised to X. If Y also
 // held at τ, Q voters would be promised to Y too; two majorities share a
 // voter, and a voter is promised to one node at a time — except after a
-// restart, when it has forgotten its promises: hence the quiet period. A
-// Release ends promises early only after the release is complete.
+// restart, when it has forgotten its promises: hence the quiet period
+// after every start. A Release ends promises early only after the release
+// is verified complete. During a membership change "Q voters" means a
+// majority of each voter set of the holder's membership, and the epoch
+// rules keep the holders' memberships consecutive, so the two majorities
+// still share a voter.
+//
+// The assumptions, all of them: clock rates within [1−ε, 1+ε]; the
+// deadline check late by at most DetectSlack and the release (escalation
+// included) done within ReleaseSlack, or the kernel fence armed (then a
+// stalled holder is silenced in the kernel at its deadline); memberships
+// published by the joint-then-settled rule; fewer than N−Q+1 voters
+// without state at once (for unique terms only — the quiet period alone
+// keeps one holder); messages authenticated by the cluster key (forged
+// messages are out of scope, replayed ones are not). A paused VM whose
+// monotonic clock stops is outside the model.
 //
 // # Restart
 //
-// A role with persisted state starts quiet: for max(old, new
-// LeaseDuration)·(1+2ε) the node sends nothing binding (no Grant, Ack or
-// campaign), since it may have promised before it died. It starts as a
-// follower and its first Ready releases the persisted last term. The agent
-// must clear what a previous run left (VIP, leader-only units) before
-// Driver.Start. The driver persists state with fsync and atomic rename in
-// StateDir/election-state.json and bumps the incarnation at every start.
+// Every role starts quiet, with or without persisted state: for max(old,
+// new LeaseDuration)·(1+2ε) the node sends nothing binding (no Grant, Ack
+// or campaign), since it may have promised before it died — and a master
+// whose state directory was wiped, reinstalled or re-imaged may have too.
+// A role without state also learns its highest term first: it asks every
+// voter (TermQuery) and waits, per voter set c, for more than |c|−Q_c
+// answers from voters that have their state (a term needs Q_c grants in c,
+// at most one of them its own), or for an answer from every other voter (a
+// cluster starting with no state anywhere). It persists the maximum as its
+// maxTerm with no vote: it never grants or campaigns for a term it may
+// have taken part in, so a term — the fencing token — is never won twice,
+// under the assumption that at most N−Q voters are without their state
+// (wiped, or newly added, and not yet learned) at any one time. The node
+// starts as a follower and its first Ready releases the persisted last
+// term. The agent must clear what a previous run left (VIP, leader-only
+// units) before Driver.Start. The driver persists state with fsync and
+// atomic rename in StateDir/election-state.json and bumps the incarnation
+// at every start.
+//
+// # Release
+//
+// A Lost change asks the agent to let the role go; Driver runs
+// OnStoppedLeading with a context that ends ReleaseSlack after the loss.
+// Only a release verified complete within that slack (address gone, unit's
+// control group empty) lets the node send Release (Node.Released). A
+// failed or overrunning release sends none (Node.ReleaseFailed): the
+// promises end by expiry, which the safety inequality covers, while the
+// agent escalates (SIGKILL the control group, delete the address again);
+// masterd_role_release_failures_total{role,reason} counts it.
 //
 // # Driver
 //
@@ -132,6 +189,7 @@
 //	                                                 stale_incarnation, decrypt, label, ...
 //	masterd_election_renew_latency_seconds{role}     lease-start age at renewal
 //	masterd_election_loop_latency_seconds            timer lateness of the loop
+//	masterd_role_release_failures_total{role,reason} releases that failed or overran
 //
 // # Tests
 //
@@ -142,7 +200,14 @@
 // ExecStopPost), stalls and power cycles, and checks on true time: never two
 // effective holders, one node per term and increasing terms, promise
 // exclusivity and the quiet period, maxTerm monotonic, and a stable holder
-// after a healed period. Profiles: default vip (with and without the fence),
+// after a healed period. It also models the faults of operation: state
+// directories lost on restart, memberships rolled host by host (joint,
+// settled, final; a removed master retired or left running), releases that
+// fail or take exactly their slack, late callbacks, and fence arms sent
+// after a stall. operation_test.go replays the holes each rule closes; the
+// rules can be switched off one by one (rules) and `make mutants` applies
+// the protocol mutations of testdata/mutants.txt, which the suite must
+// kill. Profiles: default vip (with and without the fence),
 // fast (fenced), the unit roles, and "tight" (lease exactly at the safety
 // bound with 1% drift). `go test ./election -sim.runs=N` runs more seeds;
 // -sim.seed=S replays one with a trace.

@@ -324,3 +324,50 @@ func TestScheduleRReplayedHeartbeatsOfADeadLeaderDoNotBlockFailover(t *testing.T
 		t.Fatal("the checker does not see replayed heartbeats blocking failover")
 	}
 }
+
+// Schedule D: a Grant answering the first send of a Vote arrives late,
+// after the Vote was resent (and the resend was lost). The voter's promise
+// runs from its receipt of the first send, so the lease must start at the
+// first send time too; counting it from the resend would let the candidate
+// hold past the voter's promise. n1 never talks to n3; once n1 holds, it is
+// cut off from n2 too, and n3 takes over as soon as n2's promise ends.
+func scheduleD(seed uint64) *sim {
+	s := newSim(scheduleOpts(seed, 3, DefaultVIPTiming(), false, 4*time.Second))
+	n1, n2, n3 := s.hosts[0], s.hosts[1], s.hosts[2]
+	s.cut[[2]int{n1.idx, n3.idx}], s.cut[[2]int{n3.idx, n1.idx}] = true, true
+	delayed, votes := false, 0
+	s.intercept = func(s *sim, from *host, m Message) bool {
+		if s.calm {
+			return false
+		}
+		switch {
+		case from == n1 && m.To == n2.id && m.Type == MsgVote:
+			votes++
+			return votes > 1 // resends are lost
+		case from == n2 && m.To == n1.id && m.Type == MsgGrant && !delayed:
+			delayed = true
+			s.push(&event{at: s.now + 350*time.Millisecond, kind: evDeliver, h: n1, msg: m})
+			return true
+		}
+		return false
+	}
+	s.o.script = func(s *sim) {
+		var isolate func()
+		isolate = func() {
+			if n1.hold.on {
+				s.cut[[2]int{n1.idx, n2.idx}], s.cut[[2]int{n2.idx, n1.idx}] = true, true
+				s.logf("CUT n1 from everyone")
+				return
+			}
+			s.at(s.now+time.Millisecond, isolate)
+		}
+		s.at(0, isolate)
+	}
+	return s
+}
+
+func TestScheduleDAGrantCountsFromTheVoteSendItAnswers(t *testing.T) {
+	if n := runSchedule(t, "D", 200, scheduleD); n > 0 {
+		t.Fatalf("%d/200 seeds overlap", n)
+	}
+}

@@ -163,25 +163,37 @@ func (r *role) askTerms(now time.Duration) {
 // maybeLearned ends learning once the answers cover every term a quorum may
 // have granted without this node: for each voter set c, more than |c|−Q_c
 // answers from voters with state (a term needs Q_c grants in c, at most one
-// of them this node's), or an answer from every other voter (a cluster that
-// starts with no state anywhere). The learned maximum is persisted as
-// maxTerm with no vote, so the node never grants a term it may already have
-// granted, nor campaigns for one.
+// of them this node's). Two more cases end it: an answer from every other
+// voter (nothing more can be learned), and, for each voter set, more than
+// |c|−Q_c voters without state, this one included — under the assumption
+// that at most N−Q voters are without state at once, that is a cluster
+// that has never granted anything (a first boot, some masters not up yet).
+// The learned maximum is persisted as maxTerm with no vote, so the node
+// never grants a term it may already have granted, nor campaigns for one.
 func (r *role) maybeLearned(now time.Duration) {
 	if !r.learning {
 		return
 	}
 	id := r.n.cfg.ID
-	enough := true
+	enough, fresh := true, true
 	for _, c := range r.n.mem.configs() {
-		k := 0
+		known, without := 0, 0
 		for _, v := range c {
-			if v != id && r.learnFrom[v] {
-				k++
+			switch ok, answered := r.learnFrom[v]; {
+			case v == id:
+				without++
+			case answered && ok:
+				known++
+			case answered:
+				without++
 			}
 		}
-		if k < len(c)-majority(len(c))+1 {
+		need := len(c) - majority(len(c)) + 1
+		if known < need {
 			enough = false
+		}
+		if without < need {
+			fresh = false
 		}
 	}
 	all := true
@@ -190,7 +202,7 @@ func (r *role) maybeLearned(now time.Duration) {
 			all = false
 		}
 	}
-	if !enough && !all {
+	if !enough && !fresh && !all {
 		return
 	}
 	r.learning = false

@@ -106,7 +106,9 @@ type event struct {
 	term uint64
 	fn   func()
 	// keep: evReleased tells the node but the role is still alive (a
-	// failed release reported as done); evReleaseFailed only silences it.
+	// failed release reported as done); evReleaseFailed with keep only
+	// silences the role (the escalation completes), without keep only
+	// tells the node the release failed.
 	keep bool
 }
 
@@ -252,7 +254,8 @@ func (s *sim) learning(h *host) bool {
 func (s *sim) mayWipe(h *host) bool {
 	without := 0
 	for _, o := range s.hosts {
-		if o != h && (o.wiped && !o.up || s.learning(o)) {
+		_, stored := o.store[s.role]
+		if o != h && o.joined && !o.retired && (!stored || s.learning(o)) {
 			without++
 		}
 	}
@@ -549,14 +552,14 @@ func (s *sim) release(h *host, term uint64) {
 	switch k := s.rng.IntN(10); {
 	case k == 0: // takes exactly its slack (counted from the loss)
 		s.push(&event{at: s.now + slack, kind: evReleased, h: h, gen: h.inc, term: term})
-	case k == 1: // fails, then escalation silences it by the end of the slack
+	case k == 1: // fails; the escalation it started silences it later, by the end of the slack
 		end := start + d + time.Duration(s.rng.Int64N(int64(s.now+slack-(start+d))+1))
+		s.push(&event{at: end, kind: evReleaseFailed, h: h, gen: h.inc, term: term, keep: true})
 		if s.o.rules.releaseIgnoresFailure {
 			s.push(&event{at: start + d, kind: evReleased, h: h, gen: h.inc, term: term, keep: true})
-			s.push(&event{at: end, kind: evReleaseFailed, h: h, gen: h.inc, term: term, keep: true})
 			return
 		}
-		s.push(&event{at: end, kind: evReleaseFailed, h: h, gen: h.inc, term: term})
+		s.push(&event{at: start + d, kind: evReleaseFailed, h: h, gen: h.inc, term: term})
 	default:
 		s.push(&event{at: start + d, kind: evReleased, h: h, gen: h.inc, term: term})
 	}
@@ -630,14 +633,16 @@ func (s *sim) step(e *event) {
 		if e.gen != h.inc {
 			return
 		}
-		if h.hold.on && h.hold.term == e.term {
-			h.hold.on = false
-			s.logf("%s release of term %d failed; escalation silenced it", h.id, e.term)
+		if e.keep { // the escalation completes: the role is silent
+			if h.hold.on && h.hold.term == e.term {
+				h.hold.on = false
+				s.logf("%s escalation silenced term %d", h.id, e.term)
+			}
+			return
 		}
-		if !e.keep {
-			h.node.ReleaseFailed(h.local(s.now), s.role, e.term)
-			s.process(h)
-		}
+		s.logf("%s release of term %d failed (escalation under way)", h.id, e.term)
+		h.node.ReleaseFailed(h.local(s.now), s.role, e.term)
+		s.process(h)
 	}
 }
 

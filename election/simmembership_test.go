@@ -58,7 +58,7 @@ func (s *sim) whenAllHaveState(at time.Duration, then func()) {
 	var poll func()
 	poll = func() {
 		for _, h := range s.hosts {
-			if h.wiped || s.learning(h) {
+			if _, stored := h.store[s.role]; h.joined && !h.retired && (!stored || s.learning(h)) {
 				s.at(s.now+s.o.timing.RetryPeriod, poll)
 				return
 			}
