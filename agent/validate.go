@@ -37,7 +37,11 @@ type slack struct{ detect, release time.Duration }
 func (s slack) total() time.Duration { return s.detect + s.release }
 
 // LoadConfig reads, decodes and validates the file at path. Every problem found
-// is reported at once.
+// is reported at once, at most maxDecodeErrors decoding and as many validation
+// problems, each list ending with "… and N more" when cut. A file that cannot
+// be decoded at all (an [*UnreadableError], or one that cannot be read) is
+// reported alone, on one line: validating the defaults it leaves behind would
+// only add noise.
 func LoadConfig(path string) (Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -45,6 +49,13 @@ func LoadConfig(path string) (Config, error) {
 	}
 	defer f.Close()
 	cfg, lines, decodeErr := decodeConfig(f)
+	var ue *UnreadableError
+	var fe *FieldError
+	if errors.As(decodeErr, &ue) || (decodeErr != nil && !errors.As(decodeErr, &fe)) {
+		// Nothing was decoded (an unreadable file, or a read error such as
+		// a directory given as the file): one line, no validation.
+		return cfg, fmt.Errorf("config %s: %w", path, decodeErr)
+	}
 	cfg.derive()
 	validateErr := cfg.Validate()
 	for _, e := range unjoin(validateErr) {
@@ -60,25 +71,32 @@ func LoadConfig(path string) (Config, error) {
 
 // mergeErrors joins decoding and validation problems, dropping a validation
 // problem about a key whose value already failed to decode (it kept its default
-// or zero value, so the second message would only confuse).
+// or zero value, so the second message would only confuse). The validation
+// problems left are cut to maxDecodeErrors, as the decoder cuts its own.
 func mergeErrors(decodeErr, validateErr error) error {
-	if decodeErr == nil || validateErr == nil {
-		return errors.Join(decodeErr, validateErr)
-	}
 	bad := map[string]bool{}
 	for _, e := range unjoin(decodeErr) {
 		if fe, ok := e.(*FieldError); ok {
 			bad[fe.Path] = true
 		}
 	}
-	errs := unjoin(decodeErr)
+	var valid []error
 	for _, e := range unjoin(validateErr) {
 		if fe, ok := e.(*FieldError); ok && bad[fe.Path] {
 			continue
 		}
-		errs = append(errs, e)
+		valid = append(valid, e)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(unjoin(decodeErr), capErrors(valid, maxDecodeErrors)...)...)
+}
+
+// capErrors keeps the first n of errs and counts the rest in a last
+// "… and N more".
+func capErrors(errs []error, n int) []error {
+	if len(errs) <= n {
+		return errs
+	}
+	return append(errs[:n:n], fmt.Errorf("… and %d more", len(errs)-n))
 }
 
 func unjoin(err error) []error {
