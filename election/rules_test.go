@@ -1,0 +1,142 @@
+package election
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// Single protocol rules checked directly on one node, each against the
+// rule as DESIGN.md and doc.go state it. The simulation would find most of
+// these only by chance; a mutation of any of them must fail here.
+
+// newRuleNode returns node a of voters a, b, c with default vip timing,
+// past its quiet period and term learning (b and c answered with state).
+func newRuleNode(t *testing.T) (*Node, *testNet) {
+	t.Helper()
+	tn := newTestNet(t, 3, DefaultVIPTiming())
+	tn.state["a"] = map[string]RoleState{RoleVIP: {LeaseDuration: tn.timing.LeaseDuration}}
+	tn.start("a")
+	n := tn.nodes["a"]
+	tn.now = tn.quiet()
+	n.Tick(tn.now)
+	n.Advance()
+	return n, tn
+}
+
+func (tn *testNet) stepRule(n *Node, m Message) []Message {
+	tn.t.Helper()
+	if err := n.Step(tn.now, tn.forge(m)); err != nil {
+		tn.t.Fatalf("step %v: %v", m, err)
+	}
+	rd := n.Ready()
+	n.Advance()
+	return rd.Messages
+}
+
+func replyTypes(ms []Message) []MsgType {
+	var out []MsgType
+	for _, m := range ms {
+		out = append(out, m.Type)
+	}
+	return out
+}
+
+// A voter grants a term to one candidate only: once it granted b term 5,
+// a Vote of c for term 5 is refused even after b's promise ended.
+func TestAVoterGrantsATermToOneCandidateOnly(t *testing.T) {
+	n, tn := newRuleNode(t)
+	out := tn.stepRule(n, Message{Type: MsgVote, From: "b", To: "a", Role: RoleVIP, Term: 5, Seq: 1})
+	if len(out) != 1 || out[0].Type != MsgGrant {
+		t.Fatalf("vote of b for term 5: replies %v, want a grant", replyTypes(out))
+	}
+	tn.now += tn.timing.LeaseDuration + time.Millisecond // b's promise ran out
+	out = tn.stepRule(n, Message{Type: MsgVote, From: "c", To: "a", Role: RoleVIP, Term: 5, Seq: 1})
+	if len(out) != 1 || out[0].Type != MsgNack {
+		t.Fatalf("vote of c for the term granted to b: replies %v, want a nack", replyTypes(out))
+	}
+	out = tn.stepRule(n, Message{Type: MsgVote, From: "c", To: "a", Role: RoleVIP, Term: 6, Seq: 2})
+	if len(out) != 1 || out[0].Type != MsgGrant {
+		t.Fatalf("vote of c for the next term: replies %v, want a grant", replyTypes(out))
+	}
+}
+
+// A candidate counts only Grants for exactly its campaign term: a late
+// Grant of an earlier campaign that carries the same round number (seq
+// restarts with every incarnation) does not count.
+func TestACandidateCountsOnlyGrantsOfItsTerm(t *testing.T) {
+	n, tn := newRuleNode(t)
+	r := n.roles[RoleVIP]
+	r.immediate = true // campaign without PreVote
+	r.campaignAt = tn.now
+	n.Tick(tn.now)
+	rd := n.Ready()
+	n.Advance()
+	var vote Message
+	for _, m := range rd.Messages {
+		if m.Type == MsgVote {
+			vote = m
+		}
+	}
+	if vote.Type != MsgVote {
+		t.Fatalf("no vote sent: %v", replyTypes(rd.Messages))
+	}
+	tn.now += time.Millisecond
+	tn.stepRule(n, Message{Type: MsgGrant, From: "b", To: "a", Role: RoleVIP, Term: vote.Term - 1, Seq: vote.Seq})
+	if n.Status(tn.now)[RoleVIP].Leader {
+		t.Fatal("a grant of an earlier term made the candidate leader")
+	}
+	tn.stepRule(n, Message{Type: MsgGrant, From: "b", To: "a", Role: RoleVIP, Term: vote.Term, Seq: vote.Seq})
+	if !n.Status(tn.now)[RoleVIP].Leader {
+		t.Fatal("the grant of its own term did not make the candidate leader")
+	}
+}
+
+// The lease inequality against a reference computed here: with drift ε a
+// lease one millisecond below renew·(1+ε)/(1−ε) + (1+ε)·(detect+release)
+// is refused, one a microsecond above it accepted.
+func TestTheSafetyInequalityCountsClockDrift(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 1000 {
+		eps := []float64{0.0001, 0.001, 0.01, 0.05}[rng.IntN(4)]
+		tm := Timing{
+			RenewDeadline: time.Duration(100+rng.IntN(20000)) * time.Millisecond,
+			DetectSlack:   time.Duration(rng.IntN(1000)) * time.Millisecond,
+			ReleaseSlack:  time.Duration(rng.IntN(5000)) * time.Millisecond,
+		}
+		tm.RetryPeriod = tm.RenewDeadline / 5
+		bound := float64(tm.RenewDeadline)*(1+eps)/(1-eps) + (1+eps)*float64(tm.DetectSlack+tm.ReleaseSlack)
+		tm.LeaseDuration = time.Duration(math.Ceil(bound)) - time.Millisecond
+		if err := tm.Validate(eps); err == nil {
+			t.Fatalf("ε=%g %+v: a lease 1ms under the bound %v validated", eps, tm, time.Duration(bound))
+		}
+		tm.LeaseDuration = time.Duration(math.Ceil(bound)) + time.Microsecond
+		if err := tm.Validate(eps); err != nil {
+			t.Fatalf("ε=%g %+v: a lease just above the bound was refused: %v", eps, tm, err)
+		}
+	}
+}
+
+// Learning ends only with enough answers from voters that have their
+// state: with five voters, two such answers do not cover a term three
+// others may have granted without this node; three do.
+func TestLearningNeedsAnswersFromMoreThanNMinusQVotersWithState(t *testing.T) {
+	tn := newTestNet(t, 5, DefaultVIPTiming())
+	tn.start("a")
+	n := tn.nodes["a"]
+	n.Advance()
+	reply := func(from string, known bool, max uint64) {
+		tn.stepRule(n, Message{Type: MsgTermReply, From: from, To: "a", Role: RoleVIP, OK: known, MaxTerm: max})
+	}
+	reply("b", true, 3)
+	reply("c", true, 4)
+	if !n.Status(tn.now)[RoleVIP].Learning {
+		t.Fatal("learning ended with two answers with state out of five voters")
+	}
+	reply("d", true, 9)
+	st := n.Status(tn.now)[RoleVIP]
+	if st.Learning || st.Term != 9 {
+		t.Fatalf("after three answers with state: learning %v, term %d; want done, 9", st.Learning, st.Term)
+	}
+}
