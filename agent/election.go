@@ -166,8 +166,11 @@ func (c *electionComponent) Stop(ctx context.Context) error {
 
 // electionStatus is the election's section of /status.
 type electionStatus struct {
-	Roles   map[string]election.RoleInfo `json:"roles"`
-	Members []election.Member            `json:"members"`
+	Roles      map[string]election.RoleInfo `json:"roles"`
+	Members    []election.Member            `json:"members"`
+	Membership election.Membership          `json:"membership"`
+	EpochFloor uint64                       `json:"epochFloor"`
+	Settled    bool                         `json:"settled"`
 }
 
 func (c *electionComponent) Status() any {
@@ -175,7 +178,7 @@ func (c *electionComponent) Status() any {
 		return electionStatus{}
 	}
 	st := c.d.Status()
-	return electionStatus{Roles: st.Roles, Members: st.Members}
+	return electionStatus{Roles: st.Roles, Members: st.Members, Membership: st.Membership, EpochFloor: st.EpochFloor, Settled: st.Settled}
 }
 
 // livenessTimeout is how long the election loop may take to answer before the

@@ -565,11 +565,12 @@ func (d *Driver) shutdown() {
 
 // RoleInfo is one role in Status.
 type RoleInfo struct {
-	Holder string // the node this node is promised to ("" if none)
-	Term   uint64
-	Leader bool // this node holds the role
-	Quorum bool // this node heard from a majority within a lease
-	State  string
+	Holder   string // the node this node is promised to ("" if none)
+	Term     uint64
+	Leader   bool // this node holds the role
+	Quorum   bool // this node heard from a majority within a lease
+	State    string
+	Learning bool // started without state, still learning the role's term
 }
 
 // Member is one gossip member in Status.
@@ -587,6 +588,13 @@ type Status struct {
 	Name    string
 	Roles   map[string]RoleInfo
 	Members []Member
+	// Membership is the voter set this node counts quorums with; EpochFloor
+	// the highest epoch it knows of (above Membership.Epoch while it is
+	// stale); Settled whether it has counted under Membership for a full
+	// lease and learned its terms (see Node.Settled).
+	Membership Membership
+	EpochFloor uint64
+	Settled    bool
 }
 
 // Status returns a snapshot; after Stop or Kill it returns only the name.
@@ -594,9 +602,12 @@ func (d *Driver) Status() Status {
 	s := Status{Name: d.cfg.Name, Roles: map[string]RoleInfo{}}
 	elig := map[string]map[string]Eligibility{}
 	d.call(func() {
-		for name, r := range d.node.Status(d.now()) {
-			s.Roles[name] = RoleInfo{Holder: r.Holder, Term: r.Term, Leader: r.Leader, Quorum: r.Quorum, State: r.State}
+		now := d.now()
+		for name, r := range d.node.Status(now) {
+			s.Roles[name] = RoleInfo{Holder: r.Holder, Term: r.Term, Leader: r.Leader, Quorum: r.Quorum, State: r.State, Learning: r.Learning}
 		}
+		s.Membership, s.EpochFloor = d.node.Membership()
+		s.Settled = d.node.Settled(now, s.Membership.Epoch)
 		for _, v := range d.cfg.voters() {
 			elig[v] = d.node.Eligibility(v)
 		}

@@ -14,11 +14,17 @@ import (
 // The shapes of the /status sections, as the agent encodes them.
 type (
 	roleSection struct {
-		Holder string
-		Term   uint64
-		Leader bool
-		Quorum bool
-		State  string
+		Holder   string
+		Term     uint64
+		Leader   bool
+		Quorum   bool
+		State    string
+		Learning bool
+	}
+	membershipSection struct {
+		Epoch  uint64   `json:"epoch"`
+		Voters []string `json:"voters"`
+		Old    []string `json:"old"`
 	}
 	memberSection struct {
 		Name  string
@@ -27,8 +33,11 @@ type (
 		Voter bool
 	}
 	electionSection struct {
-		Roles   map[string]roleSection `json:"roles"`
-		Members []memberSection        `json:"members"`
+		Roles      map[string]roleSection `json:"roles"`
+		Members    []memberSection        `json:"members"`
+		Membership membershipSection      `json:"membership"`
+		EpochFloor uint64                 `json:"epochFloor"`
+		Settled    bool                   `json:"settled"`
 	}
 	etcdSection struct {
 		ID      string   `json:"id"`
@@ -75,9 +84,28 @@ func printSections(w io.Writer, st agent.Status) {
 		fmt.Fprintln(tw, "ROLE\tHOLDER\tTERM\tTHIS NODE\tQUORUM")
 		for _, role := range sortedKeys(el.Roles) {
 			r := el.Roles[role]
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%v\n", role, dash(r.Holder), r.Term, r.State, r.Quorum)
+			state := r.State
+			if r.Learning {
+				state += " (learning its term)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%v\n", role, dash(r.Holder), r.Term, state, r.Quorum)
 		}
 		tw.Flush()
+		if m := el.Membership; m.Epoch > 0 {
+			fmt.Fprintf(w, "\nmembership: epoch %d, voters %s", m.Epoch, strings.Join(m.Voters, ", "))
+			if len(m.Old) > 0 {
+				fmt.Fprintf(w, " (changing from %s: quorums need a majority of both)", strings.Join(m.Old, ", "))
+			}
+			switch {
+			case el.EpochFloor > m.Epoch:
+				fmt.Fprintf(w, "; STALE: epoch %d exists, this master campaigns for nothing until it has it", el.EpochFloor)
+			case el.Settled:
+				fmt.Fprint(w, "; settled")
+			default:
+				fmt.Fprint(w, "; not settled yet (adopted less than a lease ago, or still learning)")
+			}
+			fmt.Fprintln(w)
+		}
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tVOTER")
