@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"time"
@@ -63,7 +65,7 @@ func (c *pkiComponent) Start(ctx context.Context) error {
 		if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("pki: %w", err)
 		}
-		files, err = pki.Ensure(n.pkiDir(), s, p, c.now())
+		files, err = ensurePKI(n.pkiDir(), s, p, c.now())
 	}
 	if err != nil {
 		return err
@@ -82,12 +84,26 @@ func (c *pkiComponent) Start(ctx context.Context) error {
 	return nil
 }
 
+// ensurePKI runs pki.Ensure on dir after pki.CheckDir refused nothing in it,
+// when it exists. Ensure quietly tightens the directory to 0700 and its files
+// to their modes, which would hide that another user could change them (and
+// may have replaced a key or a CA certificate); CheckDir's error names each
+// file and the chown/chmod that fixes it.
+func ensurePKI(dir string, s *pki.Secret, p pki.Params, now time.Time) (*pki.Files, error) {
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		if err := pki.CheckDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	return pki.Ensure(dir, s, p, now)
+}
+
 // renewInterval is how often a running daemon re-checks its certificates: a
 // master that runs for most of a year without a restart must not let its
 // leaves (1 year, renewed 30 days before expiry) run out.
 const renewInterval = 24 * time.Hour
 
-// renewLoop re-runs Ensure daily. etcd and kube-apiserver reload their
+// renewLoop re-runs ensurePKI daily. etcd and kube-apiserver reload their
 // certificates from disk; nothing else needs to happen.
 func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params) {
 	defer close(c.done)
@@ -99,7 +115,7 @@ func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params) {
 			return
 		case <-t.C:
 		}
-		files, err := pki.Ensure(c.n.pkiDir(), c.n.secret, p, c.now())
+		files, err := ensurePKI(c.n.pkiDir(), c.n.secret, p, c.now())
 		if err != nil {
 			c.n.log.Error("certificate renewal failed", "component", "pki", "err", err)
 			continue
