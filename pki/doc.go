@@ -18,13 +18,23 @@
 // naming, in order, the role of every following block ("gossip-key",
 // "etcd-ca-cert", "etcd-ca-key", ...). Gossip keys are "MASTERD GOSSIP KEY"
 // blocks, certificates "CERTIFICATE" and keys PKCS#8 "PRIVATE KEY" blocks.
-// [LoadSecret] refuses a file readable by group or others and says how to fix
-// it; [DecodeSecret] reports what is wrong and never panics (it is fuzzed).
+// [LoadSecret] first calls [CheckPermissions]: it refuses a file that is not
+// a regular file, is owned by anyone but root or the user the daemon runs
+// as, or is accessible by group or others, and a parent directory owned by
+// anyone else or writable by group or others (whoever can write the
+// directory can replace the file); the error names every problem and the
+// chown/chmod that fixes it. [DecodeSecret] reports what is wrong and never
+// panics (it is fuzzed).
 //
 // # Node material
 //
-// At start the agent calls [Ensure] with the secret and the node's [Params].
-// Ensure writes into the pki directory (mode 0700; private keys and
+// At start the agent calls [CheckDir] on the pki directory, when it exists,
+// then [Ensure] with the secret and the node's [Params]. CheckDir refuses the
+// directory, or any file of its layout, owned by anyone but root or the
+// daemon's user or writable by group or others, and a private key or
+// kubeconfig accessible by them, naming each file and the fix; it must run
+// first because Ensure tightens the modes it finds without a word. Ensure
+// writes into the pki directory (mode 0700; private keys and
 // kubeconfigs 0600, certificates 0644) the CA certificates, the etcd server,
 // peer and client certificates, the apiserver's etcd client, serving and
 // kubelet-client certificates, the front-proxy client certificate, the

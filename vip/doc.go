@@ -51,8 +51,12 @@
 // interface and probes for the VIP every Config.ConflictProbeInterval with an
 // ARP probe (sender 0.0.0.0) or a DAD-style neighbour solicitation; another
 // MAC answering for the VIP is a duplicate holder: it is counted in
-// masterd_vip_conflicts_total and logged with the other MAC. The manager
-// does not act on a conflict: the quorum lease decides who holds the VIP.
+// masterd_vip_conflicts_total and logged with the other MAC, at most one
+// line per other MAC every 10 s and lines for at most 8 MACs per 10 s in all
+// (anyone on the LAN can send claims from made-up MACs); the lines not
+// written are counted in masterd_vip_conflict_logs_suppressed_total. The
+// manager does not act on a conflict: the quorum lease decides who holds the
+// VIP.
 //
 // # Network namespace
 //
@@ -62,9 +66,10 @@
 //
 // # Metrics
 //
-//	masterd_vip_owned                        gauge, 1 while this node holds the VIP
-//	masterd_garp_sent_total                  counter, announcement frames sent
-//	masterd_vip_acquire_duration_seconds     histogram, Acquire's netlink add and first announcement
-//	masterd_vip_removed_externally_total     counter, held VIP removed by someone else and put back
-//	masterd_vip_conflicts_total              counter, another MAC answered for the held VIP
+//	masterd_vip_owned                          gauge, 1 while this node holds the VIP
+//	masterd_garp_sent_total                    counter, announcement frames sent
+//	masterd_vip_acquire_duration_seconds       histogram, Acquire's netlink add and first announcement
+//	masterd_vip_removed_externally_total       counter, held VIP removed by someone else and put back
+//	masterd_vip_conflicts_total                counter, another MAC answered for the held VIP
+//	masterd_vip_conflict_logs_suppressed_total counter, conflict log lines the rate limit dropped
 package vip
