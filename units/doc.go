@@ -33,6 +33,27 @@
 // the most a leader-only Stop takes, and the role's
 // leaseDuration - renewDeadline slack must cover it.
 //
+// Kill is the escalation of a Stop that failed or ran out of time: a stop
+// job (so Restart= does not bring the unit back) and at once SIGKILL to every
+// process of its cgroup (KillUnit who=all; when systemd cannot be reached,
+// cgroup.kill written directly), then up to Config.KillWait, or until its
+// context ends, for the cgroup to be empty. It does not wait for a Stop in
+// progress on the same unit, which may be stuck on a systemd that does not
+// answer. Processes lists the PIDs in a unit's cgroup and its sub-groups
+// from cgroup.procs: unlike the unit's state it also sees processes that an
+// installed unit with KillMode=process or none leaves behind, so a caller can
+// verify that a stopped unit is really gone.
+//
+// # Stop budget
+//
+// The defaults (LeaderStopGrace 1 s, KillWait 3 s) fill a role's 4 s release
+// slack (election.DefaultUnitTiming().ReleaseSlack) exactly. The agent
+// (agent/kube.go) sets grace 1.5 s + kill wait 1.5 s = 3 s, leaving 1 s of
+// the 4 s for the D-Bus round trips around them and the release's read-back
+// of the cgroup with Processes. When that release fails it calls Kill under
+// a deadline of its own (kill wait + 1 s) and verifies the cgroup is empty
+// again, even after the lease is left to expire.
+//
 // # Managed and existing units
 //
 // Managed mode (Unit.Definition set, the default for masterd) writes the unit
