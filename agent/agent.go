@@ -47,6 +47,13 @@ type Options struct {
 	// Liveness, when set, gates watchdog pings: a hung election loop stops the
 	// pings and systemd restarts the daemon.
 	Liveness func() error
+	// LoadConfig re-reads the configuration for Reload (SIGHUP): the file
+	// with the command line's overrides, decoded and validated as at start.
+	// Nil rejects every reload.
+	LoadConfig func() (Config, error)
+	// LogLevel is the level of Logger, set by Reload when log.level changes;
+	// nil leaves the level as it is.
+	LogLevel *slog.LevelVar
 }
 
 // BuildInfo identifies the binary.
@@ -58,12 +65,14 @@ type BuildInfo struct {
 
 // Agent runs masterd's components for one node.
 type Agent struct {
-	cfg     Config
+	cfg     Config // the running configuration; Reload sets cfg.Log.Level under mu
 	opts    Options
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	metrics *metrics
 	notify  Notifier
+
+	reloadMu sync.Mutex // serialises Reload
 
 	mu      sync.Mutex
 	states  map[string]string // component name -> state, for /status

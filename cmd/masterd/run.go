@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -30,6 +31,12 @@ the exit code is 2 when there is any.`, stdout)
 	if err := noArgs(fs); err != nil {
 		return err
 	}
+	// SIGHUP reloads (below); caught from here on, so one that arrives while
+	// the daemon starts waits for the agent instead of killing the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg, err := agent.LoadConfig(*configPath)
 	if err != nil {
 		return configError{err}
@@ -38,13 +45,23 @@ the exit code is 2 when there is any.`, stdout)
 		fmt.Fprintf(stdout, "%s: ok (node %s, %d peers)\n", *configPath, cfg.Name, len(cfg.Peers))
 		return nil
 	}
-	if *logFormat != "" {
-		cfg.Log.Format = *logFormat
+	// The flags override the file at start and at every reload.
+	override := func(cfg *agent.Config) {
+		if *logFormat != "" {
+			cfg.Log.Format = *logFormat
+		}
+		if *logLevel != "" {
+			cfg.Log.Level = *logLevel
+		}
 	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
+	override(&cfg)
+	level := new(slog.LevelVar)
+	lv, err := agent.ParseLogLevel(cfg.Log.Level)
+	if err != nil {
+		return usageError{err.Error()}
 	}
-	log, err := agent.NewLogger(stderr, cfg.Log.Format, cfg.Log.Level)
+	level.Set(lv)
+	log, err := agent.NewLeveledLogger(stderr, cfg.Log.Format, level)
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -74,7 +91,28 @@ the exit code is 2 when there is any.`, stdout)
 		Components: node.Components,
 		Build:      build,
 		Liveness:   node.Liveness,
+		LoadConfig: func() (agent.Config, error) {
+			cfg, err := agent.LoadConfig(*configPath)
+			if err != nil {
+				return cfg, err
+			}
+			override(&cfg)
+			return cfg, nil
+		},
+		LogLevel: level,
 	})
+	// SIGHUP (systemctl reload): re-read the file and apply what can change
+	// live; roles, units and the etcd member are untouched.
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				a.Reload()
+			}
+		}
+	}()
 	log.Info("masterd starting", "version", version, "revision", revision, "node", cfg.Name, "pid", os.Getpid())
 	if err := a.Run(ctx); err != nil {
 		log.Error("masterd failed", "err", err)
