@@ -18,7 +18,9 @@
 //   - The .deb lifecycle in a lab host booted with real systemd: install (no
 //     start, not enabled), `systemctl enable --now masterd`, upgrade to a
 //     newer build (config edits and data kept, running daemon restarted),
-//     remove (stopped, disabled, data kept), purge (data and config gone).
+//     remove (stopped, disabled, data kept), purge (masterd.yaml gone, the
+//     data directory and cluster.key kept, the output saying how to delete
+//     them).
 //   - deploy/prometheus: `promtool check rules` and `promtool test rules`;
 //     every alert the deploy issue asks for exists and is unit-tested.
 //   - deploy/grafana: the dashboard is valid JSON with unique panel ids and

@@ -116,7 +116,8 @@ func fileText(t *testing.T, h *labhost.Host, path string) string {
 }
 
 // TestDebLifecycleInLabHost installs, enables, upgrades, removes and purges
-// the deb in a lab host booted with real systemd.
+// the deb in a lab host booted with real systemd. Purge keeps the data and
+// the cluster key (deploy/scripts/postremove.sh).
 func TestDebLifecycleInLabHost(t *testing.T) {
 	need(t, "dpkg-deb")
 	b1 := buildPackages(t, testVersion)
@@ -183,11 +184,18 @@ func TestDebLifecycleInLabHost(t *testing.T) {
 		t.Error("dpkg -r removed data or configuration; only purge may")
 	}
 
-	// Purge: data and configuration gone.
-	labExec(t, ctx, h, "dpkg", "-P", "masterd")
-	for _, p := range []string{"/var/lib/masterd", "/etc/masterd"} {
-		if exists(h, p) {
-			t.Errorf("%s left after dpkg -P", p)
+	// Purge: the conffile goes, the data and the cluster key stay (losing
+	// them can lose the cluster) and the output says how to delete them.
+	out := labExec(t, ctx, h, "dpkg", "-P", "masterd")
+	if !exists(h, marker) || !exists(h, "/etc/masterd/cluster.key") {
+		t.Error("dpkg -P removed the data or the cluster key; only the operator may")
+	}
+	if exists(h, "/etc/masterd/masterd.yaml") {
+		t.Error("dpkg -P left the conffile /etc/masterd/masterd.yaml")
+	}
+	for _, want := range []string{"masterd: kept /var/lib/masterd /etc/masterd/cluster.key", "rm -rf /var/lib/masterd /etc/masterd/cluster.key"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dpkg -P output lacks %q:\n%s", want, out)
 		}
 	}
 }
