@@ -48,15 +48,15 @@ func TestFenceLapseUnderHeldVIPStepsDownAndKeepsItSilentForTheTerm(t *testing.T)
 	var sd stepDowns
 	c.setStepDown(sd.stepDown)
 
-	// Term 8: armed until 60 ms from now, the address added.
-	c.renewed(8, time.Now().Add(60*time.Millisecond+fenceMargin))
+	// Term 8: armed until 200 ms from now, the address added.
+	c.renewed(8, time.Now().Add(200*time.Millisecond+fenceMargin))
 	c.acquire(context.Background(), 8)
 	if !vipPresent(t, c) || armedFor(t, c) == 0 {
 		t.Fatal("holder of term 8 without its address or fence arm")
 	}
-	// The next renewal is validated but its arm runs 100 ms later: the
+	// The next renewal is validated but its arm runs 250 ms later: the
 	// element expired meanwhile.
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(250 * time.Millisecond)
 	if left := armedFor(t, c); left != 0 {
 		t.Fatalf("the element is still live %s after its end", left)
 	}
@@ -116,9 +116,9 @@ func TestFenceLapseUnderHeldVIPStepsDownAndKeepsItSilentForTheTerm(t *testing.T)
 func TestFenceLapseWithoutDriverKeepsTheVIPSilent(t *testing.T) {
 	l := nslab.New(t, "agvt", 1)
 	c, _, recs := startVIP(t, l.Hosts[0], true)
-	c.renewed(10, time.Now().Add(40*time.Millisecond+fenceMargin))
+	c.renewed(10, time.Now().Add(150*time.Millisecond+fenceMargin))
 	c.acquire(context.Background(), 10)
-	time.Sleep(80 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	c.renewed(10, time.Now().Add(5*time.Second))
 	if vipPresent(t, c) || armedFor(t, c) != 0 {
 		t.Fatal("the VIP answers again after its fence lapsed")

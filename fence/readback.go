@@ -88,23 +88,34 @@ func (f *Fence) readBackLocked(vip netip.Addr, end time.Time, refresh bool) erro
 
 // liveFor returns the latest remaining expiry of vip's element in the live
 // sets of the fence tables called table, read on c (a netfilter netlink
-// socket): zero when vip is in no live set, and missing when a table or
-// set is gone.
+// socket), counted from when it returns: zero when vip is in no live set
+// (or its latest expiry has passed by then), and missing when a table or
+// set is gone. Each table's remaining time is dated by a clock read right
+// after its own dump, so a delay between the dumps (preemption on a
+// loaded host) is not counted as time left; the expiry is still never
+// understated.
 func liveFor(c *netlink.Conn, table string, vip netip.Addr) (left time.Duration, missing bool, err error) {
+	var latest time.Time
 	for _, ts := range layout {
 		if vip.Is6() && !ts.v6 {
 			continue
 		}
 		d, err := dumpElement(c, ts.family, table, liveSet(vip), key(vip))
+		at := time.Now()
 		if errors.Is(err, unix.ENOENT) {
 			return 0, true, nil
 		}
 		if err != nil {
 			return 0, false, fmt.Errorf("%s %s set %s: %w", familyName(ts.family), table, liveSet(vip), err)
 		}
-		left = max(left, d)
+		if exp := at.Add(d); d > 0 && exp.After(latest) {
+			latest = exp
+		}
 	}
-	return left, false, nil
+	if latest.IsZero() {
+		return 0, false, nil
+	}
+	return max(time.Until(latest), 0), false, nil
 }
 
 // dumpElement lists set in table of family and returns the remaining

@@ -25,16 +25,28 @@ func stallAlways(d time.Duration) func() { return func() { time.Sleep(d) } }
 
 // expiryPast reads vip's latest expiry in every table of the fence from
 // the kernel and returns how far past end it lies (negative: before end),
-// and whether vip is armed at all.
+// and whether vip is armed at all. The value is a lower bound: dated from
+// a clock read before the dumps, since the kernel computed the remaining
+// time after it. The upper bound (dated after the dumps) exceeds it by how
+// long LiveFor took, which on a loaded 2-core host reached 67 ms — a delay
+// the tests must not take for a late fence; the width is logged when it
+// is over 2 ms.
 func expiryPast(t *testing.T, h *labHost, vip netip.Addr, end time.Time) (time.Duration, bool) {
 	t.Helper()
 	var left time.Duration
+	var before, after time.Time
 	h.In(func() error {
 		var err error
+		before = time.Now()
 		left, err = LiveFor(DefaultTable, vip)
+		after = time.Now()
 		return err
 	})
-	return time.Now().Add(left).Sub(end), left > 0
+	if w := after.Sub(before); w > 2*time.Millisecond {
+		t.Logf("LiveFor took %s: the expiry lies %s to %s past the end", w.Round(time.Microsecond),
+			before.Add(left).Sub(end).Round(time.Microsecond), after.Add(left).Sub(end).Round(time.Microsecond))
+	}
+	return before.Add(left).Sub(end), left > 0
 }
 
 // The kernel counts an arm's relative timeout from when it processes the

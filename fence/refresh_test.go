@@ -71,10 +71,15 @@ func TestKernelAbortsDeleteAddBatchOfExpiredElement(t *testing.T) {
 		if err := f.Install(); err != nil {
 			t.Fatal(err)
 		}
+		armed := time.Now()
 		if err := f.Arm(vip, 50*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if in := inLiveSets(t, h, vip); len(in) == 0 {
+		left, err := f.Armed(vip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 && time.Since(armed) < 45*time.Millisecond {
 			t.Fatalf("%s: not in the live sets right after a 50 ms arm", vip)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -110,7 +115,7 @@ func TestKernelAbortsDeleteAddBatchOfExpiredElement(t *testing.T) {
 		if err != nil || errors.Join(res...) != nil {
 			t.Fatalf("%s: delete+add of a live element: %v %v", vip, err, res)
 		}
-		left, err := f.Armed(vip)
+		left, err = f.Armed(vip)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +160,7 @@ func TestRefreshOfExpiredElementFailsAndLeavesNothing(t *testing.T) {
 			t.Fatalf("%s: refresh of an absent element: %v, want ErrExpired", vip, err)
 		}
 		// Live: extended, read back.
-		if err := f.ArmUntil(vip, time.Now().Add(100*time.Millisecond)); err != nil {
+		if err := f.ArmUntil(vip, time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		end := time.Now().Add(2 * time.Second)
@@ -163,7 +168,7 @@ func TestRefreshOfExpiredElementFailsAndLeavesNothing(t *testing.T) {
 			t.Fatalf("%s: refresh of a live element: %v", vip, err)
 		}
 		over, armed := expiryPast(t, h, vip, end)
-		if !armed || over > ExpirySlack || over < -50*time.Millisecond {
+		if !armed || over > ExpirySlack || over < -250*time.Millisecond {
 			t.Fatalf("%s: after refreshing a live element until +2 s: armed %v, expiry %s from the end", vip, armed, over)
 		}
 		if err := f.Remove(); err != nil {
@@ -211,7 +216,10 @@ func TestRefreshStalledPastExpiryDoesNotReviveTheElement(t *testing.T) {
 	}
 
 	// A stall shorter than what is left: the refresh succeeds, the
-	// read-back corrects the overshoot as for a first arm.
+	// read-back corrects the overshoot as for a first arm. (On a loaded
+	// host the read-back, which dates the kernel's answer after the dump
+	// and so may overstate the expiry, can find the shorter re-arm past
+	// the end too and delete the element: safe, and said in the error.)
 	if err := f.ArmUntil(vip, time.Now().Add(500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
@@ -219,13 +227,15 @@ func TestRefreshStalledPastExpiryDoesNotReviveTheElement(t *testing.T) {
 	end := time.Now().Add(time.Second)
 	err = f.RefreshUntil(vip, end)
 	f.beforeSend = nil
-	if err != nil {
-		t.Fatalf("refresh stalled 150 ms with 500 ms left: %v", err)
-	}
 	over, armed := expiryPast(t, h, vip, end)
-	t.Logf("refresh stalled 150 ms with 500 ms left: expiry %s past the end, corrections %v", over, value(f.m.corrections))
-	if !armed || over > ExpirySlack {
+	t.Logf("refresh stalled 150 ms with 500 ms left: %v; expiry %s past the end, corrections %v", err, over, value(f.m.corrections))
+	switch {
+	case err == nil && (!armed || over > ExpirySlack):
 		t.Fatalf("after a stalled live refresh: armed %v, %s past the end", armed, over)
+	case err != nil && !strings.Contains(err.Error(), "disarmed"):
+		t.Fatalf("refresh stalled 150 ms with 500 ms left: %v", err)
+	case err != nil && armed:
+		t.Fatalf("the refresh says it disarmed, but the element is there, %s past the end", over)
 	}
 }
 
