@@ -371,3 +371,67 @@ func TestScheduleDAGrantCountsFromTheVoteSendItAnswers(t *testing.T) {
 		t.Fatalf("%d/200 seeds overlap", n)
 	}
 }
+
+// Schedule L: a replace {n1,n2,n3}→{n1,n2,n4} completes (joint membership,
+// settled, then the new set alone) while the holder X never hears of it (its
+// agent cannot read the agreed membership) and keeps leading under the old
+// one. Then the cluster splits {X,Y} | {Z,n4}, where {Z,n4} is a quorum of
+// the new set. X's old quorum {X,Y} and {Z,n4} do not intersect: Y, which
+// knows the newer epoch, must stop acknowledging X.
+func scheduleL(seed uint64) *sim {
+	s := newSim(scheduleOpts(seed, 3, DefaultVIPTiming(), false, 6*time.Second))
+	s.voters = append(s.voters, "n4")
+	n4 := &host{id: "n4", idx: len(s.hosts), store: map[string]RoleState{}, rate: 1, boot: s.initial}
+	s.hosts = append(s.hosts, n4)
+	s.byID["n4"] = n4
+	joint := Membership{Epoch: 2, Voters: []string{"n1", "n2", "n4"}, Old: []string{"n1", "n2", "n3"}}
+	final := Membership{Epoch: 3, Voters: []string{"n1", "n2", "n4"}}
+	s.o.script = func(s *sim) {
+		s.at(1500*time.Millisecond, func() {
+			x := s.holder()
+			if x == nil {
+				return
+			}
+			var y, z *host
+			for _, o := range s.hosts[:3] {
+				switch {
+				case o == x:
+				case z == nil && o.id != "n3":
+					z = o
+				default:
+					y = o
+				}
+			}
+			s.logf("holder %s keeps the old membership; split {%s,%s} | {%s,n4} after the change", x.id, x.id, y.id, z.id)
+			s.published = joint
+			n4.boot = joint
+			s.start(n4)
+			for _, h := range []*host{y, z} {
+				s.deliver(h, joint)
+			}
+			s.waitSettled(joint, func() {
+				s.published = final
+				for _, h := range []*host{y, z, n4} {
+					if h.id != "n3" {
+						s.deliver(h, final)
+					}
+				}
+				s.at(s.now+s.o.timing.LeaseDuration, func() {
+					s.logf("SPLIT")
+					for _, a := range []*host{x, y} {
+						for _, b := range []*host{z, n4} {
+							s.cut[[2]int{a.idx, b.idx}], s.cut[[2]int{b.idx, a.idx}] = true, true
+						}
+					}
+				})
+			})
+		})
+	}
+	return s
+}
+
+func TestScheduleLAHolderLeftOnTheOldMembershipLosesItsQuorum(t *testing.T) {
+	if n := runSchedule(t, "L", 200, scheduleL); n > 0 {
+		t.Fatalf("%d/200 seeds overlap", n)
+	}
+}

@@ -137,6 +137,12 @@ func (r *role) bound(now time.Duration, from string) bool {
 // in its restart quiet period, or still learning its term.
 func (r *role) quiet(now time.Duration) bool { return now < r.quietUntil || r.learning }
 
+// olderEpoch reports whether m's sender counts quorums of a membership
+// older than the newest this node knows: its Votes and Heartbeats are
+// refused, so once a quorum of the newer membership refuses, the older one
+// cannot form a quorum any more.
+func (r *role) olderEpoch(m Message) bool { return m.Epoch < r.n.floor }
+
 // stale reports whether a newer membership than this node's is known to
 // exist: it then campaigns for nothing (its quorums may no longer intersect
 // the current ones) until it is given that membership.
@@ -539,7 +545,7 @@ func (r *role) step(now time.Duration, m Message) {
 			// period later. PreVote binds nothing, so safety is unaffected.
 			return
 		}
-		ok := m.Term > r.releasedBy[m.From] && m.Epoch >= r.n.floor &&
+		ok := m.Term > r.releasedBy[m.From] && !r.olderEpoch(m) &&
 			(m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From)
 		r.n.send(r, Message{Type: MsgPreVoteResp, To: m.From, Term: m.Term, Seq: m.Seq, OK: ok, MaxTerm: r.st.MaxTerm})
 	case MsgVote:
@@ -614,9 +620,7 @@ func (r *role) stepBinding(now time.Duration, m Message, reply MsgType) {
 		nack.PromisedTo, nack.PromisedTerm, nack.Remaining = r.promiseTo, r.promiseTerm, r.promiseUntil-now
 	case r.successorBlocks(now, m.From):
 		nack.PromisedTo, nack.Remaining = r.successor, r.successorUntil-now
-	case m.Epoch < r.n.floor:
-		// The sender counts quorums of an older membership; once a quorum
-		// of the newer one refuses it, it cannot form one any more.
+	case r.olderEpoch(m):
 	case m.Term <= r.releasedBy[m.From]:
 	case m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From ||
 		m.Term == r.st.MaxTerm && r.st.VotedFor == "" && reply == MsgAck:
