@@ -140,3 +140,31 @@ func TestLearningNeedsAnswersFromMoreThanNMinusQVotersWithState(t *testing.T) {
 		t.Fatalf("after three answers with state: learning %v, term %d; want done, 9", st.Learning, st.Term)
 	}
 }
+
+// A node is settled in a membership once it has counted quorums under it
+// for a full lease — and only if it is not still learning its terms: a
+// change that removed the voters it learns from could lose a term.
+func TestANodeStillLearningIsNotSettled(t *testing.T) {
+	tn := newTestNet(t, 3, DefaultVIPTiming())
+	tn.start("a")
+	n := tn.nodes["a"]
+	n.Advance()
+	tn.now += 2 * tn.timing.LeaseDuration
+	if n.Settled(tn.now, 1) {
+		t.Fatal("settled while still learning its term")
+	}
+	tn.stepRule(n, Message{Type: MsgTermReply, From: "b", To: "a", Role: RoleVIP, OK: true, MaxTerm: 2})
+	tn.stepRule(n, Message{Type: MsgTermReply, From: "c", To: "a", Role: RoleVIP, OK: true, MaxTerm: 1})
+	if !n.Settled(tn.now, 1) {
+		t.Fatal("not settled after learning, two leases into its membership")
+	}
+	if err := n.SetMembership(tn.now, Membership{Epoch: 2, Voters: []string{"a", "b", "d"}, Old: []string{"a", "b", "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n.Settled(tn.now+tn.timing.LeaseDuration/2, 2) {
+		t.Fatal("settled in a membership adopted half a lease ago")
+	}
+	if !n.Settled(tn.now+tn.quiet(), 2) {
+		t.Fatal("not settled a lease after adopting the membership")
+	}
+}
