@@ -116,6 +116,11 @@ func (c *electionComponent) Start(ctx context.Context) error {
 		return err
 	}
 	c.d = d
+	// A lapsed kernel fence under a held VIP hands the role over: the
+	// lapsed term's element is never re-added (see vipComponent).
+	if v, ok := c.handlers[RoleVIP].(*vipComponent); ok {
+		v.setStepDown(d.StepDown)
+	}
 	c.evaluateHealth(ctx)
 	if err := d.Start(ctx); err != nil {
 		cancel()
