@@ -435,3 +435,38 @@ func TestScheduleLAHolderLeftOnTheOldMembershipLosesItsQuorum(t *testing.T) {
 		t.Fatalf("%d/200 seeds overlap", n)
 	}
 }
+
+// Schedule K: the leader's last heartbeat is acknowledged at once, but the
+// Acks take 350 ms back, and no later heartbeat gets through. The voters'
+// promises run from their receipt of the heartbeat, so the lease must
+// start at its send time; counting it from the Acks' arrival would keep
+// the leader on past the promises while the others elect.
+func scheduleK(seed uint64) *sim {
+	s := newSim(scheduleOpts(seed, 3, DefaultVIPTiming(), false, 4*time.Second))
+	var l *host
+	beats := 0
+	s.intercept = func(s *sim, from *host, m Message) bool {
+		if l == nil || s.calm {
+			return false
+		}
+		switch {
+		case from == l && m.Type == MsgHeartbeat:
+			beats++
+			return beats > 2 // one heartbeat (to each voter), then none
+		case m.To == l.id && m.Type == MsgAck:
+			s.push(&event{at: s.now + 350*time.Millisecond, kind: evDeliver, h: l, msg: m})
+			return true
+		}
+		return false
+	}
+	s.o.script = func(s *sim) {
+		s.at(1500*time.Millisecond, func() { l = s.holder() })
+	}
+	return s
+}
+
+func TestScheduleKALeaseStartsAtTheSendTimeOfWhatWasAcknowledged(t *testing.T) {
+	if n := runSchedule(t, "K", 200, scheduleK); n > 0 {
+		t.Fatalf("%d/200 seeds overlap", n)
+	}
+}
