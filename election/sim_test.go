@@ -467,10 +467,6 @@ func (s *sim) apply(h *host, c RoleChange) {
 	}
 }
 
-// readBackRTT is how long a fence element armed too late stays live before
-// the read-back deletes it: one netlink round trip.
-const readBackRTT = 200 * time.Microsecond
-
 // arm moves the kernel fence to the deadline of c (fenced roles). The agent
 // computes the element's relative timeout, then sends it; a stall between
 // the two (modelled with probability fenceStall, up to two leases) makes the
