@@ -98,11 +98,9 @@ func (c *electionComponent) Start(ctx context.Context) error {
 	}
 	d, err := election.NewDriver(c.driverConfig(), election.Callbacks{
 		OnStartedLeading: func(role string, term uint64) {
-			c.n.log.Info("role acquired", "component", "election", "role", role, "term", term)
 			call(role, func(h roleHandler) { h.acquire(roleCtx, term) })
 		},
 		OnStoppedLeading: func(ctx context.Context, role string, term uint64) error {
-			c.n.log.Info("role lost", "component", "election", "role", role, "term", term)
 			var err error
 			call(role, func(h roleHandler) { err = h.release(ctx, term) })
 			return err
