@@ -168,6 +168,6 @@ for p in $PACKAGERS; do
 	rpm) out="$DIST/masterd-${VERSION}-1.$rpm_arch.rpm" ;;
 	*) echo "package.sh: unknown packager $p" >&2; exit 1 ;;
 	esac
-	go tool nfpm package --config "$stage/nfpm.yaml" --packager "$p" --target "$out" >&2
+	go tool -modfile="$repo/tools/go.mod" nfpm package --config "$stage/nfpm.yaml" --packager "$p" --target "$out" >&2
 	echo "$out"
 done
