@@ -57,10 +57,17 @@ func runSchedule(t *testing.T, name string, seeds int, mk func(seed uint64) *sim
 func scheduleA(seed uint64) *sim {
 	t := DefaultVIPTiming()
 	s := newSim(scheduleOpts(seed, 3, t, false, 6*time.Second))
-	var captured []Message
+	// Some old messages are held back and delivered late, once (delayed);
+	// every old one is also captured and replayed three times (replays
+	// must be dropped by the counters).
+	var captured, held []Message
 	s.intercept = func(s *sim, from *host, m Message) bool {
 		if s.now < 1500*time.Millisecond || m.Type == MsgRelease {
 			captured = append(captured, m)
+			if s.rng.IntN(4) == 0 {
+				held = append(held, m)
+				return true
+			}
 		}
 		return false
 	}
@@ -75,6 +82,12 @@ func scheduleA(seed uint64) *sim {
 			if h := s.holder(); h != nil && h.up {
 				h.node.Handover(h.local(s.now), s.role, "")
 				s.process(h)
+			}
+		})
+		s.at(4*time.Second, func() { // deliver the held-back messages late, once each
+			for _, m := range held {
+				at := s.now + time.Duration(s.rng.Int64N(int64(1500*time.Millisecond)))
+				s.push(&event{at: at, kind: evDeliver, h: s.byID[m.To], msg: m})
 			}
 		})
 		s.at(4*time.Second, func() { // replay everything old, three times each
