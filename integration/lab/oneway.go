@@ -34,8 +34,8 @@ func (l *Lab) CutOneWay(ctx context.Context, from *Master, to ...*Master) error 
 		return errors.New("lab: cut one way: no destination")
 	}
 	rules := fmt.Sprintf(`add table bridge %[1]s
-add chain bridge %[1]s fwd { type filter hook forward priority -300; policy accept; }
-add rule bridge %[1]s fwd iifname %[2]q oifname { %[3]s } counter drop
+add chain bridge %[1]s cut { type filter hook forward priority -300; policy accept; }
+add rule bridge %[1]s cut iifname %[2]q oifname { %[3]s } counter drop
 `, onewayTable, from.Port, strings.Join(ports, ", "))
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.brNS, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)

@@ -21,11 +21,16 @@ const (
 	// wipeFailoverWait bounds the wait for the VIP to leave the
 	// half-partitioned holder (about 1 s with the default profile).
 	wipeFailoverWait = 20 * time.Second
-	// wipeHold is how long the cut stays after the wiped master's masterd
-	// was started again: its restart quiet period (one lease, 0.8 s) and
-	// its attempt to learn its terms happen while the holder is still
-	// unheard.
-	wipeHold = 4 * time.Second
+	// wipeElectionWait bounds the wait for the election of a master whose
+	// election state alone was wiped to start again (masterd starts etcd
+	// and kube-apiserver first: about 15 s on two busy cores).
+	wipeElectionWait = 2 * time.Minute
+	// wipeHold is how long the cut stays once the wiped master's election
+	// runs again (election state wiped: its quiet period of one lease,
+	// 0.8 s, then its attempt to learn its terms while the holder's answers
+	// do not reach it), or once its masterd was started (everything wiped:
+	// its etcd member cannot rejoin before the heal, see below).
+	wipeHold = 2 * time.Second
 	// wipeSettle is observed after the cluster is ready again, before the
 	// observers stop.
 	wipeSettle = 1 * time.Second
@@ -41,6 +46,7 @@ type wipeResult struct {
 	what        string // "all of /var/lib/masterd" or "election state only"
 	failover    time.Duration
 	stopTook    time.Duration
+	electionAt  time.Duration // from the start of the wiped masterd to its election running (election state only)
 	healToReady time.Duration
 	after       string // VIP holder at the end
 	took        time.Duration
@@ -64,7 +70,7 @@ type wipeResult struct {
 // port to the other masters' ports (lab.CutOneWay); wait for the VIP to move
 // to one of them; pick W among the two others (trial by trial: the new
 // holder, then the other one); stop masterd on W, wipe its state, start it
-// again; keep the cut for wipeHold; heal; wait until the cluster is ready
+// again; keep the cut (see below); heal; wait until the cluster is ready
 // (every master ready, one VIP holder, kubectl through the VIP); observe
 // wipeSettle more and check the samples.
 //
@@ -76,10 +82,13 @@ type wipeResult struct {
 //     with H unheard and W's old member gone, the survivors have no quorum,
 //     so W's election starts only after the heal — it is wiped while H is
 //     half-partitioned, but its quiet period and term learning run after.
+//     The cut is kept for wipeHold after W's masterd was started.
 //   - the election state only (/var/lib/masterd/election): W's etcd member
 //     keeps its data and, with the third master, its quorum, so W's election
 //     starts during the cut — quiet for one lease, then learning its terms
-//     while H's answers do not reach it.
+//     while H's answers do not reach it. The cut is kept until W's election
+//     runs (after its etcd member and kube-apiserver started), then for
+//     wipeHold.
 func TestWipeWhileHolderHalfPartitioned(t *testing.T) {
 	o := options(t)
 	o.Prefix = fmt.Sprintf("scwipe%d", os.Getpid()%1000000)
@@ -228,6 +237,11 @@ func wipeTrial(t *testing.T, ctx context.Context, s *scenarioLab, trial int) wip
 	if err := w.StartMasterd(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if !full {
+		// Hold the cut until W's election runs again: its quiet period
+		// and its term learning then happen while H is unheard.
+		r.electionAt = s.waitElectionRunning(t, ctx, w, wipeElectionWait)
+	}
 	time.Sleep(wipeHold)
 	r.during = s.vipViews(ctx)
 	if r.drops, err = s.OneWayDrops(ctx); err != nil {
@@ -263,12 +277,40 @@ func wipeTrial(t *testing.T, ctx context.Context, s *scenarioLab, trial int) wip
 		}
 	}
 	r.took = time.Since(begin)
-	figure(t, "trial %d: holder %s cut one way (%d frames dropped), VIP -> %s in %.3fs; wiped %s (%s; %s) — stop took %.1fs; vip role at the end of the %.0fs hold: %s; healed, ready %.1fs later, VIP on %s; ip addr %d samples, %d dual, %d none; ARP %d rounds, %d with two MACs, %d unanswered; client ping longest gap %.3fs, outages %v; trial took %.1fs",
+	figure(t, "trial %d: holder %s cut one way (%d frames dropped), VIP -> %s in %.3fs; wiped %s (%s; %s) — stop took %.1fs, election running again %s; vip role at the end of the cut: %s; healed, ready %.1fs later, VIP on %s; ip addr %d samples, %d dual, %d none; ARP %d rounds, %d with two MACs, %d unanswered; client ping longest gap %.3fs, outages %v; trial took %.1fs",
 		trial, r.holder, r.drops, r.newHolder, r.failover.Seconds(), r.wiped, heldWord(r.wipedHeld), r.what, r.stopTook.Seconds(),
-		wipeHold.Seconds(), r.during, r.healToReady.Seconds(), r.after, r.mon.Samples, r.mon.Dual, r.mon.None,
+		electionWord(r.electionAt), r.during, r.healToReady.Seconds(), r.after, r.mon.Samples, r.mon.Dual, r.mon.None,
 		r.arpRounds, r.arpDual, r.arpNone, r.ping.LongestGap.Seconds(), r.ping.Outages, r.took.Seconds())
 	t.Logf("trial %d: ip addr transitions: %v", trial, r.mon)
 	return r
+}
+
+func electionWord(d time.Duration) string {
+	if d == 0 {
+		return "only after the heal (its etcd member rejoins first)"
+	}
+	return fmt.Sprintf("%.1fs after its start, during the cut", d.Seconds())
+}
+
+// waitElectionRunning waits until m's status has an election section with
+// the vip role and returns how long that took.
+func (s *scenarioLab) waitElectionRunning(t *testing.T, ctx context.Context, m *lab.Master, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := m.Status(cctx)
+		cancel()
+		if err == nil {
+			var el struct{ Roles map[string]json.RawMessage }
+			if raw, ok := st.Sections["election"]; ok && json.Unmarshal(raw, &el) == nil && el.Roles["vip"] != nil {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s's election did not run within %v of its start", m.Name, d)
+	return 0
 }
 
 func heldWord(held bool) string {
