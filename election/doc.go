@@ -26,6 +26,11 @@
 // cache, so a receiver accepts each (sender, incarnation, counter) once,
 // with a 64-message window for reordering (replay.go): a captured
 // heartbeat of a dead leader, replayed, does not renew anyone's promise.
+// The windows live in memory, so after its own restart a node answers a
+// Vote or Heartbeat only from an incarnation that has answered, in this
+// run, a TermQuery carrying this run's random nonce (a dead leader never
+// does); term replies must carry the nonce too, so none recorded in an
+// earlier run can be replayed into term learning.
 // The wire format (message.go, version 2) is versioned, length-checked and
 // bounded by MaxMessageSize; Decode rejects malformed input with a reason.
 //
@@ -80,7 +85,7 @@
 // voters then grant only the successor for a short window and the successor
 // campaigns at once, winning in one round trip. Preemption happens only
 // through such a handover: an unhealthy leader hands over to a healthy peer
-// after a lease of continuous ill health, and a leader hands over to a live
+// after a lease of continuous ill health as leader of its term, and a leader hands over to a live
 // peer strictly better by (health, priority) — never by name alone — once
 // that has held for a lease. Voters never drop a promise because a better
 // candidate asks.

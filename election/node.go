@@ -112,6 +112,7 @@ type rules struct {
 	noQuietWithoutState bool
 	noTermLearning      bool
 	noReplayCheck       bool
+	noLiveCheck         bool
 	// Rules of the agent around the core, modelled by the simulation only.
 	noFenceReadBack       bool // a fence armed after a stall keeps the stall's extra time
 	releaseIgnoresFailure bool // a failed release still sends Release at once
@@ -131,6 +132,13 @@ type Node struct {
 	incarnation uint64
 	counter     uint64 // messages sent by this incarnation
 	replay      map[string]*replayWindow
+	// nonce is this run's TermQuery number: a TermReply must echo it, so a
+	// reply recorded in an earlier run cannot be replayed into this one.
+	nonce uint64
+	// live records, per peer, the incarnation that answered this run's
+	// nonce, and when this node last asked (verified).
+	live    map[string]uint64
+	askedAt map[string]time.Duration
 	roles       map[string]*role
 	names       []string
 	peerInc     map[string]uint64
@@ -169,6 +177,8 @@ func NewNode(cfg Config, state map[string]RoleState, incarnation uint64, now tim
 		floor:       cfg.EpochFloor,
 		incarnation: incarnation,
 		replay:      map[string]*replayWindow{},
+		live:        map[string]uint64{},
+		askedAt:     map[string]time.Duration{},
 		roles:       map[string]*role{},
 		names:       sortedKeys(cfg.Roles),
 		peerInc:     map[string]uint64{},
@@ -177,6 +187,7 @@ func NewNode(cfg Config, state map[string]RoleState, incarnation uint64, now tim
 		now:         now,
 		rules:       cfg.rules,
 	}
+	n.nonce = cfg.Rand() | 1
 	n.adopt(cfg.membership())
 	for _, name := range n.names {
 		t := cfg.Roles[name]
@@ -335,6 +346,9 @@ func (n *Node) Step(now time.Duration, m Message) error {
 		}
 	}
 	n.peerInc[m.From] = m.Incarnation
+	if m.Type == MsgTermReply && m.Seq == n.nonce && !n.rules.noLiveCheck {
+		n.live[m.From] = m.Incarnation
+	}
 	if m.Epoch > n.floor {
 		n.floor = m.Epoch
 		n.memDirty = true
@@ -342,6 +356,25 @@ func (n *Node) Step(now time.Duration, m Message) error {
 	n.lastHeard[m.From] = now
 	r.step(now, m)
 	return nil
+}
+
+// verified reports whether the sender of a Vote or Heartbeat has proven,
+// in this run of this node, that its incarnation is alive: it answered a
+// TermQuery carrying this run's nonce. Replay windows live in memory, so
+// after a restart this node could otherwise be fed each captured message
+// of a dead leader once more — and renew a promise to it with every one.
+// An unproven sender is asked (at most once a retry period) and its
+// request goes unanswered, as if lost; a live one retries within a retry
+// period, a dead one never answers.
+func (n *Node) verified(now time.Duration, r *role, m Message) bool {
+	if inc, ok := n.live[m.From]; ok && inc == m.Incarnation || n.rules.noLiveCheck {
+		return true
+	}
+	if at, ok := n.askedAt[m.From]; !ok || now-at >= r.t.RetryPeriod {
+		n.askedAt[m.From] = now
+		n.send(r, Message{Type: MsgTermQuery, To: m.From, Seq: n.nonce})
+	}
+	return false
 }
 
 // HasReady reports whether Ready has anything.

@@ -61,7 +61,7 @@ func TestScheduleWAWipedVoterNeverGrantsWhileItsOldPromiseMayRun(t *testing.T) {
 	}
 	broken := 0
 	for seed := uint64(1); seed <= 200; seed++ {
-		s := scheduleW(rules{noQuietWithoutState: true, noTermLearning: true})(seed)
+		s := scheduleW(rules{noQuietWithoutState: true, noTermLearning: true, noLiveCheck: true})(seed)
 		s.run()
 		if hasViolation(s, "overlap") {
 			broken++
@@ -85,7 +85,7 @@ func hasViolation(s *sim, kind string) bool {
 // Terms are the fencing token: a wiped node that does not learn its term
 // from the voters campaigns for, or grants, a term already won.
 func TestWipedNodesLearnTheirTermsSoNoTermIsWonTwice(t *testing.T) {
-	failed, _, _ := runSeeds(t, 1, 3000, rules{noTermLearning: true}, func(s *sim) bool { return hasViolation(s, "term") })
+	failed, _, _ := runSeeds(t, 1, 3000, rules{noTermLearning: true, noLiveCheck: true}, func(s *sim) bool { return hasViolation(s, "term") })
 	if len(failed) == 0 {
 		t.Fatal("without term learning no reused term was found in 3000 seeds: the checker does not see the hole")
 	}
@@ -263,20 +263,20 @@ func TestScheduleSAFenceArmedAfterAStallNeverOutlivesTheLease(t *testing.T) {
 // are authenticated, not replay-protected, by memberlist) and, after the
 // leader died, replays them to the voters over and over. Voters must drop
 // them, or they keep promising the dead leader and nobody can take over.
-func scheduleR(rs rules) func(seed uint64) *sim {
+func scheduleR(rs rules, restartVoter bool) func(seed uint64) *sim {
 	return func(seed uint64) *sim {
-		o := scheduleOpts(seed, 3, DefaultVIPTiming(), false, 2500*time.Millisecond)
+		o := scheduleOpts(seed, 3, DefaultVIPTiming(), false, 12*time.Second)
 		o.rules = rs
 		s := newSim(o)
 		var captured []Message
 		s.intercept = func(s *sim, from *host, m Message) bool {
-			if m.Type == MsgHeartbeat && s.now < 2*time.Second {
+			if m.Type == MsgHeartbeat && s.now < 10*time.Second {
 				captured = append(captured, m)
 			}
 			return false
 		}
 		s.o.script = func(s *sim) {
-			s.at(2*time.Second, func() {
+			s.at(10*time.Second, func() {
 				l := s.holder()
 				if l == nil {
 					return
@@ -284,14 +284,34 @@ func scheduleR(rs rules) func(seed uint64) *sim {
 				s.logf("%s dies for good; replaying %d captured heartbeats", l.id, len(captured))
 				s.crash(l)
 				l.retired = true
+				if restartVoter {
+					// A voter restarts meanwhile: its replay windows are
+					// gone, every captured packet is new to it.
+					v := s.hosts[(l.idx+1)%3]
+					s.crash(v)
+					s.at(s.now+5*time.Millisecond, func() { s.start(v) })
+				}
+				// The attacker paces the replay: each voter gets the dead
+				// leader's heartbeats again in their order, one every
+				// 100 ms, the whole capture round after round.
+				var mine []Message
+				for _, m := range captured {
+					if m.From == l.id {
+						mine = append(mine, m)
+					}
+				}
+				next := 0
 				var replay func()
 				replay = func() {
-					for _, m := range captured {
-						if m.From == l.id {
-							s.push(&event{at: s.now + time.Millisecond, kind: evDeliver, h: s.byID[m.To], msg: m})
-						}
+					if len(mine) == 0 {
+						return
 					}
-					s.at(s.now+50*time.Millisecond, replay)
+					for range 2 { // one per voter
+						m := mine[next%len(mine)]
+						next++
+						s.push(&event{at: s.now + time.Millisecond, kind: evDeliver, h: s.byID[m.To], msg: m})
+					}
+					s.at(s.now+100*time.Millisecond, replay)
 				}
 				replay()
 			})
@@ -301,27 +321,36 @@ func scheduleR(rs rules) func(seed uint64) *sim {
 }
 
 func TestScheduleRReplayedHeartbeatsOfADeadLeaderDoNotBlockFailover(t *testing.T) {
-	for seed := uint64(1); seed <= 50; seed++ {
-		s := scheduleR(rules{})(seed)
-		s.run()
-		if len(s.viol) > 0 {
-			s2 := scheduleR(rules{})(seed)
-			s2.o.trace = true
-			s2.run()
-			t.Fatalf("seed %d:\n%s\n%s", seed, s.report(), tail(s2.trace, 60))
+	for _, c := range []struct {
+		name    string
+		restart bool
+		off     rules
+	}{
+		{"replay", false, rules{noReplayCheck: true}},
+		{"replay to a restarted voter", true, rules{noLiveCheck: true}},
+	} {
+		for seed := uint64(1); seed <= 50; seed++ {
+			s := scheduleR(rules{}, c.restart)(seed)
+			s.run()
+			if len(s.viol) > 0 {
+				s2 := scheduleR(rules{}, c.restart)(seed)
+				s2.o.trace = true
+				s2.run()
+				t.Fatalf("%s seed %d:\n%s\n%s", c.name, seed, s.report(), tail(s2.trace, 60))
+			}
 		}
-	}
-	broken := 0
-	for seed := uint64(1); seed <= 50; seed++ {
-		s := scheduleR(rules{noReplayCheck: true})(seed)
-		s.run()
-		if hasViolation(s, "liveness") {
-			broken++
+		broken := 0
+		for seed := uint64(1); seed <= 50; seed++ {
+			s := scheduleR(c.off, c.restart)(seed)
+			s.run()
+			if hasViolation(s, "liveness") {
+				broken++
+			}
 		}
-	}
-	t.Logf("without the replay check: %d/50 seeds leaderless after the stable period", broken)
-	if broken == 0 {
-		t.Fatal("the checker does not see replayed heartbeats blocking failover")
+		t.Logf("%s, rule off: %d/50 seeds leaderless after the stable period", c.name, broken)
+		if broken == 0 {
+			t.Fatalf("%s: the checker does not see replayed heartbeats blocking failover", c.name)
+		}
 	}
 }
 

@@ -77,6 +77,7 @@ type role struct {
 	healthy       bool
 	healthChanged time.Duration
 	betterSince   time.Duration // when a strictly better live peer was first seen (leader)
+	leadSince     time.Duration // when this node last took the role
 }
 
 // strictlyBetter reports whether peer ranks before this node by health or
@@ -160,7 +161,7 @@ func (r *role) askTerms(now time.Duration) {
 	r.learnAgain = now + r.t.RetryPeriod
 	for _, v := range r.n.mem.all() {
 		if v != r.n.cfg.ID && !r.learnFrom[v] {
-			r.n.send(r, Message{Type: MsgTermQuery, To: v})
+			r.n.send(r, Message{Type: MsgTermQuery, To: v, Seq: r.n.nonce})
 		}
 	}
 	r.maybeLearned(now)
@@ -390,6 +391,7 @@ func (r *role) maybeLead(now time.Duration) {
 	r.state = stateLeader
 	r.handoverFrom = ""
 	r.failures = 0
+	r.leadSince, r.betterSince = now, 0
 	r.deadline = deadline
 	r.nextBeat = r.sendTimes[r.roundSeq] + r.t.RetryPeriod
 	r.n.change(RoleChange{Role: r.name, Kind: Acquired, Term: r.term, Deadline: deadline})
@@ -403,7 +405,11 @@ func (r *role) tickLeader(now time.Duration) {
 		r.lapse(now, "")
 		return
 	}
-	if !r.healthy && now-r.healthChanged >= r.t.LeaseDuration {
+	// Ill health counts from the later of its start and this term's start:
+	// a node that won while unhealthy (no healthy peer could) leads a full
+	// lease before it hands over, so two recovering masters never pass the
+	// role back and forth every round trip.
+	if !r.healthy && now-max(r.healthChanged, r.leadSince) >= r.t.LeaseDuration {
 		if best := r.bestPeer(); best != "" && r.n.eligibility(best, r.name).Healthy {
 			r.lapse(now, best)
 			return
@@ -526,9 +532,9 @@ func (r *role) step(now time.Duration, m Message) {
 		if r.learning {
 			known = max(known, r.learnMax)
 		}
-		r.n.send(r, Message{Type: MsgTermReply, To: m.From, OK: !r.learning, MaxTerm: known})
+		r.n.send(r, Message{Type: MsgTermReply, To: m.From, Seq: m.Seq, OK: !r.learning, MaxTerm: known})
 	case MsgTermReply:
-		if r.learning {
+		if r.learning && m.Seq == r.n.nonce {
 			r.learnFrom[m.From] = m.OK
 			r.learnMax = max(r.learnMax, m.MaxTerm)
 			r.maybeLearned(now)
@@ -548,10 +554,15 @@ func (r *role) step(now time.Duration, m Message) {
 		ok := m.Term > r.releasedBy[m.From] && !r.olderEpoch(m) &&
 			(m.Term > r.st.MaxTerm || m.Term == r.st.MaxTerm && r.st.VotedFor == m.From)
 		r.n.send(r, Message{Type: MsgPreVoteResp, To: m.From, Term: m.Term, Seq: m.Seq, OK: ok, MaxTerm: r.st.MaxTerm})
-	case MsgVote:
-		r.stepBinding(now, m, MsgGrant)
-	case MsgHeartbeat:
-		r.stepBinding(now, m, MsgAck)
+	case MsgVote, MsgHeartbeat:
+		if !r.n.verified(now, r, m) {
+			return // a fresh TermQuery asks the sender to prove it is alive
+		}
+		reply := MsgGrant
+		if m.Type == MsgHeartbeat {
+			reply = MsgAck
+		}
+		r.stepBinding(now, m, reply)
 	case MsgRelease:
 		r.stepRelease(now, m)
 	case MsgPreVoteResp:

@@ -22,6 +22,9 @@ func newRuleNode(t *testing.T) (*Node, *testNet) {
 	tn.now = tn.quiet()
 	n.Tick(tn.now)
 	n.Advance()
+	for _, p := range []string{"b", "c"} { // both proven alive in this run
+		tn.stepRule(n, Message{Type: MsgTermReply, From: p, To: "a", Role: RoleVIP, Seq: n.nonce, OK: true})
+	}
 	return n, tn
 }
 
@@ -127,7 +130,7 @@ func TestLearningNeedsAnswersFromMoreThanNMinusQVotersWithState(t *testing.T) {
 	n := tn.nodes["a"]
 	n.Advance()
 	reply := func(from string, known bool, max uint64) {
-		tn.stepRule(n, Message{Type: MsgTermReply, From: from, To: "a", Role: RoleVIP, OK: known, MaxTerm: max})
+		tn.stepRule(n, Message{Type: MsgTermReply, From: from, To: "a", Role: RoleVIP, Seq: n.nonce, OK: known, MaxTerm: max})
 	}
 	reply("b", true, 3)
 	reply("c", true, 4)
@@ -153,8 +156,8 @@ func TestANodeStillLearningIsNotSettled(t *testing.T) {
 	if n.Settled(tn.now, 1) {
 		t.Fatal("settled while still learning its term")
 	}
-	tn.stepRule(n, Message{Type: MsgTermReply, From: "b", To: "a", Role: RoleVIP, OK: true, MaxTerm: 2})
-	tn.stepRule(n, Message{Type: MsgTermReply, From: "c", To: "a", Role: RoleVIP, OK: true, MaxTerm: 1})
+	tn.stepRule(n, Message{Type: MsgTermReply, From: "b", To: "a", Role: RoleVIP, Seq: n.nonce, OK: true, MaxTerm: 2})
+	tn.stepRule(n, Message{Type: MsgTermReply, From: "c", To: "a", Role: RoleVIP, Seq: n.nonce, OK: true, MaxTerm: 1})
 	if !n.Settled(tn.now, 1) {
 		t.Fatal("not settled after learning, two leases into its membership")
 	}
@@ -166,5 +169,92 @@ func TestANodeStillLearningIsNotSettled(t *testing.T) {
 	}
 	if !n.Settled(tn.now+tn.quiet(), 2) {
 		t.Fatal("not settled a lease after adopting the membership")
+	}
+}
+
+// After a restart a voter's replay windows are empty: a captured Heartbeat
+// of a dead leader would be new to it. It answers a Vote or Heartbeat only
+// from an incarnation that answered this run's TermQuery nonce; an old
+// TermReply replayed (another nonce) proves nothing.
+func TestARestartedVoterAnswersOnlyIncarnationsProvenAlive(t *testing.T) {
+	tn := newTestNet(t, 3, DefaultVIPTiming())
+	tn.state["a"] = map[string]RoleState{RoleVIP: {MaxTerm: 3, VotedFor: "b", LeaseDuration: tn.timing.LeaseDuration}}
+	tn.start("a")
+	n := tn.nodes["a"]
+	n.Advance()
+	tn.now = tn.quiet()
+	n.Tick(tn.now)
+	n.Advance()
+	hb := Message{Type: MsgHeartbeat, From: "b", To: "a", Role: RoleVIP, Term: 3, Seq: 7}
+	out := tn.stepRule(n, hb)
+	if len(out) != 1 || out[0].Type != MsgTermQuery || out[0].Seq != n.nonce {
+		t.Fatalf("heartbeat of an unproven incarnation: replies %v, want one term query with the nonce", replyTypes(out))
+	}
+	tn.stepRule(n, Message{Type: MsgTermReply, From: "b", To: "a", Role: RoleVIP, Seq: n.nonce + 2, OK: true})
+	tn.now += tn.timing.RetryPeriod
+	if out := tn.stepRule(n, hb); len(out) != 1 || out[0].Type != MsgTermQuery {
+		t.Fatalf("after a reply to another nonce: replies %v, want another term query", replyTypes(out))
+	}
+	tn.stepRule(n, Message{Type: MsgTermReply, From: "b", To: "a", Role: RoleVIP, Seq: n.nonce, OK: true})
+	if out := tn.stepRule(n, hb); len(out) != 1 || out[0].Type != MsgAck {
+		t.Fatalf("heartbeat of a proven incarnation: replies %v, want an ack", replyTypes(out))
+	}
+}
+
+// A node that wins while unhealthy (no healthy peer took the role) leads a
+// full lease before it hands over for ill health: seen in the lab, two
+// recovering masters each gossiping the other as healthy passed the role
+// back and forth every ~100 ms.
+func TestAnUnhealthyWinnerLeadsALeaseBeforeHandingOver(t *testing.T) {
+	n, tn := newRuleNode(t)
+	n.SetHealthy(tn.now, RoleVIP, false) // unhealthy since long before it wins
+	tn.now += 2 * tn.timing.LeaseDuration
+	r := n.roles[RoleVIP]
+	r.immediate, r.campaignAt = true, tn.now
+	n.Tick(tn.now)
+	rd := n.Ready()
+	n.Advance()
+	var vote Message
+	for _, m := range rd.Messages {
+		if m.Type == MsgVote {
+			vote = m
+		}
+	}
+	tn.stepRule(n, Message{Type: MsgGrant, From: "b", To: "a", Role: RoleVIP, Term: vote.Term, Seq: vote.Seq})
+	if !n.Status(tn.now)[RoleVIP].Leader {
+		t.Fatal("the candidate did not win")
+	}
+	lost := func() bool {
+		rd := n.Ready()
+		n.Advance()
+		for _, c := range rd.Changes {
+			if c.Kind == Lost {
+				return true
+			}
+		}
+		return false
+	}
+	// Keep it renewed (b acknowledges every heartbeat) and unhealthy.
+	end := tn.now + tn.timing.LeaseDuration
+	for tn.now < end-tn.timing.RetryPeriod {
+		tn.now += 10 * time.Millisecond
+		n.Tick(tn.now)
+		rd := n.Ready()
+		n.Advance()
+		for _, m := range rd.Messages {
+			if m.Type == MsgHeartbeat && m.To == "b" {
+				tn.stepRule(n, Message{Type: MsgAck, From: "b", To: "a", Role: RoleVIP, Term: m.Term, Seq: m.Seq})
+			}
+		}
+		for _, c := range rd.Changes {
+			if c.Kind == Lost {
+				t.Fatalf("handed over %v after winning, before a lease of ill health as leader", tn.now-(end-tn.timing.LeaseDuration))
+			}
+		}
+	}
+	tn.now = end + 50*time.Millisecond
+	n.Tick(tn.now)
+	if !lost() {
+		t.Fatal("no handover after a lease of ill health as leader")
 	}
 }
