@@ -85,9 +85,9 @@
 // voters then grant only the successor for a short window and the successor
 // campaigns at once, winning in one round trip. Preemption happens only
 // through such a handover: an unhealthy leader hands over to a healthy peer
-// after a lease of continuous ill health as leader of its term, and a leader hands over to a live
-// peer strictly better by (health, priority) — never by name alone — once
-// that has held for a lease. Voters never drop a promise because a better
+// after a lease of continuous ill health as leader of its term, and a
+// leader hands over to a live peer strictly better by (health, priority) —
+// never by name alone — once that has held for a lease. Voters never drop a promise because a better
 // candidate asks.
 //
 // # Timing model

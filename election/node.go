@@ -137,14 +137,14 @@ type Node struct {
 	nonce uint64
 	// live records, per peer, the incarnation that answered this run's
 	// nonce, and when this node last asked (verified).
-	live    map[string]uint64
-	askedAt map[string]time.Duration
-	roles       map[string]*role
-	names       []string
-	peerInc     map[string]uint64
-	peerElig    map[string]map[string]Eligibility
-	lastHeard   map[string]time.Duration
-	now         time.Duration
+	live      map[string]uint64
+	askedAt   map[string]time.Duration
+	roles     map[string]*role
+	names     []string
+	peerInc   map[string]uint64
+	peerElig  map[string]map[string]Eligibility
+	lastHeard map[string]time.Duration
+	now       time.Duration
 
 	msgs      []Message
 	changes   []RoleChange
