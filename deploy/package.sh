@@ -1,5 +1,8 @@
 #!/bin/sh
 # package.sh builds bin/masterd and the masterd .deb and .rpm into dist/.
+# For another architecture than the build machine's (GOARCH=arm64) the binary
+# is cross-compiled (CGO off) into bin/linux_$GOARCH/masterd, so bin/masterd
+# stays runnable here.
 #
 #   deploy/package.sh            # from anywhere inside the repository
 #   deploy/package.sh --version  # print the package version and exit
@@ -67,21 +70,34 @@ if [ "${1:-}" = --version ]; then
 	exit 0
 fi
 
-mkdir -p bin "$DIST"
+# The binary for the target; a cross build gets its own path.
+hostarch=$(go env GOHOSTARCH)
+bin=bin/masterd
+[ "$GOARCH" = "$hostarch" ] || bin=bin/linux_$GOARCH/masterd
+ldflags="-s -w -X main.version=$VERSION -X main.revision=$REVISION"
+mkdir -p "$(dirname "$bin")" "$DIST"
 if [ -n "${MASTERD_BIN:-}" ]; then
-	if ! [ "$MASTERD_BIN" -ef bin/masterd ]; then
-		cp "$MASTERD_BIN" bin/masterd
+	if ! [ "$MASTERD_BIN" -ef "$bin" ]; then
+		cp "$MASTERD_BIN" "$bin"
 	fi
 else
-	CGO_ENABLED=0 GOOS=linux go build -trimpath \
-		-ldflags "-s -w -X main.version=$VERSION -X main.revision=$REVISION" \
-		-o bin/masterd ./cmd/masterd
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$ldflags" \
+		-o "$bin" ./cmd/masterd
 fi
 
 # Staging area for generated package files (docs, man page, license).
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT INT TERM
 export STAGE="$stage"
+
+# The docs come from running the binary: a cross build runs a host build of
+# the same source and flags instead (help text is the same on every arch).
+runbin=$bin
+if [ "$GOARCH" != "$hostarch" ] && [ -z "${MASTERD_BIN:-}" ]; then
+	runbin=$stage/masterd-host
+	CGO_ENABLED=0 GOOS=linux GOARCH=$hostarch go build -trimpath -ldflags "$ldflags" \
+		-o "$runbin" ./cmd/masterd
+fi
 
 # The example configuration: the lead's deploy/masterd.yaml once it exists.
 if [ -f deploy/masterd.yaml ]; then
@@ -108,18 +124,18 @@ else
 	printf '# masterd\n\nSee https://github.com/masterd/masterd\n' >"$stage/README.md"
 fi
 
-# `masterd --help` goes into the docs and becomes the man page. The binary is
-# built for the target architecture; only run it when it runs here.
+# `masterd --help` goes into the docs and becomes the man page. A prebuilt
+# foreign binary (MASTERD_BIN) cannot run here: a placeholder then.
 help=
-if [ "$GOARCH" = "$(go env GOHOSTARCH)" ]; then
-	help=$(bin/masterd --help 2>&1 || true)
+if [ "$runbin" != "$bin" ] || [ "$GOARCH" = "$hostarch" ]; then
+	help=$("$runbin" --help 2>&1 || true)
 fi
 [ -n "$help" ] || help="masterd $VERSION: run \`masterd --help\` for usage."
 printf '%s\n' "$help" >"$stage/masterd-help.txt"
 # Then every subcommand's own --help (the commands listed under "Commands:").
 for c in $(printf '%s\n' "$help" | awk '/^Commands:/ { f = 1; next } f && /^  [a-z]/ { print $1 } f && /^$/ { f = 0 }'); do
 	printf '\n$ masterd %s --help\n' "$c"
-	bin/masterd "$c" --help 2>&1 || true
+	"$runbin" "$c" --help 2>&1 || true
 done >>"$stage/masterd-help.txt"
 
 date=$(git log -1 --format=%cd --date=format:%Y-%m-%d 2>/dev/null || date -u +%Y-%m-%d)
@@ -153,8 +169,14 @@ gzip -9n <"$stage/masterd.8" >"$stage/masterd.8.gz"
 } | gzip -9n >"$stage/changelog.Debian.gz"
 
 # nfpm expands environment variables in its scalar fields but not in content
-# paths: resolve ${STAGE} ourselves.
-sed "s|\${STAGE}|$stage|g" deploy/nfpm.yaml >"$stage/nfpm.yaml"
+# paths: resolve ${STAGE} ourselves, and point bin/masterd at the target's.
+# ${GOARCH} too: nfpm itself runs with the host's GOARCH (go tool builds it).
+sed -e "s|\${STAGE}|$stage|g" -e "s|\${GOARCH}|$GOARCH|g" -e "s|\(src: \)bin/masterd\$|\1$bin|" \
+	deploy/nfpm.yaml >"$stage/nfpm.yaml"
+grep -q "src: $bin\$" "$stage/nfpm.yaml" || {
+	echo "package.sh: deploy/nfpm.yaml has no 'src: bin/masterd' line to point at $bin" >&2
+	exit 1
+}
 
 case $GOARCH in
 amd64) deb_arch=amd64 rpm_arch=x86_64 ;;
@@ -168,6 +190,6 @@ for p in $PACKAGERS; do
 	rpm) out="$DIST/masterd-${VERSION}-1.$rpm_arch.rpm" ;;
 	*) echo "package.sh: unknown packager $p" >&2; exit 1 ;;
 	esac
-	go tool -modfile="$repo/tools/go.mod" nfpm package --config "$stage/nfpm.yaml" --packager "$p" --target "$out" >&2
+	GOARCH=$hostarch go tool -modfile="$repo/tools/go.mod" nfpm package --config "$stage/nfpm.yaml" --packager "$p" --target "$out" >&2
 	echo "$out"
 done
