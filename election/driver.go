@@ -378,9 +378,19 @@ func (d *Driver) updateGauges() {
 			d.met.term.WithLabelValues(name).Set(float64(s.Term))
 		}
 	}
+	// memberlist's Members lists alive and suspect nodes only: a voter of
+	// the membership missing from it counts as dead (or left).
 	counts := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+	seen := map[string]bool{}
 	for _, m := range d.ml.Members() {
 		counts[memberState(m.State)]++
+		seen[m.Name] = true
+	}
+	m, _ := d.node.Membership()
+	for _, v := range m.all() {
+		if !seen[v] {
+			counts["dead"]++
+		}
 	}
 	for k, v := range counts {
 		d.met.members.WithLabelValues(k).Set(v)

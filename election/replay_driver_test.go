@@ -197,3 +197,44 @@ func counterValue(t *testing.T, c *cluster, node, name, label, value string) flo
 	}
 	return 0
 }
+
+// masterd_cluster_members{state="dead"} counts a voter that gossip no
+// longer lists (memberlist's member list leaves dead nodes out, so the
+// gauge stayed 0 for a dead master and the alert on it could never fire).
+func TestDriverCountsADeadVoterInTheMembersGauge(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startAll()
+	c.waitLeader(10 * time.Second)
+	gauge := func(node, state string) float64 {
+		mfs, err := c.regs[node].Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "masterd_cluster_members" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "state" && lp.GetValue() == state {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		end := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(end) {
+				t.Fatalf("%s: not within 30 s (alive %v, dead %v)", what, gauge("m1", "alive"), gauge("m1", "dead"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	wait("all three alive", func() bool { return gauge("m1", "alive") == 3 && gauge("m1", "dead") == 0 })
+	c.drivers["m3"].Kill()
+	wait("m3 counted dead", func() bool { return gauge("m1", "dead") == 1 })
+}
