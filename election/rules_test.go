@@ -132,6 +132,14 @@ func TestLearningNeedsAnswersFromMoreThanNMinusQVotersWithState(t *testing.T) {
 	reply := func(from string, known bool, max uint64) {
 		tn.stepRule(n, Message{Type: MsgTermReply, From: from, To: "a", Role: RoleVIP, Seq: n.nonce, OK: known, MaxTerm: max})
 	}
+	// A reply recorded in an earlier run (another nonce), replayed, counts
+	// for nothing.
+	for _, from := range []string{"b", "c", "d", "e"} {
+		tn.stepRule(n, Message{Type: MsgTermReply, From: from, To: "a", Role: RoleVIP, Seq: n.nonce + 2, OK: true})
+	}
+	if !n.Status(tn.now)[RoleVIP].Learning {
+		t.Fatal("learning ended on replies to another run's nonce")
+	}
 	reply("b", true, 3)
 	reply("c", true, 4)
 	if !n.Status(tn.now)[RoleVIP].Learning {
