@@ -28,6 +28,7 @@
 //  9. every master rebooted at once: the cluster returns with its data;
 //  10. bad input: a corrupt masterd.yaml fails the unit with the config error
 //     in the journal; a master with a wrong cluster key is refused.
+//  11. TestWipeWhileHolderHalfPartitioned (own kube-less lab, 20 trials): a master wiped and restarted while the VIP holder is cut one way, never two VIP holders on the wire or in ip addr.
 //
 // They need root, the package (`make package`, or MASTERD_DEB) and the kube
 // binaries (`make kube`, or KUBE_BIN_DIR); without the kube binaries the
