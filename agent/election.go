@@ -37,6 +37,10 @@ type electionComponent struct {
 	handlers map[string]roleHandler
 	health   map[string]healthSource
 	d        *election.Driver
+	// beforeHandover, if set, runs in a graceful stop while this node still
+	// holds the VIP, right before the roles are handed over (the balancer
+	// drains its proxied connections).
+	beforeHandover func(ctx context.Context)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -163,6 +167,9 @@ func (c *electionComponent) Stop(ctx context.Context) error {
 	c.wg.Wait()
 	if c.d == nil {
 		return nil
+	}
+	if c.beforeHandover != nil && c.d.Status().Roles[RoleVIP].Leader {
+		c.beforeHandover(ctx)
 	}
 	return c.d.Stop(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/masterd/masterd/lb"
 )
@@ -47,6 +48,23 @@ func (c *lbComponent) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// drainTimeout bounds how long a graceful stop waits for the balancer's
+// proxied connections before it hands the VIP over (long watches never end
+// by themselves: their clients reconnect).
+const drainTimeout = time.Second
+
+// drain waits up to drainTimeout for a moment with no proxied connection.
+func (c *lbComponent) drain(ctx context.Context) {
+	if c.b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	t := time.Now()
+	left := c.b.Drain(ctx)
+	c.n.log.Info("balancer drained before the VIP handover", "component", "lb", "open", left, "seconds", time.Since(t).Seconds())
 }
 
 func (c *lbComponent) Stop(ctx context.Context) error {

@@ -57,7 +57,9 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	}
 	if cfg.VIP.Enabled {
 		if cfg.VIP.Balancer.Enabled {
-			n.Components = append(n.Components, &lbComponent{n: shared})
+			lbC := &lbComponent{n: shared}
+			n.Components = append(n.Components, lbC)
+			el.beforeHandover = lbC.drain
 		}
 		v := &vipComponent{n: shared}
 		n.Components = append(n.Components, v)

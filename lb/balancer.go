@@ -198,6 +198,29 @@ func (lb *Balancer) Close() error {
 	return nil
 }
 
+// Drain waits, until ctx ends, for a moment with no proxied connection open,
+// and returns how many are open when it returns. A graceful stop drains the
+// balancer before it hands the VIP over: once the address is gone (and the
+// kernel fence drops everything from it), a connection still proxied here
+// can neither answer nor be closed visibly, and its client hangs.
+func (lb *Balancer) Drain(ctx context.Context) int {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		lb.mu.Lock()
+		n := len(lb.conns)
+		lb.mu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-t.C:
+		}
+	}
+}
+
 // shutdown closes the listener and every proxied connection.
 func (lb *Balancer) shutdown() {
 	lb.mu.Lock()
