@@ -31,6 +31,20 @@ func vip6(h *labHost) netip.Addr {
 }
 
 // newFence creates a fence inside h's namespace with its own registry.
+// installedFence returns a one-host lab's host, its IPv4 VIP and a fence
+// for it with its tables installed.
+func installedFence(t *testing.T) (*labHost, netip.Addr, *Fence) {
+	t.Helper()
+	requireNft(t)
+	h := newLab(t, 1).Hosts[0]
+	vip := vip4(h)
+	f := newFence(t, h, vip)
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	return h, vip, f
+}
+
 func newFence(t *testing.T, h *labHost, vips ...netip.Addr) *Fence {
 	t.Helper()
 	var f *Fence
@@ -208,14 +222,7 @@ func TestArmRejectsAnAddressItDoesNotFence(t *testing.T) {
 }
 
 func TestFlushedRulesetIsDetectedAndRepairedKeepingTheArm(t *testing.T) {
-	requireNft(t)
-	l := newLab(t, 1)
-	h := l.Hosts[0]
-	vip := vip4(h)
-	f := newFence(t, h, vip)
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	h, vip, f := installedFence(t)
 	if err := f.Arm(vip, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -92,14 +92,7 @@ func TestArmStalledBeforeTheSendIsReadBackAndCorrected(t *testing.T) {
 // Stalls before every send: the re-arm overshoots too, so the element is
 // deleted (the VIP silent until the next renewal) and ArmUntil says so.
 func TestArmStalledAgainOnTheReArmIsDisarmed(t *testing.T) {
-	requireNft(t)
-	l := newLab(t, 1)
-	h := l.Hosts[0]
-	vip := vip4(h)
-	f := newFence(t, h, vip)
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	h, vip, f := installedFence(t)
 	f.beforeSend = stallAlways(100 * time.Millisecond)
 	end := time.Now().Add(time.Second)
 	err := f.ArmUntil(vip, end)
@@ -115,14 +108,7 @@ func TestArmStalledAgainOnTheReArmIsDisarmed(t *testing.T) {
 // Repair re-arms each VIP with what is left of its last arm, computed
 // before the batch is sent: the same stall, the same read-back.
 func TestRepairStalledBeforeTheSendIsReadBackAndCorrected(t *testing.T) {
-	requireNft(t)
-	l := newLab(t, 1)
-	h := l.Hosts[0]
-	vip := vip4(h)
-	f := newFence(t, h, vip)
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	h, vip, f := installedFence(t)
 	end := time.Now().Add(2 * time.Second)
 	if err := f.ArmUntil(vip, end); err != nil {
 		t.Fatal(err)

@@ -183,14 +183,7 @@ func TestRefreshOfExpiredElementFailsAndLeavesNothing(t *testing.T) {
 // after (read back from the kernel and listed with nft), not revived until
 // a read-back deletes it.
 func TestRefreshStalledPastExpiryDoesNotReviveTheElement(t *testing.T) {
-	requireNft(t)
-	l := newLab(t, 1)
-	h := l.Hosts[0]
-	vip := vip4(h)
-	f := newFence(t, h, vip)
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	h, vip, f := installedFence(t)
 	if err := f.ArmUntil(vip, time.Now().Add(60*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
@@ -242,14 +235,7 @@ func TestRefreshStalledPastExpiryDoesNotReviveTheElement(t *testing.T) {
 // A refresh after `nft flush ruleset` is the missing-tables case, not an
 // expired element: ErrMissing (Run repairs), not ErrExpired.
 func TestRefreshOnMissingTablesIsErrMissing(t *testing.T) {
-	requireNft(t)
-	l := newLab(t, 1)
-	h := l.Hosts[0]
-	vip := vip4(h)
-	f := newFence(t, h, vip)
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	h, vip, f := installedFence(t)
 	if err := f.ArmUntil(vip, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
