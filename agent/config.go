@@ -95,15 +95,33 @@ type EtcdConfig struct {
 
 // KubernetesConfig configures the supervised components.
 type KubernetesConfig struct {
-	Mode              string          `yaml:"mode" doc:"managed (masterd writes the units) or existing (masterd starts and stops units already installed) or none"`
-	BinDir            string          `yaml:"binDir" doc:"directory of kube-apiserver, kube-scheduler and kube-controller-manager"`
-	ServiceCIDR       netip.Prefix    `yaml:"serviceCIDR" doc:"the Service IP range (--service-cluster-ip-range)"`
-	ClusterDomain     string          `yaml:"clusterDomain" doc:"the cluster DNS domain, used in the apiserver certificate"`
-	APIServerPort     int             `yaml:"apiserverPort" doc:"kube-apiserver's secure port on address"`
-	APIServerCertSANs []string        `yaml:"apiserverCertSANs" doc:"extra IP addresses or DNS names in the apiserver certificate, e.g. an external load balancer's when vip.enabled is false"`
-	APIServer         ComponentConfig `yaml:"apiserver" doc:"kube-apiserver, on every master"`
-	Scheduler         ComponentConfig `yaml:"scheduler" doc:"kube-scheduler, only on the scheduler role's holder"`
-	ControllerManager ComponentConfig `yaml:"controllerManager" doc:"kube-controller-manager, only on the controller-manager role's holder"`
+	Mode              string           `yaml:"mode" doc:"managed (masterd writes the units) or existing (masterd starts and stops units already installed) or none"`
+	BinDir            string           `yaml:"binDir" doc:"directory of kube-apiserver, kube-scheduler and kube-controller-manager"`
+	ServiceCIDR       netip.Prefix     `yaml:"serviceCIDR" doc:"the Service IP range (--service-cluster-ip-range)"`
+	ClusterDomain     string           `yaml:"clusterDomain" doc:"the cluster DNS domain, used in the apiserver certificate"`
+	APIServerPort     int              `yaml:"apiserverPort" doc:"kube-apiserver's secure port on address"`
+	APIServerCertSANs []string         `yaml:"apiserverCertSANs" doc:"extra IP addresses or DNS names in the apiserver certificate, e.g. an external load balancer's when vip.enabled is false"`
+	APIServer         ComponentConfig  `yaml:"apiserver" doc:"kube-apiserver, on every master"`
+	Scheduler         ComponentConfig  `yaml:"scheduler" doc:"kube-scheduler, only on the scheduler role's holder"`
+	ControllerManager ComponentConfig  `yaml:"controllerManager" doc:"kube-controller-manager, only on the controller-manager role's holder"`
+	Encryption        EncryptionConfig `yaml:"encryption" doc:"encryption at rest of Secrets in etcd and its snapshots"`
+	Audit             AuditConfig      `yaml:"audit" doc:"kube-apiserver's audit log"`
+}
+
+// EncryptionConfig configures encryption at rest of Secrets (kube-apiserver
+// --encryption-provider-config, written into the pki directory).
+type EncryptionConfig struct {
+	Enabled bool  `yaml:"enabled" doc:"encrypt Secrets (secretbox, keys derived from the cluster secret); false writes them in plain text but still reads encrypted ones"`
+	Keys    []int `yaml:"keys" doc:"key generations, the first encrypts, the others only decrypt; rotation: [1, 2] on every master, then [2, 1], then rewrite the Secrets, then [2]"`
+}
+
+// AuditConfig configures kube-apiserver's audit log (metadata level).
+type AuditConfig struct {
+	Enabled    bool   `yaml:"enabled" doc:"write an audit log of every request (metadata only: who, what, when, result)"`
+	Path       string `yaml:"path" doc:"the audit log file"`
+	MaxAgeDays int    `yaml:"maxAgeDays" doc:"days to keep rotated audit files"`
+	MaxBackups int    `yaml:"maxBackups" doc:"rotated audit files to keep"`
+	MaxSizeMB  int    `yaml:"maxSizeMB" doc:"size in MB at which the audit file is rotated"`
 }
 
 // ComponentConfig configures one kube component.
@@ -201,6 +219,10 @@ func DefaultConfig() Config {
 			ServiceCIDR:   netip.MustParsePrefix("10.96.0.0/12"), // kubeadm's default
 			ClusterDomain: "cluster.local",
 			APIServerPort: 6443,
+			// RKE2 encrypts Secrets by default; kubeadm leaves it to the user.
+			Encryption: EncryptionConfig{Enabled: true, Keys: []int{1}},
+			// Metadata-level audit with kubeadm's documented rotation values.
+			Audit: AuditConfig{Enabled: true, Path: "/var/log/masterd/kube-apiserver-audit.log", MaxAgeDays: 30, MaxBackups: 10, MaxSizeMB: 100},
 		},
 		Metrics: MetricsConfig{Listen: "127.0.0.1:9990"},
 		Log:     LogConfig{Format: "text", Level: "info"},
