@@ -15,7 +15,9 @@ import (
 // roleHandler acts on one role's lease: the VIP, or a leader-only unit. The
 // election driver calls it serially per role (see election.Callbacks).
 type roleHandler interface {
-	// acquire runs when this node starts holding the role under term.
+	// acquire runs when this node starts holding the role under term. ctx
+	// is cancelled when the term is lost, before release is called: work
+	// acquire starts for the term may run under it.
 	acquire(ctx context.Context, term uint64)
 	// release must let the role go completely (VIP deleted, unit dead) and
 	// verify it before it returns nil; the driver sends Release only then.
@@ -101,8 +103,8 @@ func (c *electionComponent) Start(ctx context.Context) error {
 		}
 	}
 	d, err := election.NewDriver(c.driverConfig(), election.Callbacks{
-		OnStartedLeading: func(role string, term uint64) {
-			call(role, func(h roleHandler) { h.acquire(roleCtx, term) })
+		OnStartedLeading: func(ctx context.Context, role string, term uint64) {
+			call(role, func(h roleHandler) { h.acquire(ctx, term) })
 		},
 		OnStoppedLeading: func(ctx context.Context, role string, term uint64) error {
 			var err error

@@ -222,22 +222,22 @@ func (c *kubeComponent) Status() any {
 // leaderUnit is the roleHandler of a leader-only unit. acquire returns at
 // once (the election's callbacks for a role are serial, so a loss must never
 // wait behind a slow start): the start and its health wait run in the
-// background, and release cancels them before it kills the unit.
+// background under the term's context, which the election cancels when the
+// term is lost, before release; release waits for them to end before it
+// kills the unit.
 type leaderUnit struct {
 	c    *kubeComponent
 	unit func() string
 
 	mu       sync.Mutex
-	cancel   context.CancelFunc
-	starting chan struct{}
+	starting chan struct{} // closed when the term's start ended
 }
 
 func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 	name := l.unit()
-	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	l.mu.Lock()
-	l.cancel, l.starting = cancel, done
+	l.starting = done
 	l.mu.Unlock()
 	go func() {
 		defer close(done)
@@ -255,11 +255,13 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 func (l *leaderUnit) release(ctx context.Context, term uint64) error {
 	name := l.unit()
 	l.mu.Lock()
-	cancel, starting := l.cancel, l.starting
-	l.cancel, l.starting = nil, nil
+	starting := l.starting
+	l.starting = nil
 	l.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if starting != nil {
+		// The term's context is cancelled already (the election cancels it
+		// before release): the start gives up, and no start job can come
+		// after the stop below.
 		<-starting
 	}
 	t := time.Now()

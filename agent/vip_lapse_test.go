@@ -204,9 +204,9 @@ func TestFenceLapseStepsTheElectionDriverDown(t *testing.T) {
 	var sd stepDowns
 	var d *election.Driver
 	d, err = election.NewDriver(cfg, election.Callbacks{
-		OnStartedLeading: func(role string, term uint64) {
+		OnStartedLeading: func(ctx context.Context, role string, term uint64) {
 			note(fmt.Sprintf("acquired %d", term))
-			c.acquire(context.Background(), term)
+			c.acquire(ctx, term)
 		},
 		OnStoppedLeading: func(ctx context.Context, role string, term uint64) error {
 			note(fmt.Sprintf("lost %d", term))

@@ -27,12 +27,16 @@ import (
 type Callbacks struct {
 	// OnStartedLeading: this node holds role under term (the fencing token)
 	// until the deadline of the last OnRenewed (or of the acquisition,
-	// delivered as an OnRenewed right before this call). The lease keeps
-	// being renewed while it runs, but it should return promptly (start the
-	// unit, do not wait for it to become ready): a loss queued behind it
-	// waits, and OnStoppedLeading must finish within ReleaseSlack of the
-	// deadline.
-	OnStartedLeading func(role string, term uint64)
+	// delivered as an OnRenewed right before this call). ctx is cancelled
+	// as soon as the loss of this term is decided (on the election loop,
+	// before OnStoppedLeading is queued) and when the driver stops or is
+	// killed, as client-go's leaderelection does: work started for the
+	// term (a unit start, its health wait) may run under ctx and ends with
+	// it. The lease keeps being renewed while the callback runs, but it
+	// should return promptly (start the unit, do not wait for it to become
+	// ready): a loss queued behind it waits, and OnStoppedLeading must
+	// finish within ReleaseSlack of the deadline.
+	OnStartedLeading func(ctx context.Context, role string, term uint64)
 	// OnStoppedLeading: let the role go now (delete the VIP, kill the unit)
 	// and verify it is gone. ctx ends ReleaseSlack after the loss was
 	// decided. It returns nil only when the release is complete and
@@ -353,7 +357,7 @@ func (d *Driver) dispatch(c RoleChange) {
 		d.met.transitions.WithLabelValues(c.Role).Inc()
 		d.log.Info("role acquired", "role", c.Role, "term", c.Term, "valid_s", time.Until(deadline).Seconds())
 		w.push(job{kind: Renewed, term: c.Term, deadline: deadline})
-		w.push(job{kind: Acquired, term: c.Term})
+		w.push(job{kind: Acquired, term: c.Term, ctx: w.lead(c.Term)})
 	case Renewed:
 		if t, ok := d.cfg.Roles[c.Role]; ok {
 			d.met.renewLatency.WithLabelValues(c.Role).Observe(max(d.now()-(c.Deadline-t.RenewDeadline), 0).Seconds())
@@ -363,6 +367,7 @@ func (d *Driver) dispatch(c RoleChange) {
 		d.met.leader.WithLabelValues(c.Role).Set(0)
 		d.met.transitions.WithLabelValues(c.Role).Inc()
 		d.log.Info("role lost", "role", c.Role, "term", c.Term)
+		w.endLead()
 		w.push(job{kind: Lost, term: c.Term, deadline: time.Now().Add(d.slack[c.Role])})
 	}
 }
@@ -568,6 +573,9 @@ func (d *Driver) Kill() {
 func (d *Driver) shutdown() {
 	d.stopOnce.Do(func() {
 		close(d.stop)
+		for _, w := range d.workers {
+			w.endLead()
+		}
 		d.ml.Shutdown()
 		d.bg.Wait()
 	})
@@ -645,12 +653,40 @@ type worker struct {
 	mu     sync.Mutex
 	queue  []job
 	signal chan struct{}
+	// endTerm cancels the context handed to OnStartedLeading of the term
+	// held now (nil while none is).
+	endTerm context.CancelFunc
 }
 
 type job struct {
 	kind     ChangeKind
 	term     uint64
 	deadline time.Time
+	ctx      context.Context // Acquired: cancelled when the term is lost
+}
+
+// lead returns the context of a newly acquired term, cancelled by endLead.
+func (w *worker) lead(term uint64) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.mu.Lock()
+	prev := w.endTerm
+	w.endTerm = func() { cancel(fmt.Errorf("election: %s term %d lost", w.role, term)) }
+	w.mu.Unlock()
+	if prev != nil { // a loss always comes first; never leave one running
+		prev()
+	}
+	return ctx
+}
+
+// endLead cancels the held term's context, if any.
+func (w *worker) endLead() {
+	w.mu.Lock()
+	end := w.endTerm
+	w.endTerm = nil
+	w.mu.Unlock()
+	if end != nil {
+		end()
+	}
 }
 
 func newWorker(d *Driver, role string) *worker {
@@ -702,7 +738,7 @@ func (w *worker) do(j job) {
 	switch j.kind {
 	case Acquired:
 		if cb.OnStartedLeading != nil {
-			cb.OnStartedLeading(w.role, j.term)
+			cb.OnStartedLeading(j.ctx, w.role, j.term)
 		}
 	case Renewed:
 		if cb.OnRenewed != nil {

@@ -28,6 +28,8 @@ type recorder struct {
 	holding  map[string]uint64    // node -> term, between Started and Stopped
 	deadline map[string]time.Time // node -> last renewed deadline
 	overlap  []string
+	// ctx is the context OnStartedLeading got, per node.
+	ctx map[string]context.Context
 }
 
 type recEvent struct {
@@ -38,15 +40,19 @@ type recEvent struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{holding: map[string]uint64{}, deadline: map[string]time.Time{}}
+	return &recorder{holding: map[string]uint64{}, deadline: map[string]time.Time{}, ctx: map[string]context.Context{}}
 }
 
 func (r *recorder) callbacks(node string) Callbacks {
 	return Callbacks{
-		OnStartedLeading: func(role string, term uint64) {
+		OnStartedLeading: func(ctx context.Context, role string, term uint64) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			now := time.Now()
+			if ctx.Err() != nil {
+				r.overlap = append(r.overlap, fmt.Sprintf("%s started term %d with its context already cancelled", node, term))
+			}
+			r.ctx[node] = ctx
 			for other, t := range r.holding {
 				// Another node still holds: only acceptable if its lease
 				// (what the kernel fence enforces) already ran out.
@@ -60,6 +66,10 @@ func (r *recorder) callbacks(node string) Callbacks {
 		OnStoppedLeading: func(_ context.Context, role string, term uint64) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
+			// The term's context ends before its release starts.
+			if ctx := r.ctx[node]; ctx == nil || ctx.Err() == nil {
+				r.overlap = append(r.overlap, fmt.Sprintf("%s stopped term %d with the context of OnStartedLeading not cancelled", node, term))
+			}
 			delete(r.holding, node)
 			r.events = append(r.events, recEvent{time.Now(), node, "stopped", term})
 			return nil
@@ -297,6 +307,12 @@ func TestDriverKilledLeaderIsReplacedAfterItsLease(t *testing.T) {
 	t.Logf("killed leader %s replaced by %s after %v (old lease deadline was %v after the kill)", l, e.node, e.at.Sub(t0), dl.Sub(t0))
 	if !e.at.After(dl) {
 		t.Fatalf("new leader started %v before the killed leader's deadline", dl.Sub(e.at))
+	}
+	c.rec.mu.Lock()
+	killedCtx := c.rec.ctx[l]
+	c.rec.mu.Unlock()
+	if killedCtx == nil || killedCtx.Err() == nil {
+		t.Fatalf("the killed leader's OnStartedLeading context is not cancelled (%v)", killedCtx)
 	}
 	c.checkNoOverlap()
 }
@@ -538,7 +554,7 @@ func TestDriverSlowUnitStopDoesNotDelayTheVIPRole(t *testing.T) {
 		cfg := c.config(name, [][]byte{c.key})
 		cfg.Roles = map[string]Timing{RoleVIP: DefaultVIPTiming(), RoleScheduler: unit}
 		d, err := NewDriver(cfg, Callbacks{
-			OnStartedLeading: func(role string, term uint64) {
+			OnStartedLeading: func(_ context.Context, role string, term uint64) {
 				mu.Lock()
 				log = append(log, name+" started "+role)
 				mu.Unlock()
