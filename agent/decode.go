@@ -84,7 +84,9 @@ func decodeConfig(r io.Reader) (Config, map[string]int, error) {
 	lines := map[string]int{}
 	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
 	if err != nil {
-		return cfg, lines, fmt.Errorf("read: %w", err)
+		// The error names the operation and the file already ("read
+		// /etc/masterd: is a directory").
+		return cfg, lines, err
 	}
 	if len(data) > maxConfigSize {
 		return cfg, lines, &UnreadableError{Msg: fmt.Sprintf("config is larger than %d KiB; is this the right file?", maxConfigSize>>10)}

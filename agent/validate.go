@@ -284,8 +284,14 @@ func (c *Config) validateVIP(bad func(string, string, ...any), eps float64, peer
 	default:
 		bad("vip.profile", "%q must be default, fast or custom", v.Profile)
 	}
-	if v.Profile == "default" || v.Profile == "fast" {
-		checkTimings(bad, "vip.profile", c.VIPTimings(), eps, budget)
+	if v.Profile == "default" || (v.Profile == "fast" && v.Fence) {
+		// A built-in profile is safe with its own slack unless the
+		// tolerated drift is extreme; the key to change is then the drift.
+		t := c.VIPTimings()
+		if need := electionTiming(t, budget).RequiredLease(eps); t.LeaseDuration.D() < need {
+			bad("election.clockDriftPPM", "%d ppm is too large for vip.profile %s (its lease %s would have to be at least %s); lower it or use vip.profile: custom",
+				c.Election.ClockDriftPPM, v.Profile, t.LeaseDuration, need.Round(time.Millisecond))
+		}
 	}
 	if v.Profile != "custom" && v.Timings != (Timings{}) {
 		bad("vip.timings", "only used with vip.profile: custom (profile is %q)", v.Profile)
