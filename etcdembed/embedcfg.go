@@ -118,11 +118,16 @@ func (c Config) embedConfig(state, initialCluster string, lg *zap.Logger) (*embe
 		TrustedCAFile:  c.TLS.CAFile,
 		ClientCertAuth: true,
 	}
+	allowed, err := c.peerAllowedHostnames()
+	if err != nil {
+		return nil, err
+	}
 	ec.PeerTLSInfo = transport.TLSInfo{
-		CertFile:       c.TLS.PeerCertFile,
-		KeyFile:        c.TLS.PeerKeyFile,
-		TrustedCAFile:  c.TLS.CAFile,
-		ClientCertAuth: true,
+		CertFile:         c.TLS.PeerCertFile,
+		KeyFile:          c.TLS.PeerKeyFile,
+		TrustedCAFile:    c.TLS.CAFile,
+		ClientCertAuth:   true,
+		AllowedHostnames: allowed,
 	}
 
 	ec.QuotaBackendBytes = c.QuotaBytes

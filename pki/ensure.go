@@ -201,7 +201,7 @@ func (e *ensurer) run() error {
 		spec leafSpec
 	}{
 		{"etcd-server", f.EtcdServer, s.EtcdCA, etcdNodeSpec(p)},
-		{"etcd-peer", f.EtcdPeer, s.EtcdCA, etcdNodeSpec(p)},
+		{"etcd-peer", f.EtcdPeer, s.EtcdCA, etcdPeerSpec(p)},
 		{"etcd-client", f.EtcdClient, s.EtcdCA, clientSpec(MasterdEtcdClientName)},
 		{"apiserver-etcd-client", f.APIServerEtcdClient, s.EtcdCA, clientSpec(APIServerEtcdClientName)},
 		{"apiserver", f.APIServer, s.KubeCA, apiServerSpec(p)},

@@ -124,7 +124,7 @@ func TestEtcdPeerTLSAcceptsOurPeerCertificates(t *testing.T) {
 	if r.fromM2 != nil {
 		t.Errorf("m2 from its own address: %v", r.fromM2)
 	}
-	if r.fromStranger == nil || !strings.Contains(r.fromStranger.Error(), `"10.10.0.3" does not match any of DNSNames ["localhost" "m2"]`) {
+	if r.fromStranger == nil || !strings.Contains(r.fromStranger.Error(), `"10.10.0.3" does not match any of DNSNames ["etcd-peer.masterd.invalid" "localhost" "m2"]`) {
 		t.Errorf("etcd accepted m2's certificate from an address it does not name, or refused it for another reason: %v", r.fromStranger)
 	}
 	if r.foreignCA == nil {

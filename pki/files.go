@@ -47,9 +47,12 @@ func CheckDir(dir string) error {
 	for _, p := range []string{f.EtcdCA, f.FrontProxyCA, f.ServiceAccountPub} {
 		check(p, publicFile)
 	}
-	for _, p := range []string{f.ServiceAccountKey, f.AdminConf, f.SchedulerConf, f.ControllerManagerConf} {
+	for _, p := range []string{f.ServiceAccountKey, f.AdminConf, f.SchedulerConf, f.ControllerManagerConf,
+		filepath.Join(dir, EncryptionConfigName)} {
 		check(p, privateFile)
 	}
+	// Whoever can replace the audit policy can turn the audit log off.
+	check(filepath.Join(dir, AuditPolicyName), publicFile)
 	return errors.Join(errs...)
 }
 

@@ -40,6 +40,19 @@ func etcdNodeSpec(p Params) leafSpec {
 	}
 }
 
+// EtcdPeerName is a DNS name in every master's etcd peer certificate and
+// in no other certificate: etcd's peer port accepts only certificates that
+// carry it (--peer-cert-allowed-hostname), so the apiserver's or masterd's
+// etcd client certificate, signed by the same CA, cannot act as a member.
+const EtcdPeerName = "etcd-peer.masterd.invalid"
+
+// etcdPeerSpec: the etcd peer certificate, the node's names plus EtcdPeerName.
+func etcdPeerSpec(p Params) leafSpec {
+	s := etcdNodeSpec(p)
+	s.dns = append(s.dns, EtcdPeerName)
+	return s
+}
+
 func clientSpec(cn string, groups ...string) leafSpec {
 	return leafSpec{cn: cn, org: groups, usage: clientOnly}
 }

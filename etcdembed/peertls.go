@@ -1,0 +1,45 @@
+package etcdembed
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+
+	"github.com/masterd/masterd/pki"
+)
+
+// peerAllowedHostnames is what the peer port demands of a certificate
+// besides the etcd CA's signature: pki.EtcdPeerName, when this master's own
+// peer certificate carries it (pki.Ensure puts it in every master's peer
+// certificate and in no other). Without it any certificate of the etcd CA,
+// the apiserver's etcd client certificate among them, could join raft as a
+// member. A brought-your-own peer certificate without the name leaves the
+// check off (nil): add the name to every master's peer certificate to get it.
+//
+// etcd applies the same check to the certificate of the peer it dials, which
+// is that peer's own peer certificate: it carries the name too.
+func (c Config) peerAllowedHostnames() ([]string, error) {
+	data, err := os.ReadFile(c.TLS.PeerCertFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // etcd's own start names the missing file
+	}
+	if err != nil {
+		return nil, fmt.Errorf("etcdembed: peer certificate: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("etcdembed: peer certificate %s: no PEM CERTIFICATE block", c.TLS.PeerCertFile)
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("etcdembed: peer certificate %s: %w", c.TLS.PeerCertFile, err)
+	}
+	if !slices.Contains(cert.DNSNames, pki.EtcdPeerName) {
+		return nil, nil
+	}
+	return []string{pki.EtcdPeerName}, nil
+}
