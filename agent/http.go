@@ -15,18 +15,6 @@ import (
 // checkTimeout bounds one readiness check.
 const checkTimeout = 2 * time.Second
 
-// Status is the JSON document of /status, read by `masterd status`.
-type Status struct {
-	Node       string            `json:"node"`
-	Build      BuildInfo         `json:"build"`
-	Uptime     float64           `json:"uptimeSeconds"`
-	Ready      bool              `json:"ready"`
-	Components map[string]string `json:"components"`
-	// Sections holds each StatusReporter's value by component name
-	// (election, etcd, pki, vip, lb, units).
-	Sections map[string]json.RawMessage `json:"sections,omitempty"`
-}
-
 // listen binds the metrics address and serves the endpoints in the background.
 func (a *Agent) listen() (*http.Server, error) {
 	ln, err := net.Listen("tcp", a.cfg.Metrics.Listen)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masterd/masterd/internal/cli"
 )
 
 // buildBinary compiles masterd once per test binary run.
@@ -25,67 +27,8 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func TestHelpOnEveryLevel(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := run([]string{"--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Commands:") {
-		t.Fatalf("masterd --help: code %d, %q", code, out.String())
-	}
-	for _, c := range commands() {
-		out.Reset()
-		if code := run([]string{c.name, "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Usage: masterd "+c.name) {
-			t.Errorf("masterd %s --help: code %d, %q", c.name, code, out.String())
-		}
-	}
-}
-
-func TestUnknownCommandAndFlagExitTwo(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := run([]string{"frobnicate"}, &out, &errb); code != exitBadConfig {
-		t.Errorf("unknown command: exit %d", code)
-	}
-	if code := run([]string{"run", "--nope"}, &out, &errb); code != exitBadConfig || !strings.Contains(errb.String(), "-nope") {
-		t.Errorf("unknown flag: exit %d, %q", code, errb.String())
-	}
-}
-
-func TestVersionPrintsVersionRevisionAndGo(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := run([]string{"version"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "masterd dev (revision unknown, go1.") {
-		t.Errorf("version: %d %q", code, out.String())
-	}
-}
-
-func TestCheckReportsThreeMistakesAndExitsTwo(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(path, []byte(`name: m1
-peers:
-  - {name: m1, address: 10.0.0.1}
-  - {name: m2, address: 10.0.0.300}
-etcd: {clientPort: "abc"}
-vip: {address: 10.0.0.100, adress: 1}
-`), 0o644)
-	var out, errb bytes.Buffer
-	code := run([]string{"run", "--check", "--config", path}, &out, &errb)
-	if code != exitBadConfig {
-		t.Fatalf("exit %d, want 2; stderr %q", code, errb.String())
-	}
-	for _, want := range []string{
-		`peers[1].address: "10.0.0.300" is not an IP address (line 4)`,
-		`etcd.clientPort: "abc" is not an integer (line 5)`,
-		`vip.adress: unknown key (line 6)`,
-	} {
-		if !strings.Contains(errb.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
-		}
-	}
-}
-
-func TestCheckAcceptsTheShippedExample(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := run([]string{"run", "--check", "--config", "../../deploy/masterd.yaml"}, &out, &errb); code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-}
+// exitBadConfig is the exit code of a usage or configuration error.
+const exitBadConfig = cli.ExitUsage
 
 // A one-node configuration with no kube units and no VIP runs as a real process
 // with its real pki and embedded etcd: it notifies READY=1 over a real NOTIFY_SOCKET, serves /metrics with

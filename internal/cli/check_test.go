@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -31,9 +31,9 @@ func TestCheckReportsAnUnreadableFileOnOneLine(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out, errb bytes.Buffer
-			code := run([]string{"run", "--check", "--config", path}, &out, &errb)
-			if code != exitBadConfig {
-				t.Errorf("exit %d, want %d", code, exitBadConfig)
+			code := Main(testBuild, []string{"run", "--check", "--config", path}, &out, &errb)
+			if code != ExitUsage {
+				t.Errorf("exit %d, want %d", code, ExitUsage)
 			}
 			if want := "masterd run: config " + path + ": " + tc.want + "\n"; errb.String() != want {
 				t.Errorf("stderr %q, want %q", errb.String(), want)

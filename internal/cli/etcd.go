@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/masterd/masterd/agent"
+	"github.com/masterd/masterd/etcdembed"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newEtcdCmd) }
+
+// etcdTimeout bounds one etcd command.
+const etcdTimeout = 5 * time.Minute
+
+// forceAnnotation marks the etcd subcommands that take --force.
+const forceAnnotation = "masterd/force"
+
+func newEtcdCmd(Build) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "etcd",
+		Short: "etcd maintenance: members, snapshot save, restore, remove a member",
+		Long: `etcd maintenance for the embedded member. Flags go before or after the
+subcommand and its argument.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
+	}
+	// Persistent, so that they are read anywhere on the line; --force is
+	// refused by the subcommands without forceAnnotation.
+	configPath := configFlag(cmd.PersistentFlags())
+	force := cmd.PersistentFlags().Bool("force", false, "restore only: restore although other masters run etcd (they must rejoin with empty data dirs)")
+	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if *force && c.Annotations[forceAnnotation] == "" {
+			return usagef("--force applies to restore only")
+		}
+		return nil
+	}
+	// load reads the configuration and runs f with a bounded context.
+	load := func(f func(ctx context.Context, cfg agent.Config, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
+		return func(c *cobra.Command, args []string) error {
+			cfg, err := agent.LoadConfig(*configPath)
+			if err != nil {
+				return configError{err}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), etcdTimeout)
+			defer cancel()
+			return f(ctx, cfg, c.OutOrStdout(), args)
+		}
+	}
+	snapshot := &cobra.Command{
+		Use:   "snapshot",
+		Short: "snapshots of the running cluster",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRunE,
+	}
+	snapshot.AddCommand(&cobra.Command{
+		Use:   "save FILE",
+		Short: "write a snapshot of the running cluster to FILE",
+		Long: `Write a snapshot of the running cluster to FILE. It holds every write
+acknowledged before the command ran.`,
+		Args: exactArgs(1),
+		RunE: load(func(ctx context.Context, cfg agent.Config, out io.Writer, args []string) error {
+			return etcdSnapshot(ctx, cfg, args[0], out)
+		}),
+	})
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:   "members",
+			Short: "list the etcd members",
+			Args:  noArgs,
+			RunE: load(func(ctx context.Context, cfg agent.Config, out io.Writer, args []string) error {
+				return etcdMembers(ctx, cfg, out)
+			}),
+		},
+		snapshot,
+		&cobra.Command{
+			Use:   "restore FILE",
+			Short: "disaster recovery: a new one-member cluster from a snapshot",
+			Long: `Disaster recovery: make this master a new one-member cluster from the
+snapshot FILE. Refused while masterd runs on this host, and while etcd runs
+on any other master (--force restores anyway). A failed or refused restore
+changes nothing; the old data is kept in <dataDir>/etcd.before-restore-<time>.`,
+			Args:        exactArgs(1),
+			Annotations: map[string]string{forceAnnotation: "true"},
+			RunE: load(func(ctx context.Context, cfg agent.Config, out io.Writer, args []string) error {
+				return etcdRestore(ctx, cfg, args[0], *force, out)
+			}),
+		},
+		&cobra.Command{
+			Use:   "remove NAME",
+			Short: "remove a master taken away for good",
+			Args:  exactArgs(1),
+			RunE: load(func(ctx context.Context, cfg agent.Config, out io.Writer, args []string) error {
+				return etcdRemove(ctx, cfg, args[0], out)
+			}),
+		},
+	)
+	return cmd
+}
+
+func etcdMembers(ctx context.Context, cfg agent.Config, stdout io.Writer) error {
+	cli, err := agent.EtcdClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("etcd member list: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tPEER URLS\tLEARNER")
+	for _, m := range resp.Members {
+		fmt.Fprintf(tw, "%x\t%s\t%v\t%v\n", m.ID, m.Name, m.PeerURLs, m.IsLearner)
+	}
+	return tw.Flush()
+}
+
+// etcdSnapshot saves a snapshot of the local member to path; it holds every
+// write acknowledged before it started (etcdembed.SaveSnapshot).
+func etcdSnapshot(ctx context.Context, cfg agent.Config, path string, stdout io.Writer) error {
+	cli, err := agent.EtcdClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	n, err := etcdembed.SaveSnapshot(ctx, cli, path)
+	if err != nil {
+		return fmt.Errorf("etcd snapshot to %s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "snapshot saved to %s (%d bytes)\n", path, n)
+	return nil
+}
+
+// etcdRestore makes this master's data dir a new one-member cluster from a
+// snapshot, with the member configuration the daemon itself would run
+// (agent.EtcdMemberConfig). etcdembed.Restore checks everything before it touches
+// the data: the daemon's lock, the other masters, the snapshot.
+func etcdRestore(ctx context.Context, cfg agent.Config, path string, force bool, stdout io.Writer) error {
+	ec := agent.EtcdMemberConfig(cfg, agent.EtcdFiles(cfg))
+	aside, err := etcdembed.Restore(ctx, path, ec, etcdembed.RestoreOptions{Force: force, MoveAside: true})
+	var inUse *etcdembed.DataDirInUseError
+	var running *etcdembed.PeersServingError
+	switch {
+	case errors.As(err, &inUse):
+		return fmt.Errorf(`refusing to restore: %v.
+masterd runs on this host: stop it first (systemctl stop masterd), then run the
+restore again. Nothing was changed`, inUse)
+	case errors.As(err, &running):
+		return fmt.Errorf(`refusing to restore: %v.
+A restore makes this master a new one-member cluster; beside a running etcd
+that means two clusters. A cluster that still has quorum needs no restore.
+Otherwise stop masterd on every master (systemctl stop masterd) and run the
+restore again, or pass --force if the data of those masters is to be
+discarded (each then rejoins with an empty data dir). Nothing was changed`, running)
+	case err != nil:
+		return err
+	}
+	if aside != "" {
+		fmt.Fprintf(stdout, "old etcd data moved to %s\n", aside)
+	}
+	fmt.Fprintf(stdout, `restored %s into %s as a new one-member cluster (%s).
+Next: start masterd here (systemctl start masterd); then on every other master
+stop masterd, move its dataDir/etcd aside and start it again: it joins this
+member as a learner and is promoted, one master at a time.
+`, path, ec.DataDir, cfg.Name)
+	return nil
+}
+
+func etcdRemove(ctx context.Context, cfg agent.Config, name string, stdout io.Writer) error {
+	if name == cfg.Name {
+		return usagef("refusing to remove this master itself; run it on another master")
+	}
+	cli, err := agent.EtcdClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("etcd member list: %w", err)
+	}
+	for _, m := range resp.Members {
+		if m.Name == name {
+			if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
+				return fmt.Errorf("etcd remove %s (%x): %w", name, m.ID, err)
+			}
+			fmt.Fprintf(stdout, "removed etcd member %s (%x); remove it from peers in every masterd.yaml\n", name, m.ID)
+			return nil
+		}
+	}
+	return fmt.Errorf("no etcd member named %q", name)
+}
