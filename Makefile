@@ -26,7 +26,8 @@ export KUBE_BIN_DIR := $(CACHE)/kube/$(KUBE_VERSION)/bin
 
 # Debian packages the tests, the lab and the benchmarks use.
 DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
-	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux procps
+	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux procps \
+	runc containernetworking-plugins conntrack iptables
 
 .PHONY: all build test unit integration lint package package-host demo demo-down bench bench-vip \
 	bench-etcd bench-lb deps kube kube-vip clean fuzz mutants

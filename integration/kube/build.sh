@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-scheduler, kube-controller-manager and kubectl
-# from the Go module proxy and caches them by version:
+# Builds kube-apiserver, kube-scheduler, kube-controller-manager, kubectl,
+# kubelet, kube-proxy and kubeadm from the Go module proxy and caches them by
+# version:
 #
 #   integration/kube/build.sh [VERSION]   -> prints the cache bin directory
+#
+# Only the binaries missing from the cache are built, so a cache made before a
+# binary joined the list is completed rather than rebuilt.
 #
 # Kubernetes is not published as an ordinary Go module: its go.mod replaces
 # every k8s.io/<staging repo> with ./staging/src/... . A throwaway module that
@@ -12,12 +16,13 @@ set -euo pipefail
 
 version="${1:-${KUBE_VERSION:-v1.37.2}}"
 cache="${MASTERD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/masterd}/kube/${version}"
-bins=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
+bins=(kube-apiserver kube-scheduler kube-controller-manager kubectl kubelet kube-proxy kubeadm)
 
-have_all() {
-	for b in "${bins[@]}"; do [[ -x "$cache/bin/$b" ]] || return 1; done
-}
-if have_all; then
+missing=()
+for b in "${bins[@]}"; do
+	[[ -x "$cache/bin/$b" ]] || missing+=("$b")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
 	echo "$cache/bin"
 	exit 0
 fi
@@ -29,7 +34,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 log() { echo "kube-build: $*" >&2; }
-log "building Kubernetes ${version} from the Go module proxy (cold: several minutes)"
+log "building ${missing[*]} of Kubernetes ${version} from the Go module proxy (cold: several minutes)"
 
 cat >go.mod <<MOD
 module kubebuild
@@ -60,20 +65,26 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kubeadm"
 	_ "k8s.io/kubectl/pkg/cmd"
 )
 GO
 log "resolving modules"
 GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true
 GOFLAGS=-mod=mod go get "k8s.io/kubernetes@${version}" >/dev/null
-mkdir -p "$cache/bin.tmp"
+mkdir -p "$cache/bin"
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
-for b in "${bins[@]}"; do
+for b in "${missing[@]}"; do
 	pkg="k8s.io/kubernetes/cmd/$b"
 	log "go build $b"
-	GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$cache/bin.tmp/$b" "$pkg"
+	start=$SECONDS
+	# Each binary lands under a temporary name and is renamed when complete:
+	# an interrupted build never leaves a truncated binary that looks cached.
+	GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$cache/bin/.$b.tmp" "$pkg"
+	mv "$cache/bin/.$b.tmp" "$cache/bin/$b"
+	log "built $b in $((SECONDS - start)) s"
 done
-rm -rf "$cache/bin"
-mv "$cache/bin.tmp" "$cache/bin"
 log "done: $cache/bin"
 echo "$cache/bin"
