@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/masterd/masterd/election"
 )
 
 // Config is the schema of /etc/masterd/masterd.yaml. Every field has a yaml key and
@@ -141,39 +143,32 @@ type LogConfig struct {
 	Level  string `yaml:"level" doc:"debug, info, warn or error"`
 }
 
-// Role names as they appear in metrics, status and callbacks.
+// Role names as they appear in metrics, status and callbacks: the election
+// package's.
 const (
-	RoleVIP               = "vip"
-	RoleScheduler         = "scheduler"
-	RoleControllerManager = "controller-manager"
+	RoleVIP               = election.RoleVIP
+	RoleScheduler         = election.RoleScheduler
+	RoleControllerManager = election.RoleControllerManager
 )
 
-// VIP timing profiles.
+// VIP timing profiles, the election package's (see election.VIPProfile).
 var (
-	// ProfileDefault fails over in about one second and tolerates daemon stalls of
-	// a few hundred milliseconds: (lease 800 ms − renew 500 ms) leaves ~300 ms for
-	// a late deadline check plus the VIP's removal.
-	ProfileDefault = Timings{
-		LeaseDuration: Duration(800 * time.Millisecond),
-		RenewDeadline: Duration(500 * time.Millisecond),
-		RetryPeriod:   Duration(100 * time.Millisecond),
-	}
-	// ProfileFast fails over in about a quarter second. Its ~100 ms of slack is
-	// only safe with the kernel fence, which silences the VIP at the deadline even
-	// if the daemon is stalled or dead.
-	ProfileFast = Timings{
-		LeaseDuration: Duration(250 * time.Millisecond),
-		RenewDeadline: Duration(150 * time.Millisecond),
-		RetryPeriod:   Duration(30 * time.Millisecond),
-	}
+	// ProfileDefault fails over in about one second and tolerates daemon
+	// stalls of a few hundred milliseconds.
+	ProfileDefault = timingsOf(election.DefaultVIPTiming())
+	// ProfileFast fails over in about a quarter second; its small slack is
+	// only safe with the kernel fence.
+	ProfileFast = timingsOf(election.FastVIPTiming())
 	// leaderComponentTimings are the classic leader-election defaults of
 	// kube-scheduler and kube-controller-manager (15 s / 10 s / 2 s).
-	leaderComponentTimings = Timings{
-		LeaseDuration: Duration(15 * time.Second),
-		RenewDeadline: Duration(10 * time.Second),
-		RetryPeriod:   Duration(2 * time.Second),
-	}
+	leaderComponentTimings = timingsOf(election.DefaultUnitTiming())
 )
+
+// timingsOf is the configuration's form of an election timing (without its
+// slack, which follows from the role and the fence).
+func timingsOf(t election.Timing) Timings {
+	return Timings{LeaseDuration: Duration(t.LeaseDuration), RenewDeadline: Duration(t.RenewDeadline), RetryPeriod: Duration(t.RetryPeriod)}
+}
 
 // DefaultConfig returns the configuration used for every key a file leaves out.
 func DefaultConfig() Config {
@@ -191,7 +186,7 @@ func DefaultConfig() Config {
 		Election: ElectionConfig{ClockDriftPPM: 1000},
 		VIP: VIPConfig{
 			Enabled: true,
-			Profile: "default",
+			Profile: election.ProfileDefault,
 			// On by default: without it a SIGKILLed or hung holder's kernel
 			// keeps answering for the VIP until ExecStopPost's cleanup runs,
 			// and another master takes it meanwhile (measured: two holders in
@@ -232,13 +227,23 @@ func DefaultConfig() Config {
 // VIPTimings returns the effective timings of the vip role.
 func (c *Config) VIPTimings() Timings {
 	switch c.VIP.Profile {
-	case "fast":
+	case election.ProfileFast:
 		return ProfileFast
-	case "custom":
+	case election.ProfileCustom:
 		return c.VIP.Timings
 	default:
 		return ProfileDefault
 	}
+}
+
+// ElectionRoles returns every role's effective timing with the slack it runs
+// with, as the election takes them.
+func (c *Config) ElectionRoles() map[string]election.Timing {
+	m := map[string]election.Timing{}
+	for role, t := range c.RoleTimings() {
+		m[role] = electionTiming(t, election.RoleSlack(role, c.VIP.Fence))
+	}
+	return m
 }
 
 // RoleTimings returns every role's effective timings, keyed by role name.

@@ -72,17 +72,7 @@ func (c *electionComponent) driverConfig() election.DriverConfig {
 	}
 	dc.Label = cfg.Gossip.ClusterName
 	dc.StateDir = c.n.electionDir()
-	dc.Roles = map[string]election.Timing{}
-	for role, t := range cfg.RoleTimings() {
-		s := unitSlack
-		if role == RoleVIP {
-			s = vipSlack
-			if cfg.VIP.Fence {
-				s = vipFencedSlack
-			}
-		}
-		dc.Roles[role] = electionTiming(t, s)
-	}
+	dc.Roles = cfg.ElectionRoles()
 	dc.Drift = float64(cfg.Election.ClockDriftPPM) / 1e6
 	dc.Priority = cfg.Priority
 	dc.Logger = c.n.log

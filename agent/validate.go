@@ -16,26 +16,6 @@ import (
 	"github.com/masterd/masterd/pki"
 )
 
-// Slack budgets: how late a lapsed holder's deadline check may run (T_detect)
-// and how long its release may take (T_release) in DESIGN.md's safety
-// inequality. They are the election package's defaults, so the configuration
-// is checked against exactly what the election enforces.
-var (
-	// vipSlack: a GC pause or scheduling delay of ~100 ms, then one netlink
-	// call that deletes the address (with room to spare).
-	vipSlack = slack{detect: election.DefaultVIPTiming().DetectSlack, release: election.DefaultVIPTiming().ReleaseSlack}
-	// vipFencedSlack: with the nftables fence armed the kernel silences the VIP
-	// at the lease deadline minus a margin, whatever the daemon does.
-	vipFencedSlack = slack{detect: election.FastVIPTiming().DetectSlack, release: election.FastVIPTiming().ReleaseSlack}
-	// unitSlack: a leader-only component is stopped by killing its control
-	// group: SIGTERM, SIGKILL after a short grace, and the wait for it to go.
-	unitSlack = slack{detect: election.DefaultUnitTiming().DetectSlack, release: election.DefaultUnitTiming().ReleaseSlack}
-)
-
-type slack struct{ detect, release time.Duration }
-
-func (s slack) total() time.Duration { return s.detect + s.release }
-
 // LoadConfig reads, decodes and validates the file at path. Every problem found
 // is reported at once, at most maxDecodeErrors decoding and as many validation
 // problems, each list ending with "… and N more" when cut. A file that cannot
@@ -210,8 +190,8 @@ func (c *Config) Validate() error {
 	if c.VIP.Enabled {
 		c.validateVIP(bad, eps, addrs, &ports)
 	}
-	checkTimings(bad, "roles.scheduler", c.Roles.Scheduler, eps, unitSlack)
-	checkTimings(bad, "roles.controllerManager", c.Roles.ControllerManager, eps, unitSlack)
+	checkTimings(bad, "roles.scheduler", c.Roles.Scheduler, eps, election.UnitSlack)
+	checkTimings(bad, "roles.controllerManager", c.Roles.ControllerManager, eps, election.UnitSlack)
 
 	ports.add("etcd.clientPort", c.Etcd.ClientPort)
 	ports.add("etcd.peerPort", c.Etcd.PeerPort)
@@ -269,26 +249,22 @@ func (c *Config) validateVIP(bad func(string, string, ...any), eps float64, peer
 	if len(v.Interface) > 15 || strings.ContainsAny(v.Interface, "/ \t") {
 		bad("vip.interface", "%q is not an interface name", v.Interface)
 	}
-	budget := vipSlack
-	if v.Fence {
-		budget = vipFencedSlack
-	}
+	budget := election.RoleSlack(RoleVIP, v.Fence)
 	switch v.Profile {
-	case "default":
-	case "fast":
+	case election.ProfileDefault:
+	case election.ProfileFast:
 		if !v.Fence {
 			bad("vip.profile", "fast needs vip.fence: true (its ~100 ms of slack is only safe with the kernel fence)")
 		}
-	case "custom":
+	case election.ProfileCustom:
 		checkTimings(bad, "vip.timings", v.Timings, eps, budget)
 	default:
 		bad("vip.profile", "%q must be default, fast or custom", v.Profile)
 	}
-	if v.Profile == "default" || (v.Profile == "fast" && v.Fence) {
+	if t, ok := election.VIPProfile(v.Profile, v.Fence); ok && (v.Fence || v.Profile != election.ProfileFast) {
 		// A built-in profile is safe with its own slack unless the
 		// tolerated drift is extreme; the key to change is then the drift.
-		t := c.VIPTimings()
-		if need := electionTiming(t, budget).RequiredLease(eps); t.LeaseDuration.D() < need {
+		if need := t.RequiredLease(eps); t.LeaseDuration < need {
 			bad("election.clockDriftPPM", "%d ppm is too large for vip.profile %s (its lease %s would have to be at least %s); lower it or use vip.profile: custom",
 				c.Election.ClockDriftPPM, v.Profile, t.LeaseDuration, need.Round(time.Millisecond))
 		}
@@ -355,29 +331,12 @@ func (c *Config) validateKubernetes(bad func(string, string, ...any), ports *por
 	}
 }
 
-// checkTimings enforces leaseDuration > renewDeadline > 1.2·retryPeriod (client-go's
-// rule) and DESIGN.md's safety inequality:
-//
-//	leaseDuration ≥ renewDeadline·(1+ε)/(1−ε) + (1+ε)·budget
-//
-// where budget is how long a lapsed holder may still act (T_detect + T_release).
-func checkTimings(bad func(string, string, ...any), path string, t Timings, eps float64, budget slack) {
-	l, r, p := t.LeaseDuration.D(), t.RenewDeadline.D(), t.RetryPeriod.D()
-	if l <= 0 || r <= 0 || p <= 0 {
-		for k, v := range map[string]time.Duration{"leaseDuration": l, "renewDeadline": r, "retryPeriod": p} {
-			if v <= 0 {
-				bad(path+"."+k, "is required and must be positive")
-			}
-		}
-		return
-	}
-	if float64(r) <= 1.2*float64(p) {
-		bad(path+".renewDeadline", "%s must exceed 1.2 × retryPeriod (%s)", r, p)
-	}
-	need := electionTiming(t, budget).RequiredLease(eps)
-	if l < need {
-		bad(path+".leaseDuration", "%s is too short: with renewDeadline %s, clock drift %.0f ppm and %s to release, it must be at least %s",
-			l, r, eps*1e6, budget.total(), need.Round(time.Millisecond))
+// checkTimings reports what election.Timing.Problems finds in t with the
+// slack budget of its role, each under path.<field>: the configuration is
+// checked with exactly the rules the election enforces.
+func checkTimings(bad func(string, string, ...any), path string, t Timings, eps float64, budget election.Slack) {
+	for _, p := range electionTiming(t, budget).Problems(eps) {
+		bad(path+"."+p.Field, "%s", p.Msg)
 	}
 }
 
@@ -403,12 +362,10 @@ func (s *portSet) add(path string, port int) {
 }
 
 // electionTiming is t with the slack budget, as the election package takes it.
-func electionTiming(t Timings, s slack) election.Timing {
+func electionTiming(t Timings, s election.Slack) election.Timing {
 	return election.Timing{
 		LeaseDuration: t.LeaseDuration.D(),
 		RenewDeadline: t.RenewDeadline.D(),
 		RetryPeriod:   t.RetryPeriod.D(),
-		DetectSlack:   s.detect,
-		ReleaseSlack:  s.release,
-	}
+	}.WithSlack(s)
 }

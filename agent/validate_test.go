@@ -3,8 +3,13 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/masterd/masterd/election"
 )
 
 // A file that cannot be decoded at all is reported on one line, naming the
@@ -87,5 +92,41 @@ func TestDecodingAndValidationProblemsAreBothReported(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "more") {
 		t.Errorf("nothing to cut:\n%v", err)
+	}
+}
+
+// A configuration that validates gives the election a driver config it
+// accepts, and a timing the election refuses is refused by Validate: the two
+// use one rule set (election.Timing.Problems). Random timings around the
+// boundaries of both rules.
+func TestValidateAgreesWithTheElection(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range 2000 {
+		cfg := DefaultConfig()
+		cfg.Name = "m1"
+		cfg.Peers = []Peer{{Name: "m1", Address: netip.MustParseAddr("10.0.0.1")}}
+		cfg.derive()
+		cfg.VIP.Address = netip.MustParseAddr("10.0.0.100")
+		cfg.VIP.Fence = rng.IntN(2) == 0
+		cfg.VIP.Profile = []string{"default", "fast", "custom"}[rng.IntN(3)]
+		retry := time.Duration(10+rng.IntN(500)) * time.Millisecond
+		renew := time.Duration(float64(retry) * (0.8 + rng.Float64()))
+		lease := renew + time.Duration(rng.IntN(600))*time.Millisecond
+		tm := Timings{LeaseDuration: Duration(lease), RenewDeadline: Duration(renew), RetryPeriod: Duration(retry)}
+		if cfg.VIP.Profile == "custom" {
+			cfg.VIP.Timings = tm
+		} else {
+			cfg.Roles.Scheduler = Timings{LeaseDuration: Duration(lease * 20), RenewDeadline: Duration(renew * 20), RetryPeriod: Duration(retry * 20)}
+		}
+		valid := cfg.Validate() == nil
+		ec := election.DefaultConfig("m1", []string{"m1"})
+		ec.Roles = cfg.ElectionRoles()
+		ec.Drift = float64(cfg.Election.ClockDriftPPM) / 1e6
+		ec.Rand = rng.Uint64
+		accepted := ec.Validate() == nil
+		if valid != accepted {
+			t.Fatalf("case %d: profile %s fence %v timings %+v scheduler %+v: agent valid=%v (%v), election accepts=%v (%v)",
+				i, cfg.VIP.Profile, cfg.VIP.Fence, cfg.VIP.Timings, cfg.Roles.Scheduler, valid, cfg.Validate(), accepted, ec.Validate())
+		}
 	}
 }
