@@ -139,18 +139,16 @@ func (c *Client) Delete(ctx context.Context, path string) error {
 // Apply server-side applies obj (a complete object with apiVersion, kind
 // and metadata.name) as field manager masterd, forcing ownership of the
 // fields it sets: masterd's version wins over edits by others. It returns
-// the object's resourceVersion before (empty when it did not exist) and
-// after, so a caller sees whether anything changed.
+// the object's version before (empty when it did not exist) and after, so a
+// caller sees whether anything changed: metadata.generation for kinds that
+// have one (Deployments, DaemonSets: status writes by controllers do not
+// count), else metadata.resourceVersion.
 func (c *Client) Apply(ctx context.Context, obj Object) (before, after string, err error) {
 	path, err := obj.Path()
 	if err != nil {
 		return "", "", err
 	}
-	var cur struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-	}
+	var cur versioned
 	if err := c.Get(ctx, path, &cur); err != nil && !IsNotFound(err) {
 		return "", "", fmt.Errorf("apply %s: %w", obj, err)
 	}
@@ -158,14 +156,24 @@ func (c *Client) Apply(ctx context.Context, obj Object) (before, after string, e
 	if err != nil {
 		return "", "", fmt.Errorf("apply %s: encode: %w", obj, err)
 	}
-	var res struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-	}
+	var res versioned
 	q := "?fieldManager=" + FieldManager + "&force=true"
 	if err := c.Do(ctx, http.MethodPatch, path+q, "application/apply-patch+yaml", body, &res); err != nil {
 		return "", "", fmt.Errorf("apply %s: %w", obj, err)
 	}
-	return cur.Metadata.ResourceVersion, res.Metadata.ResourceVersion, nil
+	return cur.version(), res.version(), nil
+}
+
+type versioned struct {
+	Metadata struct {
+		ResourceVersion string `json:"resourceVersion"`
+		Generation      int64  `json:"generation"`
+	} `json:"metadata"`
+}
+
+func (v versioned) version() string {
+	if v.Metadata.Generation != 0 {
+		return fmt.Sprintf("generation %d", v.Metadata.Generation)
+	}
+	return v.Metadata.ResourceVersion
 }
