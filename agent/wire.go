@@ -21,7 +21,7 @@ type Node struct {
 
 // Build assembles the components of this node from cfg, in start order:
 //
-//	pki → etcd → kube (kube-apiserver ready) → lb → vip → election
+//	pki → etcd → kube (kube-apiserver ready) → lb → vip → election → membership
 //
 // The election starts last: a role may only be taken once everything it drives
 // is in place, and it is the first to stop, handing every held role over while
@@ -66,6 +66,9 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		el.handlers[RoleVIP] = v
 	}
 	n.Components = append(n.Components, el)
+	// Membership as data (H6, issue 22): the record in etcd feeds the
+	// election's voters and gossip addresses; starts after the election.
+	n.Components = append(n.Components, newMembershipComponent(shared, etcdC, el))
 	n.Liveness = el.Live
 	return n, nil
 }

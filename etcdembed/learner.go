@@ -82,7 +82,8 @@ func StateOf(ctx context.Context, cli *clientv3.Client, c Config, p Peer) (Membe
 // (unstarted, by its peer URL), starts and promotes once caught up. It is
 // idempotent: a member already registered for p (by name or, unstarted, by
 // peer URL) is left as it is. A peer URL used by another started member is
-// refused.
+// refused. While etcd calls the cluster unhealthy (a member connected only
+// moments ago) it retries until ctx ends.
 func AddLearner(ctx context.Context, cli *clientv3.Client, c Config, p Peer) (uint64, error) {
 	url := c.PeerURL(p)
 	list, err := cli.MemberList(ctx)
@@ -101,11 +102,23 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, c Config, p Peer) (ui
 			return 0, fmt.Errorf("etcdembed: add learner %s: peer URL %s belongs to member %q", p.Name, url, mem.Name)
 		}
 	}
-	resp, err := cli.MemberAddAsLearner(ctx, []string{url})
-	if err != nil {
-		return 0, fmt.Errorf("etcdembed: add learner %s at %s: %w", p.Name, url, err)
+	// etcd's strict reconfiguration check refuses a change until every
+	// member has been connected for a few seconds (right after a start):
+	// wait that out.
+	for {
+		resp, err := cli.MemberAddAsLearner(ctx, []string{url})
+		if err == nil {
+			return resp.Member.ID, nil
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || ctx.Err() != nil {
+			return 0, fmt.Errorf("etcdembed: add learner %s at %s: %w", p.Name, url, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("etcdembed: add learner %s at %s: %w", p.Name, url, err)
+		case <-time.After(retryInterval):
+		}
 	}
-	return resp.Member.ID, nil
 }
 
 // RemoveByName removes the member named name (or, unstarted, registered

@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/masterd/masterd/election"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// membershipElection is what the membership component needs of the
+// election driver.
+type membershipElection interface {
+	SetMembership(m election.Membership, addrs map[string]string) error
+	Status() election.Status
+}
+
+// membershipComponent keeps this master's election in step with the
+// membership record in etcd: it watches the record and feeds every new epoch
+// to the election (voters) and gossip (addresses), reports the epochs its
+// election has settled, and takes the next step of a change in progress. It
+// starts after the election.
+type membershipComponent struct {
+	n    *node
+	etcd func() *clientv3.Client
+	el   func() membershipElection
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	rec     MembershipRecord
+	waiting string
+	lastErr string
+}
+
+// newMembershipComponent runs beside etcdC and el (wire.go's hook).
+func newMembershipComponent(n *node, etcdC *etcdComponent, el *electionComponent) *membershipComponent {
+	return &membershipComponent{n: n,
+		etcd: func() *clientv3.Client {
+			if etcdC.m == nil {
+				return nil
+			}
+			return etcdC.m.Client()
+		},
+		el: func() membershipElection {
+			if el.d == nil {
+				return nil
+			}
+			return el.d
+		},
+	}
+}
+
+func (c *membershipComponent) Name() string { return "membership" }
+
+// Start reads (or seeds) the record and feeds it to the election. A master
+// that the record does not list was removed: it refuses to start, and says
+// how to bring it back.
+func (c *membershipComponent) Start(ctx context.Context) error {
+	cli := c.etcd()
+	if cli == nil {
+		return errors.New("membership: etcd not running")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	r, _, err := EnsureMembership(rctx, cli, c.n.cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if !r.Contains(c.n.cfg.Name) {
+		return fmt.Errorf("membership: this master %s is not in the agreed membership (%s): it was removed; to bring it back run 'masterd member add %s %s' on a master of the cluster, then start it with an empty data dir",
+			c.n.cfg.Name, r, c.n.cfg.Name, c.n.cfg.Address)
+	}
+	if err := c.apply(r); err != nil {
+		return err
+	}
+	bg, stop := context.WithCancel(context.Background())
+	c.cancel, c.done = stop, make(chan struct{})
+	go c.loop(bg, cli)
+	return nil
+}
+
+func (c *membershipComponent) Stop(ctx context.Context) error {
+	if c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("membership: stop: %w", ctx.Err())
+	}
+}
+
+// apply feeds r to the election; an older epoch is ignored there.
+func (c *membershipComponent) apply(r MembershipRecord) error {
+	c.mu.Lock()
+	c.rec = r
+	c.mu.Unlock()
+	el := c.el()
+	if el == nil {
+		return nil
+	}
+	if err := el.SetMembership(r.Election(), gossipAddrs(r, c.n.cfg.Gossip.Port)); err != nil {
+		return fmt.Errorf("membership: epoch %d: %w", r.Epoch, err)
+	}
+	return nil
+}
+
+func (c *membershipComponent) loop(ctx context.Context, cli *clientv3.Client) {
+	defer close(c.done)
+	log := c.n.log.With("component", "membership")
+	wch := cli.Watch(clientv3.WithRequireLeader(ctx), MembershipKey)
+	t := time.NewTicker(advanceInterval)
+	defer t.Stop()
+	reported := uint64(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case resp, ok := <-wch:
+			if !ok || resp.Err() != nil {
+				// The watch broke (no leader, compaction): the ticker's
+				// read keeps the election fed; watch again.
+				wch = cli.Watch(clientv3.WithRequireLeader(ctx), MembershipKey)
+			}
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, _, ok, err := ReadMembership(rctx, cli)
+		if err == nil && ok {
+			c.mu.Lock()
+			prev := c.rec
+			c.mu.Unlock()
+			if r.Epoch != prev.Epoch {
+				log.Info("membership changed", "epoch", r.Epoch, "voters", strings.Join(slices.Sorted(maps.Keys(r.Voters)), ","),
+					"joint", len(r.Old) > 0)
+				if err := c.apply(r); err != nil {
+					c.setErr(err)
+					log.Warn("membership not applied", "err", err)
+				}
+			} else {
+				c.mu.Lock()
+				c.rec = r // the change's state may have moved
+				c.mu.Unlock()
+			}
+		}
+		if el := c.el(); el != nil {
+			st := el.Status()
+			if st.Settled && st.Membership.Epoch > reported {
+				if err := ReportSettled(rctx, cli, c.n.cfg.Name, st.Membership.Epoch); err == nil {
+					reported = st.Membership.Epoch
+				}
+			}
+		}
+		if err == nil && ok && r.Change != nil {
+			_, waiting, err := AdvanceMembership(rctx, cli, c.n.cfg)
+			c.mu.Lock()
+			c.waiting = waiting
+			c.mu.Unlock()
+			if err != nil {
+				c.setErr(err)
+			}
+		}
+		cancel()
+	}
+}
+
+func (c *membershipComponent) setErr(err error) {
+	c.mu.Lock()
+	c.lastErr = err.Error()
+	c.mu.Unlock()
+}
+
+// membershipStatus is the membership's section of /status.
+type membershipStatus struct {
+	Epoch   uint64            `json:"epoch"`
+	Voters  map[string]string `json:"voters"`
+	Old     map[string]string `json:"old,omitempty"`
+	Change  *MembershipChange `json:"change,omitempty"`
+	Waiting string            `json:"waitingFor,omitempty"`
+	Error   string            `json:"error,omitempty"`
+}
+
+func (c *membershipComponent) Status() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return membershipStatus{Epoch: c.rec.Epoch, Voters: c.rec.Voters, Old: c.rec.Old, Change: c.rec.Change,
+		Waiting: c.waiting, Error: c.lastErr}
+}
