@@ -524,3 +524,31 @@ func gossipAddrs(r MembershipRecord, port int) map[string]string {
 	}
 	return out
 }
+
+// RecoverSurvivor turns this master's etcd data into a one-member cluster
+// (etcdembed.Recover: force-new-cluster) and publishes a membership of this
+// master alone at a new epoch, ending any change in progress. masterd must
+// be stopped here, and, unless force, no other master may serve etcd. The
+// other masters then rejoin as fresh masters through AddMaster, each with
+// an empty data dir.
+func RecoverSurvivor(ctx context.Context, cfg Config, force bool) (MembershipRecord, error) {
+	var out MembershipRecord
+	err := etcdembed.Recover(ctx, EtcdMemberConfig(cfg, EtcdFiles(cfg)), etcdembed.RecoverOptions{
+		Force: force,
+		After: func(ctx context.Context, cli *clientv3.Client) error {
+			r, rev, err := EnsureMembership(ctx, cli, cfg)
+			if err != nil {
+				return err
+			}
+			out = MembershipRecord{Epoch: r.Epoch + 1, Voters: map[string]string{cfg.Name: cfg.Address.String()}}
+			if err := publish(ctx, cli, rev, out); err != nil {
+				return err
+			}
+			if _, err := cli.Delete(ctx, settledPrefix, clientv3.WithPrefix()); err != nil {
+				return fmt.Errorf("membership: clear settled epochs: %w", err)
+			}
+			return nil
+		},
+	})
+	return out, err
+}

@@ -339,3 +339,53 @@ func TestAbortAnAddWhoseMasterNeverCame(t *testing.T) {
 		t.Fatalf("second abort: %v", err)
 	}
 }
+
+// Two of three masters lost for good: the survivor is recovered from its own
+// data, its membership is itself alone at a new epoch, the acknowledged
+// writes are there, and a fresh master joins by the add flow.
+func TestRecoverSurvivorThenAddAFreshMaster(t *testing.T) {
+	em := newEtcdMasters(t, 3)
+	em.startAll()
+	cfg := em.cfgs["m1"]
+	cli := em.members["m1"].Client()
+	if _, _, err := EnsureMembership(testCtx(t, 10*time.Second), cli, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := cli.Put(testCtx(t, 5*time.Second), fmt.Sprintf("k/%02d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	em.stop("m2")
+	em.stop("m3")
+	em.stop("m1")
+	r, err := RecoverSurvivor(testCtx(t, 60*time.Second), cfg, false)
+	if err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if r.Epoch != 2 || len(r.Voters) != 1 || r.Voters["m1"] != "127.0.0.31" {
+		t.Fatalf("membership after recover: %v", r)
+	}
+	em.start("m1", netip.MustParseAddr("127.0.0.31"))
+	cli = em.members["m1"].Client()
+	resp, err := cli.Get(testCtx(t, 10*time.Second), "k/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 50 {
+		t.Fatalf("acknowledged writes after recover: %d of 50, %v", resp.Count, err)
+	}
+	m5 := netip.MustParseAddr("127.0.0.35")
+	j, err := AddMaster(testCtx(t, 30*time.Second), cli, cfg, "m5", m5.String())
+	if err != nil {
+		t.Fatalf("add a fresh master: %v", err)
+	}
+	em.start("m5", m5)
+	settleAll(t, cli, j, "m1", "m5")
+	f, err := WaitMembership(testCtx(t, 30*time.Second), cli, cfg, j.Epoch+1, nil)
+	if err != nil || len(f.Voters) != 2 || f.Change != nil {
+		t.Fatalf("membership after the add: %v, %v", f, err)
+	}
+	c5 := em.members["m5"].Client()
+	resp, err = c5.Get(testCtx(t, 10*time.Second), "k/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 50 {
+		t.Fatalf("fresh master reads %d of 50 writes, %v", resp.Count, err)
+	}
+}
