@@ -43,6 +43,9 @@ type electionComponent struct {
 	// holds the VIP, right before the roles are handed over (the balancer
 	// drains its proxied connections).
 	beforeHandover func(ctx context.Context)
+	// peerDown, if set, gets the election's report that a master died or
+	// was cut off (the balancer marks its backend down); it must not block.
+	peerDown func(peer, reason string)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -103,6 +106,11 @@ func (c *electionComponent) Start(ctx context.Context) error {
 		},
 		OnRenewed: func(role string, term uint64, deadline time.Time) {
 			call(role, func(h roleHandler) { h.renewed(term, deadline) })
+		},
+		OnPeerDown: func(peer, reason string) {
+			if c.peerDown != nil {
+				c.peerDown(peer, reason)
+			}
 		},
 	})
 	if err != nil {

@@ -50,6 +50,17 @@ func (c *lbComponent) Start(ctx context.Context) error {
 	return nil
 }
 
+// peerDown takes the backend of a master the election reports dead or cut
+// off out of rotation at once (lb.MarkDown): no client of the VIP waits out
+// a dial to it. It comes back after passing health checks. It runs on the
+// election loop and does not block.
+func (c *lbComponent) peerDown(peer, reason string) {
+	if c.b == nil || peer == c.n.cfg.Name {
+		return
+	}
+	c.b.MarkDown(peer, "election reports the master down: "+reason)
+}
+
 // drainTimeout bounds how long a graceful stop waits for the balancer's
 // proxied connections before it hands the VIP over (long watches never end
 // by themselves: their clients reconnect).

@@ -60,6 +60,7 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 			lbC := &lbComponent{n: shared}
 			n.Components = append(n.Components, lbC)
 			el.beforeHandover = lbC.drain
+			el.peerDown = lbC.peerDown
 		}
 		v := &vipComponent{n: shared}
 		n.Components = append(n.Components, v)

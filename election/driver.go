@@ -55,6 +55,14 @@ type Callbacks struct {
 	// have passed when it runs: never arm anything with a non-positive
 	// timeout. The vip package refreshes its nftables fence element from it.
 	OnRenewed func(role string, term uint64, deadline time.Time)
+	// OnPeerDown: voter peer is gone as far as this node can tell — a
+	// heartbeat or acknowledgement it owed stopped for a few retry
+	// periods, or gossip lists it dead, left or not at all (see
+	// liveness.go; reason is PeerSilent or PeerGossipDead). Once per
+	// death: hearing from the peer again re-arms it. It is a hint for the
+	// balancer, never a safety input. It runs on the election loop and
+	// must return at once (no I/O, no waiting).
+	OnPeerDown func(peer, reason string)
 }
 
 // Driver runs the election Node over memberlist with a real clock. It is
@@ -76,6 +84,7 @@ type Driver struct {
 	calls     chan func()
 	releasedC chan releaseDone
 	slack     map[string]time.Duration
+	live      *liveness // loop goroutine only
 
 	metaMu    sync.Mutex
 	meta      []byte
@@ -137,6 +146,7 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 		calls:     make(chan func()),
 		releasedC: make(chan releaseDone, 16),
 		slack:     map[string]time.Duration{},
+		live:      newLiveness(),
 		peerMeta:  map[string][]byte{},
 		metaDirty: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -250,6 +260,8 @@ func (d *Driver) loop() {
 	defer timer.Stop()
 	quorumTick := time.NewTicker(250 * time.Millisecond)
 	defer quorumTick.Stop()
+	liveTimer := time.NewTimer(0)
+	defer liveTimer.Stop()
 	d.ready() // the Release of a persisted last term goes out at once
 	for {
 		next := d.node.Next()
@@ -257,6 +269,9 @@ func (d *Driver) loop() {
 		select {
 		case <-d.stop:
 			return
+		case <-liveTimer.C:
+			d.checkLiveness()
+			liveTimer.Reset(max(d.live.next-d.now(), 0))
 		case b := <-d.inbox:
 			d.receive(b)
 		case <-timer.C:
@@ -296,10 +311,34 @@ func (d *Driver) receive(b []byte) {
 	}
 	d.met.messages.WithLabelValues(m.Type.String(), "in").Inc()
 	d.log.Debug("receive", "msg", m.String())
-	if err := d.node.Step(d.now(), m); err != nil {
+	now := d.now()
+	if err := d.node.Step(now, m); err != nil {
 		reason, _ := IsReject(err)
 		d.met.rejected.WithLabelValues(reason).Inc()
 		d.log.Debug("message rejected", "reason", reason, "from", m.From, "type", m.Type.String())
+		return
+	}
+	d.live.hear(m.From, now)
+}
+
+// checkLiveness reports the peers that fell silent (see liveness.go). A
+// message still queued may be a silent peer's: it is read first.
+func (d *Driver) checkLiveness() {
+	now := d.now()
+	if len(d.inbox) > 0 {
+		d.live.next = now + time.Millisecond
+		return
+	}
+	m, _ := d.node.Membership()
+	for _, p := range d.live.check(now, d.cfg.Name, m.all(), d.node.Status(now), d.cfg.Roles) {
+		d.peerDown(p, PeerSilent)
+	}
+}
+
+func (d *Driver) peerDown(peer, reason string) {
+	d.log.Info("peer down", "peer", peer, "reason", reason)
+	if d.cb.OnPeerDown != nil {
+		d.cb.OnPeerDown(peer, reason)
 	}
 }
 
@@ -387,14 +426,19 @@ func (d *Driver) updateGauges() {
 	// the membership missing from it counts as dead (or left).
 	counts := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	seen := map[string]bool{}
+	alive := map[string]bool{}
 	for _, m := range d.ml.Members() {
 		counts[memberState(m.State)]++
 		seen[m.Name] = true
+		alive[m.Name] = m.State == memberlist.StateAlive || m.State == memberlist.StateSuspect
 	}
 	m, _ := d.node.Membership()
 	for _, v := range m.all() {
 		if !seen[v] {
 			counts["dead"]++
+		}
+		if v != d.cfg.Name && d.live.gossip(v, alive[v]) {
+			d.peerDown(v, PeerGossipDead)
 		}
 	}
 	for k, v := range counts {

@@ -47,20 +47,23 @@ type Balancer struct {
 type backend struct {
 	cfg     Backend
 	checker *checker
-	up      atomic.Bool
-	active  atomic.Int64
-	total   atomic.Uint64
-	// dialFailed carries a failed connect to the health loop, which marks
-	// the backend down at once (passive check, haproxy's "observe layer4"
-	// with on-error mark-down) instead of after Fall active checks.
-	dialFailed chan error
+	// up mirrors health.up for pick, which reads it without the lock; it
+	// is written only under mu.
+	up     atomic.Bool
+	active atomic.Int64
+	total  atomic.Uint64
 
 	// Metric children, resolved once instead of per connection.
 	mUp, mActive          prometheus.Gauge
 	mOK, mDialErr         prometheus.Counter
 	mToBackend, mToClient prometheus.Counter
 
-	mu         sync.Mutex
+	mu     sync.Mutex
+	health healthState
+	// marks counts mark-downs (a failed connect, MarkDown). A check that
+	// was running when one happened started before it and is ignored: a
+	// backend comes back only through checks started after its mark-down.
+	marks      uint64
 	lastCheck  time.Time
 	lastChange time.Time
 	lastErr    string
@@ -113,7 +116,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Balancer, er
 		lb.backends = append(lb.backends, &backend{
 			cfg:        bc,
 			checker:    newChecker(bc, cfg.HealthCheck, tc),
-			dialFailed: make(chan error, 1),
 			mUp:        m.up.WithLabelValues(bc.Name),
 			mActive:    m.active.WithLabelValues(bc.Name),
 			mOK:        m.total.WithLabelValues(bc.Name, resultOK),
@@ -257,17 +259,6 @@ func (lb *Balancer) Status() []BackendStatus {
 	return out
 }
 
-func (b *backend) recordCheck(at time.Time, err error, up, changed bool) {
-	b.mu.Lock()
-	b.lastCheck = at
-	b.lastErr = errString(err)
-	if changed {
-		b.lastChange = at
-	}
-	b.mu.Unlock()
-	b.up.Store(up)
-}
-
 // acceptLoop accepts until the listener closes.
 func (lb *Balancer) acceptLoop(ctx context.Context) {
 	var backoff time.Duration
@@ -352,10 +343,12 @@ func (lb *Balancer) serve(ctx context.Context, c *net.TCPConn) {
 				_ = c.Close()
 				return
 			}
-			select {
-			case b.dialFailed <- err:
-			default: // one is pending already
-			}
+			// A backend that refuses or does not answer a connect is
+			// down now (a passive check, haproxy's "observe layer4" with
+			// on-error mark-down): a crashed or cut-off master would
+			// otherwise get new connections, each waiting DialTimeout
+			// first, until Fall checks failed.
+			lb.markDown(b, reasonConnect, fmt.Errorf("connect failed: %w", err))
 			tried = append(tried, b)
 			continue
 		}

@@ -52,6 +52,15 @@
 // one per connection until Fall active checks have failed. The backend comes
 // back after Rise passing checks.
 //
+// Faster still, the agent tells every master's balancer when the election
+// hears a master die (its heartbeats or acknowledgements stopped for three
+// retry periods — 0.3 s with the default VIP timings, before its lease
+// lapses — or gossip lists it dead): MarkDown takes its backend out of
+// rotation before it returns, so no client of the new VIP holder waits out
+// a dial to the dead master. A mark-down (MarkDown or a failed connect)
+// voids the checks running at that moment: the backend comes back only
+// after Rise checks started after it have passed.
+//
 // # The copy path
 //
 // Each direction is an io.Copy between two *net.TCPConn, which Go turns into
@@ -79,6 +88,7 @@
 //	b, err := lb.New(cfg, registry, logger) // validates, binds with freebind
 //	go b.Run(ctx)                           // health checks + proxying
 //	b.Status()                              // for `masterd status`
+//	b.MarkDown(name, why)                   // the election reports the master dead
 //	b.Close()                               // listener and connections closed
 //
 // # Metrics
@@ -88,4 +98,5 @@
 //	masterd_lb_connections_total{backend,result}            result: ok, dial_error, no_backend (backend="none")
 //	masterd_lb_bytes_total{backend,direction}               direction: to_backend, to_client
 //	masterd_lb_health_check_duration_seconds{backend,result} result: success, failure
+//	masterd_lb_marked_down_total{backend,reason}            reason: connect (failed dial), dead (MarkDown)
 package lb

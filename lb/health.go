@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -134,27 +135,66 @@ func (s *healthState) markDown() bool {
 	return true
 }
 
+// Reasons a backend is marked down between checks, the "reason" label of
+// masterd_lb_marked_down_total.
+const (
+	// reasonConnect: a connect to it failed (passive check).
+	reasonConnect = "connect"
+	// reasonDead: the agent reported its master dead (MarkDown).
+	reasonDead = "dead"
+)
+
+// MarkDown takes backend name out of rotation at once, before MarkDown
+// returns: no connection is dialled to it from then on, until Rise health
+// checks started after this call have passed (a check already running
+// does not count). The agent calls it the moment the election hears that
+// the backend's master died or was cut off (its heartbeats stopped, its
+// gossip state went dead), so no client of the VIP waits out a dial to a
+// dead master. why says what was seen (logged and in Status). It reports
+// whether name is a backend of this balancer.
+func (lb *Balancer) MarkDown(name, why string) bool {
+	for _, b := range lb.backends {
+		if b.cfg.Name == name {
+			lb.markDown(b, reasonDead, errors.New(why))
+			return true
+		}
+	}
+	return false
+}
+
+// markDown takes b down now and voids the checks running meanwhile.
+func (lb *Balancer) markDown(b *backend, reason string, err error) {
+	now := time.Now()
+	b.mu.Lock()
+	b.marks++
+	changed := b.health.markDown()
+	b.up.Store(false)
+	b.lastErr = err.Error()
+	if changed {
+		b.lastChange = now
+	}
+	b.mu.Unlock()
+	lb.m.marked.WithLabelValues(b.cfg.Name, reason).Inc()
+	if changed {
+		b.mUp.Set(0)
+		lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "reason", reason, "error", err.Error())
+	}
+}
+
 // healthLoop checks b every Interval until ctx ends.
 func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 	h := lb.cfg.HealthCheck
-	var st healthState
 	t := time.NewTimer(0) // first check at once
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case err := <-b.dialFailed:
-			// A backend that refuses or does not answer a connect is down
-			// now: a crashed or cut-off master would otherwise get new
-			// connections (each waiting DialTimeout first) until Fall
-			// checks failed. It comes back after Rise passing checks.
-			if st.markDown() {
-				lb.record(b, time.Now(), fmt.Errorf("connect failed: %w", err), false, true)
-			}
-			continue
 		case <-t.C:
 		}
+		b.mu.Lock()
+		marks := b.marks
+		b.mu.Unlock()
 		start := time.Now()
 		err := b.checker.check(ctx)
 		d := time.Since(start)
@@ -166,10 +206,9 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 			result = "failure"
 		}
 		lb.m.checkDur.WithLabelValues(b.cfg.Name, result).Observe(d.Seconds())
-		changed := st.observe(err == nil, h.Rise, h.Fall)
-		lb.record(b, start, err, st.up, changed)
-		if lb.onCheck != nil {
-			lb.onCheck(b.cfg.Name, err == nil, st.up)
+		up, counted := lb.record(b, marks, start, err)
+		if lb.onCheck != nil && counted {
+			lb.onCheck(b.cfg.Name, err == nil, up)
 		}
 		next := h.Interval - time.Since(start)
 		if next < 0 {
@@ -179,20 +218,38 @@ func (lb *Balancer) healthLoop(ctx context.Context, b *backend) {
 	}
 }
 
-// record stores a result (a check's, or a failed connect's) on b and, when
-// its up state changed, sets the metric and logs the change.
-func (lb *Balancer) record(b *backend, at time.Time, err error, up, changed bool) {
-	b.recordCheck(at, err, up, changed)
+// record feeds one check result, started when b had seen marks mark-downs,
+// into b's rise/fall state and, when its up state changed, sets the metric
+// and logs the change. A result of a check that a mark-down overtook is
+// dropped (counted false): it may predate the master's death.
+func (lb *Balancer) record(b *backend, marks uint64, at time.Time, err error) (up, counted bool) {
+	h := lb.cfg.HealthCheck
+	b.mu.Lock()
+	if b.marks != marks {
+		up = b.health.up
+		b.mu.Unlock()
+		return up, false
+	}
+	changed := b.health.observe(err == nil, h.Rise, h.Fall)
+	up = b.health.up
+	b.up.Store(up)
+	b.lastCheck = at
+	b.lastErr = errString(err)
+	if changed {
+		b.lastChange = at
+	}
+	b.mu.Unlock()
 	if !changed {
-		return
+		return up, true
 	}
 	if up {
 		b.mUp.Set(1)
 		lb.log.Info("backend up", "backend", b.cfg.Name, "address", b.cfg.Address.String())
-		return
+	} else {
+		b.mUp.Set(0)
+		lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "error", errString(err))
 	}
-	b.mUp.Set(0)
-	lb.log.Info("backend down", "backend", b.cfg.Name, "address", b.cfg.Address.String(), "error", errString(err))
+	return up, true
 }
 
 func errString(err error) string {

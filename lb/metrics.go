@@ -33,6 +33,7 @@ type metrics struct {
 	total    *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 	checkDur *prometheus.HistogramVec
+	marked   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -58,8 +59,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Duration of backend readiness checks by result (success, failure).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"backend", "result"}),
+		marked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "masterd", Subsystem: "lb", Name: "marked_down_total",
+			Help: "Backends taken out of rotation between checks, by reason (connect: a connect failed; dead: the election reported its master dead).",
+		}, []string{"backend", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.active, m.total, m.bytes, m.checkDur} {
+	for _, c := range []prometheus.Collector{m.up, m.active, m.total, m.bytes, m.checkDur, m.marked} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("lb: register metrics: %w", err)
 		}
@@ -77,5 +82,8 @@ func (m *metrics) initBackend(name string) {
 	}
 	for _, d := range []string{dirToBackend, dirToClient} {
 		m.bytes.WithLabelValues(name, d)
+	}
+	for _, r := range []string{reasonConnect, reasonDead} {
+		m.marked.WithLabelValues(name, r)
 	}
 }
