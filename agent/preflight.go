@@ -231,11 +231,10 @@ func vipHostProblems(c *Config, host []hostAddr) []Problem {
 		}
 		return nil
 	}
+	// The rule of vip.ResolveInterface: another prefix, shorter than a
+	// host's, holds the VIP.
 	for _, h := range host {
-		if h.Prefix.Addr().IsLoopback() || h.Prefix.Addr() == v.Address {
-			continue
-		}
-		if h.Prefix.Masked().Contains(v.Address) {
+		if h.Prefix.Bits() < v.Address.BitLen() && h.Prefix.Contains(v.Address) {
 			return nil
 		}
 	}

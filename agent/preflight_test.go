@@ -304,9 +304,13 @@ func TestConfigProblems(t *testing.T) {
 	c := DefaultConfig()
 	c.Name, c.Peers = "m1", peers(3)
 	c.derive()
-	c.VIP.Address = netip.MustParseAddr("127.0.0.5")
+	c.VIP.Address = netip.MustParseAddr("10.9.0.5")
 	if probs := hostProblems(&c, host); len(probs) != 1 || probs[0].Key != "vip.address" {
-		t.Errorf("a VIP in loopback's subnet is not connected: got %q", probs)
+		t.Errorf("a VIP outside every subnet: got %q", probs)
+	}
+	host = append(host, hostAddr{Iface: "eth0", Prefix: netip.MustParsePrefix("10.9.0.5/32")})
+	if probs := hostProblems(&c, host); len(probs) != 1 || probs[0].Key != "vip.address" {
+		t.Errorf("the held VIP's own /32 is no subnet: got %q", probs)
 	}
 	c.VIP.Address = netip.MustParseAddr("10.0.0.200")
 	if probs := hostProblems(&c, host); len(probs) != 0 {

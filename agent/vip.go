@@ -93,12 +93,12 @@ func (c *vipComponent) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	if cfg.VIP.Fence {
-		iface := cfg.VIP.Interface
-		if iface == "" {
-			if iface, err = interfaceFor(cfg.VIP.Address); err != nil {
-				cancel()
-				return err
-			}
+		// The fence hooks the interface the manager adds and announces
+		// the VIP on: one resolution (vip.ResolveInterface).
+		iface, err := m.Interface()
+		if err != nil {
+			cancel()
+			return err
 		}
 		c.iface = iface
 		f, err := fence.New(fence.DefaultConfig(iface, cfg.VIP.Address), c.n.log, c.n.reg)
@@ -125,27 +125,6 @@ func (c *vipComponent) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
-}
-
-// interfaceFor returns the interface holding an address whose prefix
-// contains a.
-func interfaceFor(a netip.Addr) (string, error) {
-	family := netlink.FAMILY_V4
-	if a.Is6() {
-		family = netlink.FAMILY_V6
-	}
-	addrs, err := netlink.AddrList(nil, family)
-	if err != nil {
-		return "", fmt.Errorf("vip: list addresses: %w", err)
-	}
-	for _, ad := range addrs {
-		if ad.IPNet != nil && ad.IPNet.Contains(a.AsSlice()) {
-			if l, err := netlink.LinkByIndex(ad.LinkIndex); err == nil {
-				return l.Attrs().Name, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("vip: no interface has a subnet holding %s; set vip.interface", a)
 }
 
 // setStepDown gives the component the election driver's StepDown, which

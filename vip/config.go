@@ -26,6 +26,9 @@ type Config struct {
 	// for the VIP. Zero disables active probing; ARP and NA seen passively
 	// are still checked.
 	ConflictProbeInterval time.Duration
+	// Announcer tells the network where the VIP is. Nil: gratuitous ARP or
+	// unsolicited NAs at the offsets of Announce (NewNeighbourAnnouncer).
+	Announcer Announcer
 }
 
 // DefaultConfig returns the defaults for address a.

@@ -36,7 +36,7 @@ type Manager struct {
 	boundIndex  int
 	lastRefresh time.Time
 	lastLogged  map[string]time.Time // conflict log rate limit, per other MAC
-	stopAnn     context.CancelFunc
+	ann         Announcer
 	closed      bool
 	done        chan struct{} // closed by Close, ends Run
 }
@@ -88,6 +88,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Manager, 
 		}
 	}
 	m.recv = os.NewFile(uintptr(fd), "vip-packet")
+	m.ann = cfg.Announcer
+	if m.ann == nil {
+		m.ann = NewNeighbourAnnouncer(cfg.Address, cfg.Announce, m.sendFrame, m.log, m.m.garpSent)
+	}
 	return m, nil
 }
 
@@ -119,8 +123,8 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	close(m.done)
-	if m.stopAnn != nil {
-		m.stopAnn()
+	if m.ann != nil {
+		m.ann.Stop()
 	}
 	var errs []error
 	if m.recv != nil {
@@ -175,36 +179,12 @@ func (m *Manager) nlAddr(ifindex int) *netlink.Addr {
 	return a
 }
 
-// resolve finds the VIP's interface: the configured one, or the one with the
-// most specific other prefix containing the VIP. Called with mu held.
+// resolve finds the VIP's interface (ResolveInterface) and binds the packet
+// socket to it. Called with mu held.
 func (m *Manager) resolve() error {
-	var link netlink.Link
-	var err error
-	if m.cfg.Interface != "" {
-		if link, err = m.h.LinkByName(m.cfg.Interface); err != nil {
-			return fmt.Errorf("vip: find interface %s: %w", m.cfg.Interface, err)
-		}
-	} else {
-		addrs, err := m.h.AddrList(nil, m.family())
-		if err != nil {
-			return fmt.Errorf("vip: list addresses: %w", err)
-		}
-		best, bestBits := 0, -1
-		for _, a := range addrs {
-			p, ok := netipPrefix(a.IPNet)
-			if !ok || p.Bits() >= m.cfg.Address.BitLen() || !p.Contains(m.cfg.Address) {
-				continue
-			}
-			if p.Bits() > bestBits {
-				best, bestBits = a.LinkIndex, p.Bits()
-			}
-		}
-		if bestBits < 0 {
-			return fmt.Errorf("vip: no interface has a prefix containing %s: set interface", m.cfg.Address)
-		}
-		if link, err = m.h.LinkByIndex(best); err != nil {
-			return fmt.Errorf("vip: find interface %d: %w", best, err)
-		}
+	link, err := ResolveInterface(m.h, m.cfg.Interface, m.cfg.Address)
+	if err != nil {
+		return err
 	}
 	attrs := link.Attrs()
 	if len(attrs.HardwareAddr) != 6 {
@@ -248,8 +228,8 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 }
 
 // Interface resolves and returns the name of the interface the VIP is (or
-// would be) added to: Config.Interface, or the one whose subnet holds the
-// VIP. The agent passes it to the fence, whose egress chain hooks it.
+// would be) added to and announced on (ResolveInterface). The agent passes
+// it to the fence, whose egress chain hooks it.
 func (m *Manager) Interface() (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -288,7 +268,7 @@ func (m *Manager) Acquire(ctx context.Context) error {
 	}
 	m.owned = true
 	m.m.owned.Set(1)
-	m.startAnnounceLocked(true)
+	m.ann.Announce(m.link(), true)
 	m.m.acquireDuration.Observe(time.Since(start).Seconds())
 	m.log.Info("vip acquired", "interface", m.ifname, "mac", m.mac.String(), "seconds", time.Since(start).Seconds())
 	return nil
@@ -302,10 +282,7 @@ func (m *Manager) Release(ctx context.Context) error {
 	was := m.owned
 	m.owned = false
 	m.m.owned.Set(0)
-	if m.stopAnn != nil {
-		m.stopAnn()
-		m.stopAnn = nil
-	}
+	m.ann.Stop()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vip: release %s: %w", m.prefix(), err)
 	}
@@ -379,6 +356,7 @@ func (m *Manager) Refresh() error {
 		return fmt.Errorf("vip: refresh %s on %s: %w", m.prefix(), m.ifname, err)
 	}
 	m.lastRefresh = time.Now()
+	m.ann.Refresh(m.link())
 	return nil
 }
 
@@ -389,6 +367,6 @@ func (m *Manager) Reannounce() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.owned {
-		m.startAnnounceLocked(false)
+		m.ann.Announce(m.link(), false)
 	}
 }

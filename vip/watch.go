@@ -107,10 +107,7 @@ func (m *Manager) ensurePresent() {
 	if since := time.Since(m.lastRefresh); since >= m.cfg.ValidLifetime-time.Second {
 		m.owned = false
 		m.m.owned.Set(0)
-		if m.stopAnn != nil {
-			m.stopAnn()
-			m.stopAnn = nil
-		}
+		m.ann.Stop()
 		m.log.Warn("vip lifetime ran out without refresh", "interface", m.ifname, "since_refresh_seconds", since.Seconds())
 		return
 	}
@@ -121,7 +118,7 @@ func (m *Manager) ensurePresent() {
 	m.lastRefresh = time.Now()
 	m.m.removedExternally.Inc()
 	m.log.Warn("vip removed externally, added back", "interface", m.ifname)
-	m.startAnnounceLocked(true)
+	m.ann.Announce(m.link(), true)
 }
 
 // readClaims reads ARP frames (or neighbour advertisements) on the VIP's
