@@ -316,3 +316,119 @@ func TestMemberAddRemoveThroughTheCLI(t *testing.T) {
 	t.Logf("grow 3→4 finished %.1fs after member add (m4 started right after it), shrink 4→3 took %.1fs; %d acknowledged writes, all present; longest gap between acknowledged writes %.2fs",
 		addTook.Seconds(), removeTook.Seconds(), len(acked), maxGap.Seconds())
 }
+
+// Two of three masters lost for good (SIGKILL): masterd member recover on the
+// survivor is refused while its daemon runs, then turns its data into a
+// one-member cluster and a one-voter membership; the survivor restarts, holds
+// every role and every acknowledged write, and a fresh master joins it by
+// the add flow and reads those writes.
+func TestMemberRecoverThroughTheCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs daemons")
+	}
+	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
+	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
+		t.Fatalf("masterd init: %v\n%s", err, out)
+	}
+	for i := 1; i <= 3; i++ {
+		mc.seed = append(mc.seed, newDaemon(i))
+	}
+	t.Cleanup(func() {
+		for _, d := range mc.ds {
+			mc.stop(d)
+		}
+		if t.Failed() {
+			for _, d := range mc.ds {
+				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
+			}
+		}
+	})
+	for _, d := range mc.seed {
+		mc.start(d, mc.seed)
+	}
+	cfg1, err := agent.LoadConfig(filepath.Join(mc.dir, "m1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cli *clientv3.Client
+	deadline := time.Now().Add(120 * time.Second)
+	var keys []string
+	for len(keys) < 100 {
+		if cli == nil {
+			cli, _ = agent.EtcdClient(cfg1)
+		}
+		if cli != nil {
+			k := fmt.Sprintf("/test/acked/%03d", len(keys))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if _, err := cli.Put(ctx, k, "v"); err == nil {
+				keys = append(keys, k)
+			}
+			cancel()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d writes acknowledged in 120s", len(keys))
+		}
+		if len(keys) == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	cli.Close()
+	mc.stop(mc.ds["m2"])
+	mc.stop(mc.ds["m3"])
+	delete(mc.ds, "m2")
+	delete(mc.ds, "m3")
+
+	if out, err := mc.masterd("m1", "member", "recover"); err == nil || !strings.Contains(out, "masterd runs on this host") {
+		t.Fatalf("recover while the daemon runs: %v\n%s", err, out)
+	}
+	m1 := mc.ds["m1"]
+	m1.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-m1.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("m1 did not stop")
+	}
+	out, err := mc.masterd("m1", "member", "recover")
+	if err != nil || !strings.Contains(out, "epoch 2, voters m1") {
+		t.Fatalf("member recover: %v\n%s", err, out)
+	}
+	t.Logf("member recover:\n%s", out)
+	mc.start(newDaemon(1), mc.seed)
+
+	// m1 alone holds every role.
+	deadline = time.Now().Add(120 * time.Second)
+	for {
+		roles, err := mc.ds["m1"].roles()
+		if err == nil && roles["scheduler"].Leader && roles["controller-manager"].Leader {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recovered m1 does not hold every role: %v %v", roles, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, err = mc.masterd("m1", "member", "add", "m5", "127.0.0.55", "--wait=false")
+	if err != nil {
+		t.Fatalf("member add m5: %v\n%s", err, out)
+	}
+	m5 := newDaemon(5)
+	mc.start(m5, []*daemon{mc.ds["m1"], m5})
+	if out, err := mc.masterd("m1", "member", "wait", "--timeout", "3m"); err != nil || !strings.Contains(out, "epoch 4, voters m1,m5") {
+		t.Fatalf("member wait for the add of m5: %v\n%s", err, out)
+	}
+	cfg5, err := agent.LoadConfig(filepath.Join(mc.dir, "m5.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c5, err := agent.EtcdClient(cfg5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c5.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c5.Get(ctx, "/test/acked/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != int64(len(keys)) {
+		t.Fatalf("fresh master m5 reads %v of %d acknowledged writes: %v", resp, len(keys), err)
+	}
+}
