@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/masterd/masterd/internal/atomicfile"
 )
 
 const stateFileName = "election-state.json"
@@ -49,35 +51,8 @@ func saveState(dir string, s stateFile) error {
 	if err != nil {
 		return fmt.Errorf("election: encode state: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("election: state dir: %w", err)
-	}
-	tmp := filepath.Join(dir, stateFileName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, stateFileName), b, 0o600, atomicfile.MkdirAll(0o700)); err != nil {
 		return fmt.Errorf("election: write state: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("election: write state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("election: fsync state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("election: write state: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, stateFileName)); err != nil {
-		return fmt.Errorf("election: rename state: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("election: fsync state dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("election: fsync state dir: %w", err)
 	}
 	return nil
 }

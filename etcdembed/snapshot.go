@@ -14,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+
+	"github.com/masterd/masterd/internal/atomicfile"
 )
 
 // snapshotPrefix and snapshotSuffix frame automatic snapshot file names:
@@ -59,36 +61,18 @@ func SaveSnapshot(ctx context.Context, cli *clientv3.Client, path string) (int64
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return 0, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".part-*")
+	var n int64
+	err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
+		rc, err := cli.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		n, err = io.Copy(w, rc)
+		return err
+	})
 	if err != nil {
 		return 0, err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	rc, err := cli.Snapshot(ctx)
-	if err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	n, err := io.Copy(tmp, rc)
-	rc.Close()
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o600)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return 0, err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return n, nil
 }

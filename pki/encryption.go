@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+
+	"github.com/masterd/masterd/internal/atomicfile"
 )
 
 // File names, in the pki directory, of the kube-apiserver files the agent
@@ -107,7 +109,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (bool, error) {
 			return false, nil
 		}
 	}
-	if err := writeFileAtomic(path, data, perm); err != nil {
+	if err := atomicfile.WriteFile(path, data, perm); err != nil {
 		return false, fmt.Errorf("pki: write %s: %w", path, err)
 	}
 	return true, nil

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/masterd/masterd/internal/atomicfile"
 )
 
 // Pair is the paths of a certificate and its private key.
@@ -139,7 +141,7 @@ func Ensure(dir string, s *Secret, p Params, now time.Time) (*Files, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki: chmod %s: %w", dir, err)
 	}
-	// A crash inside writeFileAtomic leaves a temporary file (maybe with
+	// A crash inside atomicfile.WriteFile leaves a temporary file (maybe with
 	// key material) behind; clear them before writing new ones.
 	if tmps, err := filepath.Glob(filepath.Join(dir, ".*.tmp*")); err == nil {
 		for _, t := range tmps {
@@ -250,7 +252,7 @@ func (e *ensurer) ensureBytes(path string, want []byte, perm fs.FileMode) error 
 	default:
 		e.changed(path, "unreadable: "+err.Error())
 	}
-	if err := writeFileAtomic(path, want, perm); err != nil {
+	if err := atomicfile.WriteFile(path, want, perm); err != nil {
 		return fmt.Errorf("pki: write %s: %w", path, err)
 	}
 	return nil
@@ -273,7 +275,7 @@ func (e *ensurer) ensureKey(path string, want crypto.Signer) error {
 	if err != nil {
 		return fmt.Errorf("pki: encode %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("pki: write %s: %w", path, err)
 	}
 	return nil
@@ -354,10 +356,10 @@ func (e *ensurer) ensureLeaf(pair Pair, ca CA, spec leafSpec) (*x509.Certificate
 	e.changed(pair.Cert, reason)
 	// Key first: a crash between the two leaves a mismatched pair, which
 	// the next start regenerates.
-	if err := writeFileAtomic(pair.Key, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(pair.Key, keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("pki: write %s: %w", pair.Key, err)
 	}
-	if err := writeFileAtomic(pair.Cert, encodeCert(cert), 0o644); err != nil {
+	if err := atomicfile.WriteFile(pair.Cert, encodeCert(cert), 0o644); err != nil {
 		return nil, fmt.Errorf("pki: write %s: %w", pair.Cert, err)
 	}
 	return cert, nil
@@ -412,7 +414,7 @@ func (e *ensurer) ensureKubeconfig(path, server string, caPEM []byte, spec leafS
 		return nil, fmt.Errorf("pki: encode %s: %w", path, err)
 	}
 	e.changed(path, reason)
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return nil, fmt.Errorf("pki: write %s: %w", path, err)
 	}
 	return cert, nil
