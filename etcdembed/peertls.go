@@ -13,8 +13,8 @@ import (
 )
 
 // peerAllowedHostnames is what the peer port demands of a certificate
-// besides the etcd CA's signature: pki.EtcdPeerName, when this master's own
-// peer certificate carries it (pki.Ensure puts it in every master's peer
+// besides the etcd CA's signature: one of these names, pki.EtcdPeerName
+// first, when this master's own peer certificate carries it (pki.Ensure puts it in every master's peer
 // certificate and in no other). Without it any certificate of the etcd CA,
 // the apiserver's etcd client certificate among them, could join raft as a
 // member. A brought-your-own peer certificate without the name leaves the
@@ -41,5 +41,15 @@ func (c Config) peerAllowedHostnames() ([]string, error) {
 	if !slices.Contains(cert.DNSNames, pki.EtcdPeerName) {
 		return nil, nil
 	}
-	return []string{pki.EtcdPeerName}, nil
+	// The configured members' names too: a master still running a version
+	// whose peer certificates lack EtcdPeerName (a rolling upgrade) names
+	// itself in its certificate, and etcd applies the check both ways.
+	// Client certificates carry no names and match none of them.
+	allowed := []string{pki.EtcdPeerName}
+	for _, m := range c.Members {
+		if !slices.Contains(allowed, m.Name) {
+			allowed = append(allowed, m.Name)
+		}
+	}
+	return allowed, nil
 }

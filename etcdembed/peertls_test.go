@@ -20,8 +20,8 @@ import (
 func TestEtcdPeerPortRefusesClientCertificatesOfTheSameCA(t *testing.T) {
 	tc := newTestCluster(t, 2)
 	tc.startAll()
-	if got, err := tc.cfgs[0].peerAllowedHostnames(); err != nil || len(got) != 1 || got[0] != pki.EtcdPeerName {
-		t.Fatalf("peer allowed hostnames %v (%v), want [%s]", got, err, pki.EtcdPeerName)
+	if got, err := tc.cfgs[0].peerAllowedHostnames(); err != nil || strings.Join(got, ",") != pki.EtcdPeerName+",m0,m1" {
+		t.Fatalf("peer allowed hostnames %v (%v), want [%s m0 m1]", got, err, pki.EtcdPeerName)
 	}
 	m1 := tc.tls["m1"]
 	files := pki.FilesIn(filepath.Join(tc.dir, "m1", "pki"))
