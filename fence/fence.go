@@ -80,15 +80,17 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Fence, er
 	}
 	f := &Fence{cfg: cfg, m: mt, ns: ns, armed: map[netip.Addr]time.Time{}, kick: make(chan struct{}, 1),
 		log: logger.With("component", "fence", "table", cfg.Table, "interface", cfg.Interface)}
-	if f.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns))); err != nil {
+	// The sockets open in the calling thread's namespace, which ns is:
+	// no setns(2), which would need CAP_SYS_ADMIN.
+	if f.nft, err = nftables.New(nftables.AsLasting()); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fence: open nftables netlink: %w", err)
 	}
-	if f.rb, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(ns))); err != nil {
+	if f.rb, err = nftables.New(nftables.AsLasting()); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fence: open nftables netlink: %w", err)
 	}
-	if f.raw, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(ns)}); err != nil {
+	if f.raw, err = netlink.Dial(unix.NETLINK_NETFILTER, nil); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fence: open netfilter netlink: %w", err)
 	}

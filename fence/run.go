@@ -7,6 +7,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/masterd/masterd/internal/ownns"
 )
 
 // Events are Run's callbacks. Run calls them from its own goroutine,
@@ -95,7 +97,7 @@ func (f *Fence) Run(ctx context.Context, ev Events) {
 // network namespace and wakes Run whenever one deletes part of the
 // fence's tables, until ctx ends.
 func (f *Fence) monitor(ctx context.Context) error {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.ns), Groups: 1 << (unix.NFNLGRP_NFTABLES - 1)})
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ownns.FD(f.ns), Groups: 1 << (unix.NFNLGRP_NFTABLES - 1)})
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Manager, 
 		m.Close()
 		return nil, fmt.Errorf("vip: %s: %w", what, err)
 	}
-	if m.h, err = netlink.NewHandleAt(ns); err != nil {
+	// In the calling thread's namespace, which ns is: no setns(2), which
+	// would need CAP_SYS_ADMIN.
+	if m.h, err = netlink.NewHandle(); err != nil {
 		return fail("open netlink", err)
 	}
 	if m.sendFD, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {

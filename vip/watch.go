@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/masterd/masterd/internal/ownns"
 )
 
 // Run watches the VIP until ctx ends: it puts a held VIP back when something
@@ -44,7 +46,8 @@ func (m *Manager) watchAddresses(ctx context.Context) {
 		ch := make(chan netlink.AddrUpdate, 64)
 		done := make(chan struct{})
 		err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{
-			Namespace:     &m.ns,
+			Namespace: ownns.Handle(&m.ns), // nil in masterd: no setns
+
 			ErrorCallback: func(err error) { m.log.Debug("address subscription error", "err", err) },
 		})
 		if err != nil {
