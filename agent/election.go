@@ -46,6 +46,9 @@ type electionComponent struct {
 	// peerDown, if set, gets the election's report that a master died or
 	// was cut off (the balancer marks its backend down); it must not block.
 	peerDown func(peer, reason string)
+	// holding is the roles this node holds now (role → true), kept by the
+	// callbacks for components that act on it (etcd's leader placement).
+	holding sync.Map
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,9 +100,11 @@ func (c *electionComponent) Start(ctx context.Context) error {
 	}
 	d, err := election.NewDriver(c.driverConfig(), election.Callbacks{
 		OnStartedLeading: func(ctx context.Context, role string, term uint64) {
+			c.holding.Store(role, true)
 			call(role, func(h roleHandler) { h.acquire(ctx, term) })
 		},
 		OnStoppedLeading: func(ctx context.Context, role string, term uint64) error {
+			c.holding.Delete(role)
 			var err error
 			call(role, func(h roleHandler) { err = h.release(ctx, term) })
 			return err
@@ -143,6 +148,13 @@ func (c *electionComponent) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// holds reports whether this node holds role now (between its acquire and
+// the start of its release).
+func (c *electionComponent) holds(role string) bool {
+	_, ok := c.holding.Load(role)
+	return ok
 }
 
 // evaluateHealth feeds each role's eligibility to the driver.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/masterd/masterd/etcdembed"
 	"github.com/masterd/masterd/pki"
@@ -13,6 +14,77 @@ import (
 type etcdComponent struct {
 	n *node
 	m *etcdembed.Member
+	// vipHeld, if set, reports whether this node holds the VIP; etcd's
+	// leadership is then moved to another member (see leaderAway).
+	vipHeld func() bool
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// etcd's leader placement: the VIP holder should not also lead etcd, or one
+// crash costs both a VIP failover and an etcd election (measured in the
+// issue-26 link cuts: requests then waited > 2 s in an apiserver whose etcd
+// was electing). When they coincide for leaderAwayAfter, the holder moves
+// etcd's leadership to another healthy member, at most once per
+// leaderAwayEvery, so neither a VIP that moves back and forth nor a member
+// that cannot keep the leadership makes etcd's leader flap.
+const (
+	leaderAwayPoll  = time.Second
+	leaderAwayAfter = 3 * time.Second
+	leaderAwayEvery = time.Minute
+	leaderAwayMove  = 10 * time.Second // bound of one move (status probes + transfer)
+)
+
+// leaderAway is the hysteresis of the leader placement. Not safe for
+// concurrent use.
+type leaderAway struct {
+	since time.Time // the coincidence began (zero: they do not coincide)
+	last  time.Time // the latest move attempt
+}
+
+// observe feeds whether the VIP holder leads etcd at now and reports
+// whether to move the leadership now.
+func (h *leaderAway) observe(now time.Time, coincide bool) bool {
+	if !coincide {
+		h.since = time.Time{}
+		return false
+	}
+	if h.since.IsZero() {
+		h.since = now
+	}
+	if now.Sub(h.since) < leaderAwayAfter || !h.last.IsZero() && now.Sub(h.last) < leaderAwayEvery {
+		return false
+	}
+	h.last = now
+	return true
+}
+
+// placeLeader moves etcd's leadership off this node while it holds the VIP,
+// until ctx ends.
+func (c *etcdComponent) placeLeader(ctx context.Context) {
+	defer close(c.done)
+	t := time.NewTicker(leaderAwayPoll)
+	defer t.Stop()
+	var h leaderAway
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if !h.observe(now, c.vipHeld() && c.m.IsLeader()) {
+				continue
+			}
+			mctx, cancel := context.WithTimeout(ctx, leaderAwayMove)
+			to, err := c.m.MoveLeader(mctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				c.n.log.Warn("etcd leadership not moved off the VIP holder", "component", "etcd", "err", err)
+			} else if to != "" {
+				c.n.log.Info("etcd leadership moved off the VIP holder", "component", "etcd", "to", to)
+			}
+		}
+	}
 }
 
 func (c *etcdComponent) Name() string { return "etcd" }
@@ -76,10 +148,22 @@ func (c *etcdComponent) Start(ctx context.Context) error {
 		return err
 	}
 	c.m = m
-	return m.Start(ctx)
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	if c.vipHeld != nil {
+		pctx, cancel := context.WithCancel(context.Background())
+		c.cancel, c.done = cancel, make(chan struct{})
+		go c.placeLeader(pctx)
+	}
+	return nil
 }
 
 func (c *etcdComponent) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
 	if c.m == nil {
 		return nil
 	}

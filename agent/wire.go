@@ -33,11 +33,17 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		return nil, err
 	}
 	etcdC := &etcdComponent{n: shared}
+	// joinGate (H6, issue 22): a master the membership does not list never
+	// joins etcd.
 	n := &Node{
 		Gatherer:   prometheus.Gatherers{reg, libraryGatherer{prometheus.DefaultGatherer}},
-		Components: []Component{pkiC, etcdC},
+		Components: []Component{pkiC, joinGate{n: shared}, etcdC},
 	}
 	el := &electionComponent{n: shared, handlers: map[string]roleHandler{}, health: map[string]healthSource{}}
+	if cfg.VIP.Enabled {
+		// etcd's leader is kept off the VIP holder (see leaderAway).
+		etcdC.vipHeld = func() bool { return el.holds(RoleVIP) }
+	}
 
 	// A role's eligibility: the local apiserver ready when masterd runs it,
 	// else the etcd member healthy.
