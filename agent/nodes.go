@@ -61,6 +61,10 @@ func DefaultNodesConfig() NodesConfig {
 	}
 }
 
+// NodesOf is the nodes configuration of cfg. Until Config.Nodes is wired
+// it is the defaults; then: return cfg.Nodes.
+func NodesOf(cfg Config) NodesConfig { return DefaultNodesConfig() }
+
 // NodesServer is the https URL nodes reach the API at: nodes.apiserverEndpoint,
 // else the VIP on the balancer's port (kubernetes.apiserverPort without the
 // balancer); never a single master.

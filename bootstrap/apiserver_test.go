@@ -41,7 +41,10 @@ import (
 // address 10.10.0.1 and the VIP 10.10.0.100 on its loopback: the parent
 // test makes the namespace and re-runs this test binary inside it.
 
-const childEnv = "BOOTSTRAP_KUBE_TEST_CHILD"
+const (
+	childEnv   = "BOOTSTRAP_KUBE_TEST_CHILD"
+	masterdEnv = "BOOTSTRAP_KUBE_TEST_MASTERD"
+)
 
 const (
 	nodeAddr = "10.10.0.1"
@@ -87,8 +90,13 @@ func TestNodeBootstrapAgainstTheRealAPIServer(t *testing.T) {
 	for _, a := range []string{nodeAddr + "/32", vipAddr + "/32"} {
 		ip("-n", ns, "addr", "add", a, "dev", "lo")
 	}
+	// The masterd binary, for the token commands as users run them.
+	masterd := filepath.Join(t.TempDir(), "masterd")
+	if out, err := exec.Command("go", "build", "-o", masterd, "../cmd/masterd").CombinedOutput(); err != nil {
+		t.Fatalf("build masterd: %v\n%s", err, out)
+	}
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestNodeBootstrapChild$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+bin)
+	cmd.Env = append(os.Environ(), childEnv+"="+bin, masterdEnv+"="+masterd)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	t.Logf("child:\n%s", out)
@@ -99,6 +107,7 @@ func TestNodeBootstrapAgainstTheRealAPIServer(t *testing.T) {
 
 type env struct {
 	t       *testing.T
+	dataDir string
 	files   *pki.Files
 	caPEM   []byte
 	admin   *bootstrap.Client
@@ -131,6 +140,7 @@ func TestNodeBootstrapChild(t *testing.T) {
 	t.Run("addons applied twice change nothing the second time; a new image is reconciled", func(t *testing.T) { testAddons(t, ctx, e) })
 	t.Run("kubeadm token list reads masterd's tokens", func(t *testing.T) { testKubeadmTokenList(t, ctx, e, bin) })
 	t.Run("kubeadm join --dry-run discovers the cluster through the VIP", func(t *testing.T) { testKubeadmJoinDryRun(t, ctx, e, bin) })
+	t.Run("masterd token create, list and delete as users run them", func(t *testing.T) { testTokenCommands(t, ctx, e) })
 }
 
 func startControlPlane(t *testing.T, bin string) *env {
@@ -141,7 +151,8 @@ func startControlPlane(t *testing.T, bin string) *env {
 	p := pki.DefaultParams()
 	p.NodeName, p.NodeAddress, p.VIP = "m1", netip.MustParseAddr(nodeAddr), netip.MustParseAddr(vipAddr)
 	p.Peers = []pki.Peer{{Name: "m1", Address: p.NodeAddress}}
-	f, err := pki.Ensure(filepath.Join(t.TempDir(), "pki"), s, p, time.Now())
+	dataDir := t.TempDir()
+	f, err := pki.Ensure(filepath.Join(dataDir, "pki"), s, p, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +205,7 @@ func startControlPlane(t *testing.T, bin string) *env {
 		"--root-ca-file="+f.KubeCA.Cert, "--cluster-signing-cert-file="+f.KubeCA.Cert, "--cluster-signing-key-file="+f.KubeCA.Key,
 		"--service-account-private-key-file="+f.ServiceAccountKey, "--use-service-account-credentials=true",
 		"--controllers=*,bootstrapsigner,tokencleaner", "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=10257")
-	return &env{t: t, files: f, caPEM: cr.CAPEM, admin: admin, exited: []<-chan error{apiExited, cmExited},
+	return &env{t: t, dataDir: dataDir, files: f, caPEM: cr.CAPEM, admin: admin, exited: []<-chan error{apiExited, cmExited},
 		cluster: bootstrap.Cluster{Server: admin.Server(), CAPEM: cr.CAPEM, KubernetesVersion: "v1.37.2", ClusterName: "kubernetes",
 			ServiceCIDR: p.ServiceCIDR, ClusterDomain: p.ClusterDomain, ImageRepository: "registry.k8s.io", CgroupDriver: "systemd"}}
 }
@@ -612,3 +623,98 @@ func testKubeadmJoinDryRun(t *testing.T, ctx context.Context, e *env, bin string
 		t.Errorf("kubeadm join with a wrong CA hash: %v\n%s", err, out)
 	}
 }
+
+// masterdCmd runs the masterd binary with a configuration for this lab and
+// returns its exit code, stdout and stderr.
+func masterdCmd(t *testing.T, ctx context.Context, e *env, args ...string) (int, string, string) {
+	t.Helper()
+	bin := os.Getenv(masterdEnv)
+	config := filepath.Join(e.dataDir, "masterd.yaml")
+	if _, err := os.Stat(config); err != nil {
+		text := "name: m1\naddress: " + nodeAddr + "\npeers:\n  - {name: m1, address: " + nodeAddr + "}\n" +
+			"dataDir: " + e.dataDir + "\nclusterKeyFile: " + filepath.Join(e.dataDir, "cluster.key") + "\n" +
+			"vip:\n  enabled: true\n  address: " + vipAddr + "\n"
+		if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, append(args, "--config", config)...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("masterd %v: %v", args, err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func testTokenCommands(t *testing.T, ctx context.Context, e *env) {
+	code, out, errOut := masterdCmd(t, ctx, e, "token", "create", "--ttl", "2h", "--description", "from the cli")
+	if code != 0 {
+		t.Fatalf("masterd token create: exit %d: %s", code, errOut)
+	}
+	tok, err := bootstrap.ParseToken(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("masterd token create printed %q: %v", out, err)
+	}
+	code, out, errOut = masterdCmd(t, ctx, e, "token", "list")
+	t.Logf("masterd token list:\n%s", out)
+	if code != 0 || !strings.Contains(out, tok.ID) || !strings.Contains(out, "from the cli") || strings.Contains(out, tok.Secret) {
+		t.Errorf("masterd token list: exit %d, stdout %q, stderr %q: want the id and description, never the secret", code, out, errOut)
+	}
+
+	code, out, errOut = masterdCmd(t, ctx, e, "token", "create", "--print-join-command")
+	hash, _ := bootstrap.CAHash(e.caPEM)
+	fields := strings.Fields(out)
+	if code != 0 || len(fields) != 7 || strings.Join(fields[:3], " ") != "kubeadm join "+vipAddr+":6443" || fields[3] != "--token" ||
+		fields[5] != "--discovery-token-ca-cert-hash" || fields[6] != hash {
+		t.Fatalf("masterd token create --print-join-command: exit %d, %q, %s", code, out, errOut)
+	}
+	t.Logf("join command: %s", strings.TrimSpace(out))
+	if kubeadm := filepath.Join(filepath.Dir(os.Getenv(childEnv)), "kubeadm"); fileExists(kubeadm) {
+		// The printed command, run (dry) as a user pastes it.
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		id, _, _ := strings.Cut(fields[4], ".")
+		waitFor(t, "cluster-info signed for the printed token", nil, func() bool {
+			return e.admin.Get(ctx, "/api/v1/namespaces/kube-public/configmaps/cluster-info", &cm) == nil && cm.Data["jws-kubeconfig-"+id] != ""
+		}, e.exited...)
+		jout, err := kubeadmJoin(ctx, kubeadm, "https://"+fields[2], fields[4], fields[6])
+		if err != nil || !strings.Contains(jout, "This node has joined the cluster") {
+			t.Errorf("the printed join command (dry run): %v\n%s", err, jout)
+		}
+	}
+
+	code, out, errOut = masterdCmd(t, ctx, e, "token", "create", "--bootstrap-kubeconfig")
+	if code != 0 || !strings.Contains(out, "server: https://"+vipAddr+":6443") {
+		t.Fatalf("masterd token create --bootstrap-kubeconfig: exit %d, %q, %s", code, out, errOut)
+	}
+	kc := filepath.Join(t.TempDir(), "bootstrap-kubelet.conf")
+	if err := os.WriteFile(kc, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The kubeconfig works as a kubelet would use it: kubectl with it is
+	// the bootstrap user.
+	if kubectl := filepath.Join(filepath.Dir(os.Getenv(childEnv)), "kubectl"); fileExists(kubectl) {
+		kout, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(kout), "system:bootstrap:") {
+			t.Errorf("kubectl auth whoami with the bootstrap kubeconfig: %v %s", err, kout)
+		}
+	}
+
+	if code, out, errOut = masterdCmd(t, ctx, e, "token", "delete", tok.ID); code != 0 || !strings.Contains(out, tok.ID) {
+		t.Errorf("masterd token delete: exit %d, %q, %s", code, out, errOut)
+	}
+	if code, _, errOut = masterdCmd(t, ctx, e, "token", "delete", tok.ID); code != 1 || !strings.Contains(errOut, "no token with id") {
+		t.Errorf("masterd token delete of a deleted token: exit %d, stderr %q; want 1 and no token with id", code, errOut)
+	}
+	if code, _, errOut = masterdCmd(t, ctx, e, "token", "delete", "NOT-AN-ID"); code != 1 || !strings.Contains(errOut, "is not [a-z0-9]{6}") {
+		t.Errorf("masterd token delete NOT-AN-ID: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
