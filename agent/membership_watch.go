@@ -5,13 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/masterd/masterd/election"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // membershipElection is what the membership component needs of the
@@ -196,3 +202,58 @@ func (c *membershipComponent) Status() any {
 	return membershipStatus{Epoch: c.rec.Epoch, Voters: c.rec.Voters, Old: c.rec.Old, Change: c.rec.Change,
 		Waiting: c.waiting, Error: c.lastErr}
 }
+
+// joinGate runs between pki and etcd: a master whose etcd data dir is empty
+// would register itself as an etcd learner with the running cluster (see
+// etcdembed's join). If the agreed membership does not list it — a removed
+// master started again with a wiped disk, or a new one nobody added — it is
+// refused before that, and told what to run. When no peer answers within
+// joinGateTimeout (a first boot, every master restarting) it lets etcd
+// decide as before.
+type joinGate struct{ n *node }
+
+const joinGateTimeout = 2 * time.Second
+
+func (g joinGate) Name() string { return "membership-check" }
+
+func (g joinGate) Start(ctx context.Context) error {
+	if g.n.files == nil {
+		return errors.New("membership-check: no certificates (pki did not start)")
+	}
+	ec := etcdConfig(g.n)
+	if entries, err := os.ReadDir(filepath.Join(ec.DataDir, "member", "wal")); err == nil && len(entries) > 0 {
+		return nil // a member with data restarts as itself
+	}
+	var eps []string
+	for _, p := range g.n.cfg.Peers {
+		if p.Name != g.n.cfg.Name {
+			eps = append(eps, "https://"+net.JoinHostPort(p.Address.String(), strconv.Itoa(g.n.cfg.Etcd.ClientPort)))
+		}
+	}
+	if len(eps) == 0 {
+		return nil
+	}
+	info := transport.TLSInfo{CertFile: ec.TLS.ClientCertFile, KeyFile: ec.TLS.ClientKeyFile, TrustedCAFile: ec.TLS.CAFile}
+	tc, err := info.ClientConfig()
+	if err != nil {
+		return fmt.Errorf("membership-check: client certificate: %w", err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tc, DialTimeout: joinGateTimeout, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("membership-check: %w", err)
+	}
+	defer cli.Close()
+	rctx, cancel := context.WithTimeout(ctx, joinGateTimeout)
+	defer cancel()
+	r, _, ok, err := ReadMembership(rctx, cli)
+	if err != nil || !ok {
+		return nil
+	}
+	if !r.Contains(g.n.cfg.Name) {
+		return fmt.Errorf("membership-check: this master %s is not in the agreed membership (%s): refusing to join etcd; on a master of the cluster run 'masterd member add %s %s' first",
+			g.n.cfg.Name, r, g.n.cfg.Name, g.n.cfg.Address)
+	}
+	return nil
+}
+
+func (g joinGate) Stop(context.Context) error { return nil }

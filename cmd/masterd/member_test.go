@@ -258,6 +258,24 @@ func TestMemberAddRemoveThroughTheCLI(t *testing.T) {
 	if out, err := mc.masterd("m1", "member", "list"); err != nil || !strings.Contains(out, "epoch 5") || strings.Contains(out, "m3") {
 		t.Errorf("member list after the remove: %v\n%s", err, out)
 	}
+	// The removed m3, started again with a wiped disk, is refused before its
+	// etcd member would register itself with the cluster.
+	if err := os.RemoveAll(filepath.Join(mc.dir, "m3")); err != nil {
+		t.Fatal(err)
+	}
+	m3 := newDaemon(3)
+	mc.start(m3, mc.seed)
+	select {
+	case err := <-m3.exited:
+		if err == nil || !strings.Contains(m3.stderr.String(), "not in the agreed membership") {
+			t.Errorf("removed m3 started with a wiped disk: exit %v, want a refusal naming the membership:\n%s", err, tail(m3.stderr.String(), 10))
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("removed m3 with a wiped disk still runs after 90s")
+	}
+	if out, err := mc.masterd("m1", "etcd", "members"); err != nil || strings.Count(out, "https://") != 3 || strings.Contains(out, "127.0.0.53") {
+		t.Errorf("etcd members after the refused m3: %v\n%s", err, out)
+	}
 
 	close(stop)
 	<-writerDone
