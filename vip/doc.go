@@ -21,10 +21,16 @@
 // IPv4 VIPs are added as /32, IPv6 VIPs as /128 with preferred lifetime 0
 // (deprecated, so the kernel never picks the VIP as a source address) and
 // IFA_F_NODAD (usable at once, no duplicate address detection delay). The
-// interface is Config.Interface, or when empty the interface holding another
-// address whose prefix contains the VIP.
+// interface is Config.Interface, or when empty the interface holding the
+// most specific other prefix that contains the VIP (ResolveInterface: the
+// one rule, also for the fence the agent hooks on Manager.Interface).
 //
 // # Announcements
+//
+// Announcing is an Announcer's job (Config.Announcer; Announce on a move or
+// Reannounce, Refresh on a kernel refresh, Stop on release), so another VIP
+// mode (a route advertisement) is one new type. The default,
+// NewNeighbourAnnouncer, works as follows.
 //
 // Acquire sends the first announcement before it returns and repeats it in
 // the background at the offsets of Config.Announce (by default 0, 0.1, 0.5,
@@ -61,8 +67,11 @@
 // # Network namespace
 //
 // New binds the manager to the network namespace of the calling OS thread:
-// all its sockets are opened there. Tests create a manager inside a test
-// namespace by calling New from a thread locked into it.
+// its sockets are opened there, without setns(2) (masterd has no
+// CAP_SYS_ADMIN). Tests create a manager inside a test namespace by calling
+// New from a thread locked into it; Run's address subscription enters that
+// namespace only when called from a thread in another one (package
+// internal/ownns).
 //
 // # Metrics
 //
