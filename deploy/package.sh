@@ -85,7 +85,8 @@ else
 		-o "$bin" ./cmd/masterd
 fi
 
-# Staging area for generated package files (docs, man page, license).
+# Staging area for generated package files (docs, man pages, completions,
+# license).
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT INT TERM
 export STAGE="$stage"
@@ -124,7 +125,7 @@ else
 	printf '# masterd\n\nSee https://github.com/masterd/masterd\n' >"$stage/README.md"
 fi
 
-# `masterd --help` goes into the docs and becomes the man page. A prebuilt
+# `masterd --help` and every command's own go into the docs. A prebuilt
 # foreign binary (MASTERD_BIN) cannot run here: a placeholder then.
 help=
 if [ "$runbin" != "$bin" ] || [ "$GOARCH" = "$hostarch" ]; then
@@ -138,27 +139,16 @@ for c in $(printf '%s\n' "$help" | awk '/^Commands:/ { f = 1; next } f && /^  [a
 	"$runbin" "$c" --help 2>&1 || true
 done >>"$stage/masterd-help.txt"
 
+# The manual pages (one per command, section 8) and the bash, zsh and fish
+# completions come from the command tree (internal/cli) through a generator
+# of their own, so the daemon does not link the man page renderer. It runs on
+# this machine (GOARCH=host) whatever the target.
 date=$(git log -1 --format=%cd --date=format:%Y-%m-%d 2>/dev/null || date -u +%Y-%m-%d)
-{
-	printf '.TH MASTERD 8 "%s" "masterd %s" "System Administration"\n' "$date" "$VERSION"
-	printf '.SH NAME\nmasterd \\- highly available Kubernetes control plane daemon\n'
-	printf '.SH SYNOPSIS\n.B masterd\n.I command\n.RI [ options ]\n'
-	printf '.SH DESCRIPTION\n'
-	printf 'masterd runs on every master: an embedded etcd member, a quorum-lease\n'
-	printf 'election per role, the floating API address (VIP) and the supervision of\n'
-	printf 'kube-apiserver, kube-scheduler and kube-controller-manager as systemd units.\n'
-	printf 'The service is \\fBmasterd.service\\fR; its configuration is\n'
-	printf '\\fI/etc/masterd/masterd.yaml\\fR, its state \\fI/var/lib/masterd\\fR.\n'
-	printf '.SH USAGE\nThe output of \\fBmasterd \\-\\-help\\fR:\n.PP\n.nf\n'
-	# Escape backslashes and leading dots/quotes so troff prints the text as is.
-	sed -e 's/\\/\\e/g' -e 's/^\([.'"'"']\)/\\\&\1/' "$stage/masterd-help.txt"
-	printf '.fi\n'
-	printf '.SH FILES\n.TP\n.I /etc/masterd/masterd.yaml\nconfiguration (kept on upgrade)\n'
-	printf '.TP\n.I /etc/masterd/cluster.key\nthe cluster secret, made by \\fBmasterd init\\fR\n'
-	printf '.TP\n.I /var/lib/masterd\netcd data, snapshots and generated certificates\n'
-	printf '.SH SEE ALSO\n.BR systemctl (1),\n.BR journalctl (1)\n'
-} >"$stage/masterd.8"
-gzip -9n <"$stage/masterd.8" >"$stage/masterd.8.gz"
+GOARCH=$hostarch CGO_ENABLED=0 go run ./internal/cmd/gendocs -out "$stage" -version "$VERSION" -date "$date"
+[ -f "$stage/man8/masterd.8.gz" ] && [ -f "$stage/completions/masterd" ] || {
+	echo "package.sh: gendocs wrote no man pages or completions in $stage" >&2
+	exit 1
+}
 
 # Debian changelog (lintian wants one; the version must match the package's).
 {

@@ -66,7 +66,7 @@ func register(newCmd func(Build) *cobra.Command) { groups = append(groups, newCm
 // OutOrStdout and ErrOrStderr (SetOut, SetErr); Main sets both.
 func NewRoot(b Build) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "masterd",
+		Use:   "masterd COMMAND",
 		Short: "run one master of a highly available Kubernetes control plane",
 		Long: `masterd runs one master of a highly available Kubernetes control plane: an
 embedded etcd member, quorum-lease elections over memberlist, the floating

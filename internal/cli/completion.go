@@ -11,7 +11,7 @@ func init() { register(newCompletionCmd) }
 // itself with another program's paths.
 func newCompletionCmd(Build) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "completion",
+		Use:   "completion SHELL",
 		Short: "print the shell completion script for bash, zsh or fish",
 		Long: `Print the script that completes masterd's commands, flags and arguments in
 bash, zsh or fish. The packages install all three; to load one by hand:

@@ -23,7 +23,7 @@ const forceAnnotation = "masterd/force"
 
 func newEtcdCmd(Build) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "etcd",
+		Use:   "etcd COMMAND",
 		Short: "etcd maintenance: members, snapshot save, restore, remove a member",
 		Long: `etcd maintenance for the embedded member. Flags go before or after the
 subcommand and its argument.`,
@@ -53,7 +53,7 @@ subcommand and its argument.`,
 		}
 	}
 	snapshot := &cobra.Command{
-		Use:   "snapshot",
+		Use:   "snapshot COMMAND",
 		Short: "snapshots of the running cluster",
 		Args:  cobra.ArbitraryArgs,
 		RunE:  groupRunE,
@@ -84,7 +84,7 @@ acknowledged before the command ran.`,
 			Long: `Disaster recovery: make this master a new one-member cluster from the
 snapshot FILE. Refused while masterd runs on this host, and while etcd runs
 on any other master (--force restores anyway). A failed or refused restore
-changes nothing; the old data is kept in <dataDir>/etcd.before-restore-<time>.`,
+changes nothing; the old data is kept in DATADIR/etcd.before-restore-TIME.`,
 			Args:        exactArgs(1),
 			Annotations: map[string]string{forceAnnotation: "true"},
 			RunE: load(func(ctx context.Context, cfg agent.Config, out io.Writer, args []string) error {
