@@ -128,12 +128,6 @@ func TestVersionHelpHasNoEmptyFlagsSection(t *testing.T) {
 	}
 }
 
-func TestCheckAcceptsTheShippedExample(t *testing.T) {
-	if code, out, errOut := masterd("run", "--check", "--config", "../../deploy/masterd.yaml"); code != 0 {
-		t.Fatalf("exit %d: %s%s", code, out, errOut)
-	}
-}
-
 // Every shell's completion script is generated and names the program; the
 // completions come from the tree (through the hidden __complete command).
 func TestCompletionScriptsAndCompletions(t *testing.T) {

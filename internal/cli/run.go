@@ -135,12 +135,46 @@ func runDaemon(cmd *cobra.Command, b Build, configPath, logFormat, logLevel stri
 	return nil
 }
 
-// runCheck loads and validates the configuration and prints the ok line.
+// runCheck is `run --check`: agent.Preflight's problems on stdout, one per
+// line with its key and fix, errors before warnings; exit 2 when there is an
+// error, else the ok line, then the warnings, and exit 0.
 func runCheck(cmd *cobra.Command, configPath string) error {
+	out := cmd.OutOrStdout()
+	probs := agent.Preflight(configPath)
+	var errs, warns []agent.Problem
+	for _, p := range probs {
+		if p.Warning {
+			warns = append(warns, p)
+		} else {
+			errs = append(errs, p)
+		}
+	}
+	if len(errs) > 0 {
+		for _, p := range append(errs, warns...) {
+			fmt.Fprintln(out, p)
+		}
+		fmt.Fprintf(out, "%s: %s, %s\n", configPath, plural(len(errs), "error"), plural(len(warns), "warning"))
+		return exitError{ExitUsage}
+	}
 	cfg, err := agent.LoadConfig(configPath)
-	if err != nil {
+	if err != nil { // Preflight found none: a file changed under us
 		return configError{err}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (node %s, %d peers)\n", configPath, cfg.Name, len(cfg.Peers))
+	fmt.Fprintf(out, "%s: ok (node %s, %d peers)", configPath, cfg.Name, len(cfg.Peers))
+	if len(warns) > 0 {
+		fmt.Fprintf(out, ", %s", plural(len(warns), "warning"))
+	}
+	fmt.Fprintln(out)
+	for _, p := range warns {
+		fmt.Fprintln(out, p)
+	}
 	return nil
+}
+
+// plural is "1 error", "2 errors".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
