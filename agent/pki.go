@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/masterd/masterd/pki"
+	"github.com/masterd/masterd/units"
 )
 
 // pkiComponent loads the cluster secret and makes sure this node's
@@ -75,6 +77,11 @@ func (c *pkiComponent) Start(ctx context.Context) error {
 	}
 	n.files = files
 	c.metrics.Observe(files)
+	if n.cfg.Kubernetes.Mode == "managed" {
+		if err := writeAPIServerFiles(n, s); err != nil {
+			return err
+		}
+	}
 	if n.cfg.PKI.ExternalDir == "" {
 		runCtx, cancel := context.WithCancel(context.Background())
 		c.cancel = cancel
@@ -153,4 +160,46 @@ func (c *pkiComponent) Status() any {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// encryptionConfigPath and auditPolicyPath are where writeAPIServerFiles
+// puts kube-apiserver's EncryptionConfiguration and audit policy: in the
+// pki directory, whose owner and modes pki.CheckDir checks at every start.
+func (n *node) encryptionConfigPath() string {
+	return filepath.Join(n.pkiDir(), pki.EncryptionConfigName)
+}
+
+func (n *node) auditPolicyPath() string { return filepath.Join(n.pkiDir(), pki.AuditPolicyName) }
+
+// writeAPIServerFiles writes the EncryptionConfiguration (0600: it holds the
+// keys derived from the cluster secret for kubernetes.encryption.keys) and
+// the audit policy (0644), each only when its content changed. The
+// EncryptionConfiguration is written even with encryption off (identity
+// first, the keys after): Secrets encrypted earlier must still read.
+func writeAPIServerFiles(n *node, s *pki.Secret) error {
+	if err := os.MkdirAll(n.pkiDir(), 0o700); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	enc := n.cfg.Kubernetes.Encryption
+	data, err := pki.EncryptionConfig(s, enc.Keys, enc.Enabled)
+	if err != nil {
+		return fmt.Errorf("kubernetes.encryption.keys %v: %w", enc.Keys, err)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		perm fs.FileMode
+	}{
+		{n.encryptionConfigPath(), data, 0o600},
+		{n.auditPolicyPath(), []byte(units.AuditPolicy), 0o644},
+	} {
+		changed, err := pki.WriteFile(f.path, f.data, f.perm)
+		if err != nil {
+			return err
+		}
+		if changed {
+			n.log.Info("apiserver file written", "component", "pki", "file", filepath.Base(f.path))
+		}
+	}
+	return nil
 }

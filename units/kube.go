@@ -69,6 +69,16 @@ type KubeConfig struct {
 	// components' credentials to the apiserver.
 	SchedulerKubeconfig, ControllerManagerKubeconfig string
 
+	// EncryptionConfigFile is kube-apiserver's EncryptionConfiguration
+	// (--encryption-provider-config, reloaded when it changes); empty leaves
+	// Secrets in plain text in etcd.
+	EncryptionConfigFile string
+	// AuditPolicyFile and AuditLogPath turn the audit log on (both or
+	// neither); the log is rotated at AuditLogMaxSize MB, keeping
+	// AuditLogMaxBackups files for AuditLogMaxAge days.
+	AuditPolicyFile, AuditLogPath                       string
+	AuditLogMaxAge, AuditLogMaxBackups, AuditLogMaxSize int
+
 	// MaxRequestsInflight and MaxMutatingRequestsInflight bound the
 	// apiserver's concurrent requests.
 	MaxRequestsInflight, MaxMutatingRequestsInflight int
@@ -149,6 +159,19 @@ func (k KubeConfig) Validate() error {
 	req("service_account_issuer", k.ServiceAccountIssuer)
 	req("scheduler_kubeconfig", k.SchedulerKubeconfig)
 	req("controller_manager_kubeconfig", k.ControllerManagerKubeconfig)
+	for _, p := range []struct{ name, path string }{
+		{"encryption_config_file", k.EncryptionConfigFile}, {"audit_policy_file", k.AuditPolicyFile}, {"audit_log_path", k.AuditLogPath},
+	} {
+		if p.path != "" && !filepath.IsAbs(p.path) {
+			errs = append(errs, fmt.Errorf("units: kube %s %q: must be an absolute path", p.name, p.path))
+		}
+	}
+	if (k.AuditPolicyFile == "") != (k.AuditLogPath == "") {
+		errs = append(errs, errors.New("units: kube audit_policy_file and audit_log_path: set both or neither"))
+	}
+	if k.AuditLogMaxAge < 0 || k.AuditLogMaxBackups < 0 || k.AuditLogMaxSize < 0 {
+		errs = append(errs, errors.New("units: kube audit_log_max_age, audit_log_max_backups and audit_log_max_size: must not be negative"))
+	}
 	if k.MaxRequestsInflight < 0 || k.MaxMutatingRequestsInflight < 0 {
 		errs = append(errs, errors.New("units: kube max_requests_inflight and max_mutating_requests_inflight: must not be negative"))
 	}
@@ -195,6 +218,24 @@ func (k KubeConfig) APIServer() (Definition, error) {
 	f.set("service-account-signing-key-file", k.ServiceAccountSigningKeyFile)
 	f.set("service-account-issuer", k.ServiceAccountIssuer)
 	f.set("authorization-mode", "Node,RBAC")
+	// NodeRestriction limits a kubelet to its own Node and its pods (the
+	// Node authorizer alone lets it modify any Node); bootstrap tokens let
+	// new kubelets join (kube-system Secrets of type bootstrap.kubernetes.io/token).
+	f.set("enable-admission-plugins", "NodeRestriction")
+	f.set("enable-bootstrap-token-auth", "true")
+	if k.EncryptionConfigFile != "" {
+		f.set("encryption-provider-config", k.EncryptionConfigFile)
+		// A rotation step is a new file on every master, no restart.
+		f.set("encryption-provider-config-automatic-reload", "true")
+	}
+	if k.AuditLogPath != "" {
+		f.set("audit-policy-file", k.AuditPolicyFile)
+		f.set("audit-log-path", k.AuditLogPath)
+		f.set("audit-log-format", "json")
+		f.set("audit-log-maxage", strconv.Itoa(k.AuditLogMaxAge))
+		f.set("audit-log-maxbackup", strconv.Itoa(k.AuditLogMaxBackups))
+		f.set("audit-log-maxsize", strconv.Itoa(k.AuditLogMaxSize))
+	}
 	f.set("allow-privileged", "true")
 	f.set("max-requests-inflight", strconv.Itoa(k.MaxRequestsInflight))
 	f.set("max-mutating-requests-inflight", strconv.Itoa(k.MaxMutatingRequestsInflight))
