@@ -186,14 +186,8 @@ func (c *electionComponent) Stop(ctx context.Context) error {
 	return c.d.Stop(ctx)
 }
 
-// electionStatus is the election's section of /status.
-type electionStatus struct {
-	Roles      map[string]election.RoleInfo `json:"roles"`
-	Members    []election.Member            `json:"members"`
-	Membership election.Membership          `json:"membership"`
-	EpochFloor uint64                       `json:"epochFloor"`
-	Settled    bool                         `json:"settled"`
-}
+// electionStatus is the election's section of /status (status.go).
+type electionStatus = ElectionStatus
 
 func (c *electionComponent) Status() any {
 	if c.d == nil {

@@ -178,13 +178,8 @@ func (c *etcdComponent) Check(ctx context.Context) error {
 	return c.m.Health(ctx)
 }
 
-type etcdStatus struct {
-	ID      string   `json:"id"`
-	Leader  bool     `json:"leader"`
-	Members []string `json:"members"`
-	Healthy bool     `json:"healthy"`
-	Error   string   `json:"error,omitempty"`
-}
+// etcdStatus is the etcd section of /status (status.go).
+type etcdStatus = EtcdStatus
 
 func (c *etcdComponent) Status() any {
 	if c.m == nil {

@@ -48,6 +48,13 @@ func kubeConfig(n *node) units.KubeConfig {
 	k.ServiceAccountKeyFile, k.ServiceAccountSigningKeyFile = f.ServiceAccountPub, f.ServiceAccountKey
 	k.ServiceAccountIssuer = "https://kubernetes.default.svc." + cfg.Kubernetes.ClusterDomain
 	k.SchedulerKubeconfig, k.ControllerManagerKubeconfig = f.SchedulerConf, f.ControllerManagerConf
+	// Written by the pki component (writeAPIServerFiles) beside the certificates.
+	k.EncryptionConfigFile = n.encryptionConfigPath()
+	if a := cfg.Kubernetes.Audit; a.Enabled {
+		k.AuditPolicyFile = n.auditPolicyPath()
+		k.AuditLogPath = a.Path
+		k.AuditLogMaxAge, k.AuditLogMaxBackups, k.AuditLogMaxSize = a.MaxAgeDays, a.MaxBackups, a.MaxSizeMB
+	}
 	k.SchedulerLease = leaseTimings(cfg.Roles.Scheduler)
 	k.ControllerManagerLease = leaseTimings(cfg.Roles.ControllerManager)
 	// The aggregation layer's front proxy; the config's extra args come after

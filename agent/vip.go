@@ -458,11 +458,8 @@ func (c *vipComponent) Stop(ctx context.Context) error {
 	return err
 }
 
-type vipStatus struct {
-	Address string `json:"address"`
-	Owned   bool   `json:"owned"`
-	Fence   bool   `json:"fence"`
-}
+// vipStatus is the vip section of /status (status.go).
+type vipStatus = VIPStatus
 
 func (c *vipComponent) Status() any {
 	st := vipStatus{Address: c.n.cfg.VIP.Address.String(), Fence: c.f != nil}

@@ -627,22 +627,22 @@ func (d *Driver) shutdown() {
 
 // RoleInfo is one role in Status.
 type RoleInfo struct {
-	Holder   string // the node this node is promised to ("" if none)
-	Term     uint64
-	Leader   bool // this node holds the role
-	Quorum   bool // this node heard from a majority within a lease
-	State    string
-	Learning bool // started without state, still learning the role's term
+	Holder   string `json:"holder"` // the node this node is promised to ("" if none)
+	Term     uint64 `json:"term"`
+	Leader   bool   `json:"leader"` // this node holds the role
+	Quorum   bool   `json:"quorum"` // this node heard from a majority within a lease
+	State    string `json:"state"`
+	Learning bool   `json:"learning"` // started without state, still learning the role's term
 }
 
 // Member is one gossip member in Status.
 type Member struct {
-	Name  string
-	Addr  string
-	State string // alive, suspect, dead, left
-	Voter bool
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"` // alive, suspect, dead, left
+	Voter bool   `json:"voter"`
 	// Eligibility is the member's gossiped health and priority per role.
-	Eligibility map[string]Eligibility
+	Eligibility map[string]Eligibility `json:"eligibility"`
 }
 
 // Status is the election as this node sees it.

@@ -74,8 +74,8 @@ type Ready struct {
 
 // Eligibility is what a node gossips about itself per role.
 type Eligibility struct {
-	Healthy  bool
-	Priority int
+	Healthy  bool `json:"healthy"`
+	Priority int  `json:"priority"`
 }
 
 // RoleStatus describes one role as this node sees it.

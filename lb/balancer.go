@@ -71,19 +71,19 @@ type backend struct {
 
 // BackendStatus is one backend as `masterd status` shows it.
 type BackendStatus struct {
-	Name    string
-	Address netip.AddrPort
+	Name    string         `json:"name"`
+	Address netip.AddrPort `json:"address"`
 	// Up: passes its readiness check and gets new connections.
-	Up bool
+	Up bool `json:"up"`
 	// Active connections now; Total connections proxied since start.
-	Active int64
-	Total  uint64
+	Active int64  `json:"active"`
+	Total  uint64 `json:"total"`
 	// LastCheck is when the latest check started (zero before the first);
 	// LastChange when Up last changed; LastError the latest check's error
 	// ("" if it succeeded).
-	LastCheck  time.Time
-	LastChange time.Time
-	LastError  string
+	LastCheck  time.Time `json:"lastCheck"`
+	LastChange time.Time `json:"lastChange"`
+	LastError  string    `json:"lastError"`
 }
 
 // New validates cfg, registers the lb metrics on reg and binds the listener
