@@ -552,3 +552,33 @@ func RecoverSurvivor(ctx context.Context, cfg Config, force bool) (MembershipRec
 	})
 	return out, err
 }
+
+// alignWithSoleMember handles a cluster made a one-member one by an etcd
+// restore from a snapshot: etcd then has this member alone while the
+// snapshot's membership record lists every master of the time, whose
+// quorum this master could never reach again. When etcd lists this member
+// alone as a voter, no change is in progress and the record says otherwise,
+// it publishes this master alone at an epoch above both the record's and
+// above (the highest epoch this master's election knows). It reports
+// whether it published.
+func alignWithSoleMember(ctx context.Context, cli *clientv3.Client, cfg Config, above uint64) (MembershipRecord, bool, error) {
+	r, rev, err := EnsureMembership(ctx, cli, cfg)
+	if err != nil || r.Change != nil {
+		return r, false, err
+	}
+	if len(r.Voters) == 1 && r.Voters[cfg.Name] != "" {
+		return r, false, nil
+	}
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return r, false, fmt.Errorf("membership: list etcd members: %w", err)
+	}
+	if len(list.Members) != 1 || list.Members[0].Name != cfg.Name || list.Members[0].IsLearner {
+		return r, false, nil
+	}
+	sole := MembershipRecord{Epoch: max(r.Epoch, above) + 1, Voters: map[string]string{cfg.Name: cfg.Address.String()}}
+	if err := publish(ctx, cli, rev, sole); err != nil {
+		return r, false, err
+	}
+	return sole, true, nil
+}

@@ -74,11 +74,20 @@ func (c *membershipComponent) Start(ctx context.Context) error {
 	if cli == nil {
 		return errors.New("membership: etcd not running")
 	}
+	var above uint64
+	if el := c.el(); el != nil {
+		st := el.Status()
+		above = max(st.Membership.Epoch, st.EpochFloor)
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	r, _, err := EnsureMembership(rctx, cli, c.n.cfg)
+	r, aligned, err := alignWithSoleMember(rctx, cli, c.n.cfg, above)
 	cancel()
 	if err != nil {
 		return err
+	}
+	if aligned {
+		c.n.log.Warn("etcd has this member alone (restored from a snapshot?): membership set to this master alone",
+			"component", "membership", "epoch", r.Epoch)
 	}
 	if !r.Contains(c.n.cfg.Name) {
 		return fmt.Errorf("membership: this master %s is not in the agreed membership (%s): it was removed; to bring it back run 'masterd member add %s %s' on a master of the cluster, then start it with an empty data dir",

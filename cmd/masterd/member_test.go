@@ -450,3 +450,102 @@ func TestMemberRecoverThroughTheCLI(t *testing.T) {
 		t.Fatalf("fresh master m5 reads %v of %d acknowledged writes: %v", resp, len(keys), err)
 	}
 }
+
+// A snapshot restored with masterd etcd restore makes a one-member etcd
+// cluster while the snapshot's membership lists three masters: the restored
+// master publishes itself alone at a new epoch, holds every role and serves
+// the snapshot's writes.
+func TestRestoredSnapshotMakesTheMasterTheOnlyVoter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs daemons")
+	}
+	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
+	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
+		t.Fatalf("masterd init: %v\n%s", err, out)
+	}
+	for i := 1; i <= 3; i++ {
+		mc.seed = append(mc.seed, newDaemon(i))
+	}
+	t.Cleanup(func() {
+		for _, d := range mc.ds {
+			mc.stop(d)
+		}
+		if t.Failed() {
+			for _, d := range mc.ds {
+				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
+			}
+		}
+	})
+	for _, d := range mc.seed {
+		mc.start(d, mc.seed)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(120 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 120s", what)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitFor("every master on epoch 1 with 3 voters", func() bool {
+		for _, d := range mc.ds {
+			m, ready, err := d.electionMembership()
+			if err != nil || !ready || m.Epoch != 1 || len(m.Voters) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	cfg1, err := agent.LoadConfig(filepath.Join(mc.dir, "m1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := agent.EtcdClient(cfg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cli.Put(ctx, fmt.Sprintf("/test/snap/%02d", i), "v")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli.Close()
+	snap := filepath.Join(mc.dir, "snap.db")
+	if out, err := mc.masterd("m1", "etcd", "snapshot", "save", snap); err != nil {
+		t.Fatalf("snapshot save: %v\n%s", err, out)
+	}
+	for _, d := range mc.ds {
+		mc.stop(d)
+	}
+	if out, err := mc.masterd("m1", "etcd", "restore", snap); err != nil {
+		t.Fatalf("etcd restore: %v\n%s", err, out)
+	}
+	mc.ds = map[string]*daemon{}
+	mc.start(newDaemon(1), mc.seed)
+	m1 := mc.ds["m1"]
+	waitFor("restored m1 alone on a new epoch holding every role", func() bool {
+		m, ready, err := m1.electionMembership()
+		roles, rerr := m1.roles()
+		return err == nil && rerr == nil && ready && m.Epoch >= 2 && len(m.Voters) == 1 && m.Voters[0] == "m1" &&
+			roles["scheduler"].Leader && roles["controller-manager"].Leader
+	})
+	cli, err = agent.EtcdClient(cfg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/test/snap/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 50 {
+		t.Fatalf("restored master reads %v of 50 writes: %v", resp, err)
+	}
+	if out, err := mc.masterd("m1", "member", "list"); err != nil || !strings.Contains(out, "m1") || strings.Contains(out, "m2") {
+		t.Errorf("member list after the restore: %v\n%s", err, out)
+	}
+}
