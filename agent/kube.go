@@ -205,13 +205,8 @@ func (c *kubeComponent) Check(ctx context.Context) error {
 	return c.sup.Healthy(ctx, c.apiserver)
 }
 
-type unitStatus struct {
-	Name     string `json:"name"`
-	Active   string `json:"active"`
-	Sub      string `json:"sub"`
-	PID      uint32 `json:"pid"`
-	Restarts uint64 `json:"restarts"`
-}
+// unitStatus is one unit of the kube section of /status (status.go).
+type unitStatus = UnitStatus
 
 func (c *kubeComponent) Status() any {
 	out := []unitStatus{}

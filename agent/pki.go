@@ -142,12 +142,8 @@ func (c *pkiComponent) Stop(ctx context.Context) error {
 	return nil
 }
 
-// certStatus is one certificate in /status.
-type certStatus struct {
-	Name     string    `json:"name"`
-	NotAfter time.Time `json:"notAfter"`
-	Days     int       `json:"daysLeft"`
-}
+// certStatus is one certificate in /status (status.go).
+type certStatus = CertStatus
 
 func (c *pkiComponent) Status() any {
 	f := c.n.files
