@@ -89,8 +89,10 @@ func unitProp(t *testing.T, ctx context.Context, h *labhost.Host, unit, prop str
 // sysctls, port 80) and what the hardening forbids is refused (writing
 // /etc/masterd or /usr, kernel sysctls, seeing /root, capabilities beyond the
 // unit's CapabilityBoundingSet=, new namespaces). The probe talks to systemd
-// over the private socket as masterd does; CAP_SYS_ADMIN is in the set only
-// for vip's and fence's setns (see the unit), and the probe checks that works.
+// over the private socket as masterd does, opens the VIP manager's and the
+// fence's sockets with masterd's own code and installs a fence table, all
+// without CAP_SYS_ADMIN, and checks that setns(2) and new network
+// namespaces are refused.
 func TestUnitSandboxLetsMasterdWork(t *testing.T) {
 	need(t, "go", "dpkg-deb", "ip", "nft")
 	b := buildPackages(t, testVersion)
@@ -133,7 +135,7 @@ StandardError=inherit
 	wantChecks := []string{"netlink-address", "nftables", "packet-socket", "bind-port-80",
 		"systemd-private-socket", "write-runtime-unit", "write-state-dir", "write-runtime-dir",
 		"write-net-sysctl", "read-config", "config-read-only", "usr-read-only",
-		"kernel-sysctl-read-only", "home-hidden", "capabilities", "setns-own-netns", "no-new-namespaces", "autogroup-nice"}
+		"kernel-sysctl-read-only", "home-hidden", "capabilities", "vip-and-fence", "setns-refused", "no-new-namespaces", "autogroup-nice"}
 	for _, c := range wantChecks {
 		if !strings.Contains(string(out), "ok "+c+"\n") {
 			t.Errorf("check %s did not pass in the sandbox", c)
@@ -188,7 +190,8 @@ func unhardened(t *testing.T) string {
 // `systemd-analyze verify` on the installed unit (no output wanted) and
 // `systemd-analyze security` on it and on the same unit without its
 // hardening block, logging both exposure scores; the hardened one must score
-// "OK" territory (at most 3.0) and better than the unhardened one.
+// at most 2.5 (issue 25's goal; 2.8 with CAP_SYS_ADMIN) and better than the
+// unhardened one.
 func TestUnitVerifiesAndExposure(t *testing.T) {
 	need(t, "dpkg-deb", "systemd-analyze")
 	b := buildPackages(t, testVersion)
@@ -220,8 +223,8 @@ func TestUnitVerifiesAndExposure(t *testing.T) {
 	}
 	before, after := score("masterd-unhardened.service"), score("masterd.service")
 	t.Logf("systemd-analyze security exposure: %.1f without the hardening block, %.1f as shipped", before, after)
-	if after > 3.0 {
-		t.Errorf("exposure %.1f as shipped, want at most 3.0", after)
+	if after > 2.5 {
+		t.Errorf("exposure %.1f as shipped, want at most 2.5", after)
 	}
 	if after >= before {
 		t.Errorf("hardening does not lower the exposure: %.1f -> %.1f", before, after)

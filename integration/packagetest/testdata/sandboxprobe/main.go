@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,7 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/masterd/masterd/fence"
 	"github.com/masterd/masterd/internal/sched"
+	"github.com/masterd/masterd/vip"
 )
 
 func sh(name string, args ...string) error {
@@ -141,17 +144,41 @@ func main() {
 			}
 			return nil
 		}},
-		{"setns-own-netns", func() error {
-			// What vip and fence do to open netlink sockets; needs CAP_SYS_ADMIN.
-			if !strings.Contains(os.Getenv("PROBE_WANT_CAPS"), "CAP_SYS_ADMIN") {
-				return nil
+		{"vip-and-fence", func() error {
+			// masterd's own code: the VIP manager's and the fence's
+			// sockets, and the fence's tables, with no CAP_SYS_ADMIN.
+			a := netip.MustParseAddr("192.0.2.100")
+			m, err := vip.New(vip.DefaultConfig(a), nil, nil)
+			if err != nil {
+				return err
 			}
+			if err := m.Close(); err != nil {
+				return err
+			}
+			cfg := fence.DefaultConfig("lo", a)
+			cfg.Table = "sandboxprobe_fence"
+			f, err := fence.New(cfg, nil, nil)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := f.Install(); err != nil {
+				return err
+			}
+			if err := f.Check(); err != nil {
+				return err
+			}
+			return f.Remove()
+		}},
+		{"setns-refused", func() error {
+			// vip and fence no longer enter their own namespace; the unit
+			// grants no CAP_SYS_ADMIN, so setns(2) must be refused.
 			fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return err
 			}
 			defer unix.Close(fd)
-			return unix.Setns(fd, unix.CLONE_NEWNET)
+			return mustFail(unix.Setns(fd, unix.CLONE_NEWNET))
 		}},
 		{"autogroup-nice", func() error {
 			// What masterd run does first: its session's autogroup takes the
@@ -176,6 +203,9 @@ func main() {
 		{"no-new-namespaces", func() error {
 			if err := mustFail(unix.Unshare(unix.CLONE_NEWUTS)); err != nil {
 				return fmt.Errorf("uts: %w", err)
+			}
+			if err := mustFail(unix.Unshare(unix.CLONE_NEWNET)); err != nil {
+				return fmt.Errorf("net: %w", err)
 			}
 			return mustFail(unix.Unshare(unix.CLONE_NEWNS))
 		}},
