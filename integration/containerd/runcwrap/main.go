@@ -86,8 +86,8 @@ func controllers(path string) map[string]bool {
 }
 
 // trim removes the entries of linux.resources (cpu's weight and quota,
-// cpu's cpuset, memory, pids, blockIO, hugepageLimits) whose controller is
-// absent, and rewrites the file only if
+// cpu's cpuset, memory, pids, blockIO, hugepageLimits, unified files) whose
+// controller is absent, and rewrites the file only if
 // it removed something.
 func trim(config string, have map[string]bool) error {
 	b, err := os.ReadFile(config)
@@ -134,6 +134,16 @@ func trim(config string, have map[string]bool) error {
 	drop("pids", "pids")
 	drop("blockIO", "io")
 	drop("hugepageLimits", "hugetlb")
+	// unified holds raw cgroup v2 files (kubelet sets memory.low, for one):
+	// each names its controller before the dot.
+	if unified, ok := res["unified"].(map[string]any); ok {
+		for k := range unified {
+			if c, _, _ := strings.Cut(k, "."); c != "cgroup" && !have[c] {
+				delete(unified, k)
+				changed = true
+			}
+		}
+	}
 	if !changed {
 		return nil
 	}

@@ -27,7 +27,8 @@ func TestBundleOf(t *testing.T) {
 
 func TestTrim(t *testing.T) {
 	spec := `{"ociVersion":"1.2.0","linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],` +
-		`"cpu":{"shares":2,"cpus":"0"},"memory":{"limit":1048576},"pids":{"limit":10},"hugepageLimits":[{"pageSize":"2MB","limit":0}]}}}`
+		`"cpu":{"shares":2,"cpus":"0"},"memory":{"limit":1048576},"pids":{"limit":10},"hugepageLimits":[{"pageSize":"2MB","limit":0}],` +
+		`"unified":{"memory.low":"1","hugetlb.2MB.max":"0","cgroup.max.depth":"9"}}}}`
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.json")
 	if err := os.WriteFile(cfg, []byte(spec), 0o600); err != nil {
@@ -55,6 +56,9 @@ func TestTrim(t *testing.T) {
 		if _, ok := r[kept]; !ok {
 			t.Errorf("%s dropped although its controller is there: %s", kept, b)
 		}
+	}
+	if string(r["unified"]) != `{"cgroup.max.depth":"9","hugetlb.2MB.max":"0"}` {
+		t.Errorf("unified = %s, want memory.low dropped, the rest kept", r["unified"])
 	}
 	if string(r["cpu"]) != `{"cpus":"0"}` {
 		t.Errorf("cpu = %s, want the cpuset only", r["cpu"])

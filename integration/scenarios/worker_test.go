@@ -1,0 +1,291 @@
+package scenarios
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masterd/masterd/integration/images"
+	"github.com/masterd/masterd/integration/lab"
+)
+
+// TestWorkerRunsPods: a worker host (real systemd, containerd v2 built from
+// the module proxy, Debian's runc and CNI plugins, kubelet v1.37) joins a
+// one-master lab through the VIP: its Node turns Ready, a Pod of the echo
+// image (built here, imported without a registry) runs on it, and the pod
+// answers by its pod IP from the worker's namespace with its own name.
+//
+// The kubelet's client certificate is signed here with the cluster CA
+// (system:node:<name> in system:nodes); bootstrap tokens and kubeadm join
+// are the next step (issue 23).
+func TestWorkerRunsPods(t *testing.T) {
+	o := options(t)
+	if o.KubeBinDir == "" {
+		t.Skip("needs the kube binaries: run `make kube` (or set KUBE_BIN_DIR)")
+	}
+	for _, b := range []string{"kubelet", "kubeadm", "kube-proxy"} {
+		if _, err := os.Stat(filepath.Join(o.KubeBinDir, b)); err != nil {
+			t.Skipf("no %s in %s: run `make kube` (integration/kube/build.sh)", b, o.KubeBinDir)
+		}
+	}
+	ctrd := lab.FindContainerdBinDir()
+	if ctrd == "" {
+		t.Skip("no containerd v2 binaries: run integration/containerd/build.sh (or set CONTAINERD_BIN_DIR)")
+	}
+	for _, p := range []string{"/usr/sbin/runc", "/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/loopback"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%v: install the Debian packages runc and containernetworking-plugins (make deps)", err)
+		}
+	}
+	o.Masters = 1
+	o.Prefix = fmt.Sprintf("scwk%d", os.Getpid()%1000000)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+
+	set := images.DefaultSet()
+	set.KubeProxy, set.CoreDNS = "", ""
+	archives, err := set.Build(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrap := filepath.Join(set.CacheDir, "bin", "runcwrap")
+	if err := images.GoBinary(ctx, "", "github.com/masterd/masterd/integration/containerd/runcwrap", wrap); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	s := &scenarioLab{Lab: l, t: t}
+	s.dumpOnFailure(t)
+	s.waitReady(t, ctx, 5*time.Minute)
+
+	w, err := l.AddWorker(ctx, lab.WorkerOptions{
+		Index:            1,
+		ContainerdBinDir: ctrd,
+		RuncWrap:         wrap,
+		Images:           archives,
+		PauseImage:       set.Pause,
+		PodCIDR:          netip.MustParsePrefix("10.244.1.0/24"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("worker close: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			t.Logf("--- %s: journalctl -u kubelet\n%s", w.Name, w.Journal(c, "kubelet", 80))
+			t.Logf("--- %s: journalctl -u containerd\n%s", w.Name, w.Journal(c, "containerd", 40))
+		}
+	})
+	if out, err := w.Exec(ctx, "ctr", "-n", "k8s.io", "images", "ls", "-q"); err != nil || !strings.Contains(string(out), set.Echo) || !strings.Contains(string(out), set.Pause) {
+		t.Fatalf("images in containerd after import: %q (%v), want %s and %s", out, err, set.Pause, set.Echo)
+	}
+
+	m := l.Masters()[0]
+	caPEM, err := os.ReadFile(m.Host().Path("/var/lib/masterd/pki/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKeyPEM, err := os.ReadFile(m.Host().Path("/var/lib/masterd/pki/ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := nodeKubeconfig(caPEM, caKeyPEM, w.Name, "https://"+netip.AddrPortFrom(l.VIP(), 6443).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cfg := lab.KubeletConfig("/etc/kubernetes/pki/ca.crt", netip.MustParseAddr("10.96.0.10"), "cluster.local")
+	if err := w.StartKubelet(ctx, kubeconfig, caPEM, cfg, false); err != nil {
+		t.Fatal(err)
+	}
+	s.waitKubectlOutput(t, ctx, 3*time.Minute, "True",
+		"get", "node", w.Name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	figure(t, "kubelet started to Node %s Ready through the VIP: %.1fs", w.Name, time.Since(start).Seconds())
+
+	manifest := filepath.Join(l.Dir(), "echo-pod.yaml")
+	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: echo
+  namespace: default
+spec:
+  containers:
+  - name: echo
+    image: %s
+    imagePullPolicy: Never
+    ports:
+    - containerPort: 8080
+    readinessProbe:
+      httpGet:
+        path: /ready
+        port: 8080
+      periodSeconds: 1
+`, set.Echo)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The controller-manager creates the namespace's default ServiceAccount
+	// shortly after it starts; admission refuses pods until then.
+	s.waitKubectlOutput(t, ctx, 2*time.Minute, "default", "get", "serviceaccount", "default", "-o", "jsonpath={.metadata.name}")
+	if out, err := l.Kubectl(ctx, "apply", "-f", manifest); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	start = time.Now()
+	// Ready: running, and kubelet's readiness probe got an answer from the
+	// pod IP (the process listens some moments after it starts).
+	s.waitKubectlOutput(t, ctx, 3*time.Minute, "Running True", "get", "pod", "echo", "-o",
+		`jsonpath={.status.phase} {.status.conditions[?(@.type=="Ready")].status}`)
+	figure(t, "echo pod created to Ready on %s: %.1fs", w.Name, time.Since(start).Seconds())
+	out, err := l.Kubectl(ctx, "get", "pod", "echo", "-o", "jsonpath={.spec.nodeName} {.status.podIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 || f[0] != w.Name {
+		t.Fatalf("pod echo: node and IP %q, want it on %s with an IP", out, w.Name)
+	}
+	podIP, err := netip.ParseAddr(f[1])
+	if err != nil || !w.PodCIDR.Contains(podIP) {
+		t.Fatalf("pod IP %q (%v): want an address of %v", f[1], err, w.PodCIDR)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return w.Host().DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := client.Get("http://" + netip.AddrPortFrom(podIP, 8080).String() + "/hello")
+	if err != nil {
+		t.Fatalf("GET the echo pod at %s from %s's namespace: %v", podIP, w.Name, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "echo /hello" {
+		t.Fatalf("echo pod at %s answered %d %q (%v), want 200 \"echo /hello\" (its host name and the path)", podIP, resp.StatusCode, body, err)
+	}
+}
+
+// waitKubectlOutput retries kubectl until its trimmed output is want.
+func (s *scenarioLab) waitKubectlOutput(t *testing.T, ctx context.Context, d time.Duration, want string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last string
+	for {
+		out, err := s.Kubectl(ctx, args...)
+		last = strings.TrimSpace(string(out))
+		if err == nil && last == want {
+			return
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("kubectl %s: want %q within %v, last: %s", strings.Join(args, " "), want, d, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// nodeKubeconfig returns a kubeconfig for kubelet of node name with a client
+// certificate (CN system:node:<name>, O system:nodes) signed by the CA.
+func nodeKubeconfig(caPEM, caKeyPEM []byte, name, server string) ([]byte, error) {
+	cb, _ := pem.Decode(caPEM)
+	if cb == nil {
+		return nil, errors.New("ca.crt: no PEM block")
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca.crt: %w", err)
+	}
+	kb, _ := pem.Decode(caKeyPEM)
+	if kb == nil {
+		return nil, errors.New("ca.key: no PEM block")
+	}
+	var caKey crypto.Signer
+	if k, err := x509.ParsePKCS8PrivateKey(kb.Bytes); err == nil {
+		caKey, _ = k.(crypto.Signer)
+	} else if k, err := x509.ParseECPrivateKey(kb.Bytes); err == nil {
+		caKey = k
+	} else if k, err := x509.ParsePKCS1PrivateKey(kb.Bytes); err == nil {
+		caKey = k
+	}
+	if caKey == nil {
+		return nil, fmt.Errorf("ca.key: not a PKCS#8, EC or PKCS#1 private key (%s)", kb.Type)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("sign the node certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	enc := func(typ string, b []byte) string {
+		return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}))
+	}
+	return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: %s
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+contexts:
+- name: lab
+  context:
+    cluster: lab
+    user: %s
+current-context: lab
+`, server, base64.StdEncoding.EncodeToString(caPEM), "system:node:"+name,
+		enc("CERTIFICATE", der), enc("EC PRIVATE KEY", keyDER), "system:node:"+name)), nil
+}
