@@ -29,6 +29,7 @@ type Balancer struct {
 	ln       *net.TCPListener
 	backends []*backend
 	rr       atomic.Uint64 // rotates the start of the least-connections scan
+	limit    *limiter      // connection caps (limit.go)
 
 	mu      sync.Mutex
 	conns   map[*proxyConn]struct{}
@@ -110,6 +111,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Balancer, er
 		m:     m,
 		conns: map[*proxyConn]struct{}{},
 		done:  make(chan struct{}),
+		limit: newLimiter(cfg.MaxConns, cfg.MaxConnsPerSource),
 	}
 	for _, bc := range cfg.Backends {
 		m.initBackend(bc.Name)
@@ -284,9 +286,15 @@ func (lb *Balancer) acceptLoop(ctx context.Context) {
 			continue
 		}
 		backoff = 0
+		src := sourceAddr(c)
+		if reason := lb.limit.admit(src); reason != "" {
+			lb.reject(c, src, reason)
+			continue
+		}
 		lb.wg.Add(1)
 		go func() {
 			defer lb.wg.Done()
+			defer lb.limit.done(src)
 			lb.serve(ctx, c)
 		}()
 	}

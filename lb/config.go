@@ -47,6 +47,13 @@ type Config struct {
 	// counters are updated. Larger means fewer wake-ups per byte, smaller
 	// means fresher masterd_lb_bytes_total for long watches.
 	ChunkSize int64
+
+	// MaxConns caps the client connections open through the balancer at
+	// once, and MaxConnsPerSource those from one source address; past a
+	// cap a new connection is reset at once, counted and (rate-limited)
+	// logged. 0 means no cap.
+	MaxConns          int
+	MaxConnsPerSource int
 }
 
 // Backend is one kube-apiserver.
@@ -131,6 +138,17 @@ func DefaultConfig() Config {
 		// 256 KiB keeps splice rounds large for list responses while
 		// byte counters of watch streams stay fresh.
 		ChunkSize: 256 << 10,
+		// Each proxied connection costs two file descriptors, two
+		// goroutines and kernel socket buffers in masterd's own process.
+		// 20,000 is several times what a large cluster's kubelets,
+		// controllers and users keep open through the VIP (pods reach the
+		// apiservers through the kubernetes Service, not the VIP), and
+		// keeps the worst case near 40,000 descriptors and a few hundred MB.
+		MaxConns: 20000,
+		// One address rarely needs more than a few connections (a kubelet
+		// two or three); 1,000 leaves room for a NAT gateway in front of
+		// many users and stops one host from taking the whole cap.
+		MaxConnsPerSource: 1000,
 	}
 }
 
@@ -202,6 +220,15 @@ func (c Config) Validate() error {
 	}
 	if c.KeepAliveCount < 1 || c.KeepAliveCount > 127 {
 		bad("keepAliveCount: must be in 1..127, got %d", c.KeepAliveCount)
+	}
+	if c.MaxConns < 0 {
+		bad("maxConns: must be 0 (no cap) or positive, got %d", c.MaxConns)
+	}
+	if c.MaxConnsPerSource < 0 {
+		bad("maxConnsPerSource: must be 0 (no cap) or positive, got %d", c.MaxConnsPerSource)
+	}
+	if c.MaxConns > 0 && c.MaxConnsPerSource > c.MaxConns {
+		bad("maxConnsPerSource: %d is above maxConns %d", c.MaxConnsPerSource, c.MaxConns)
 	}
 	if c.ChunkSize < 4<<10 || c.ChunkSize > 16<<20 {
 		bad("chunkSize: must be in 4KiB..16MiB, got %d", c.ChunkSize)

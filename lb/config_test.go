@@ -43,6 +43,9 @@ func TestValidate(t *testing.T) {
 		{"sub-second keepalive", func(c *Config) { c.KeepAlive = 1500 * time.Millisecond }, []string{"keepAlive: must be whole seconds"}},
 		{"zero timings", func(c *Config) { c.DialTimeout, c.KeepAlive, c.KeepAliveCount, c.ChunkSize = 0, 0, 0, 0 },
 			[]string{"dialTimeout", "keepAlive:", "keepAliveCount", "chunkSize"}},
+		{"no connection caps are valid", func(c *Config) { c.MaxConns, c.MaxConnsPerSource = 0, 0 }, nil},
+		{"negative caps", func(c *Config) { c.MaxConns, c.MaxConnsPerSource = -1, -1 }, []string{"maxConns: must be 0", "maxConnsPerSource: must be 0"}},
+		{"a per-source cap above the global one", func(c *Config) { c.MaxConns, c.MaxConnsPerSource = 10, 20 }, []string{"maxConnsPerSource: 20 is above maxConns 10"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,6 +61,15 @@
 // voids the checks running at that moment: the backend comes back only
 // after Rise checks started after it have passed.
 //
+// # Connection caps
+//
+// The balancer runs inside masterd's process, so connections are capped:
+// MaxConns in all (20,000 by default) and MaxConnsPerSource from one source
+// address (1,000). A connection past a cap is reset as soon as it is
+// accepted, before any goroutine or dial is spent on it, and counted; the
+// log says so at most once per reason every 10 s, with the number it left
+// out. Other clients are served as before.
+//
 // # The copy path
 //
 // Each direction is an io.Copy between two *net.TCPConn, which Go turns into
@@ -99,4 +108,5 @@
 //	masterd_lb_bytes_total{backend,direction}               direction: to_backend, to_client
 //	masterd_lb_health_check_duration_seconds{backend,result} result: success, failure
 //	masterd_lb_marked_down_total{backend,reason}            reason: connect (failed dial), dead (MarkDown)
+//	masterd_lb_connections_rejected_total{reason}           reason: global, per_source (a cap reached)
 package lb

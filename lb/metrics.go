@@ -34,6 +34,7 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	checkDur *prometheus.HistogramVec
 	marked   *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,8 +64,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "masterd", Subsystem: "lb", Name: "marked_down_total",
 			Help: "Backends taken out of rotation between checks, by reason (connect: a connect failed; dead: the election reported its master dead).",
 		}, []string{"backend", "reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "masterd", Subsystem: "lb", Name: "connections_rejected_total",
+			Help: "Client connections reset at once because a cap was reached, by reason (global: maxConns; per_source: maxConnsPerSource).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.up, m.active, m.total, m.bytes, m.checkDur, m.marked} {
+	for _, r := range []string{rejectGlobal, rejectSource} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.up, m.active, m.total, m.bytes, m.checkDur, m.marked, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("lb: register metrics: %w", err)
 		}
