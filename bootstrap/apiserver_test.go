@@ -318,8 +318,15 @@ func testTLSBootstrap(t *testing.T, ctx context.Context, e *env) {
 	}
 	c := anonymous(e.caPEM)
 	srv := e.admin.Server()
-	code, body := call(c, "POST", srv+"/apis/authentication.k8s.io/v1/selfsubjectreviews", tok.String(),
-		[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
+	// The apiserver authenticates tokens from its informer's cache of
+	// Secrets: a token works once the watch has delivered it.
+	var code int
+	var body []byte
+	waitFor(t, "the new token known to the apiserver", nil, func() bool {
+		code, body = call(c, "POST", srv+"/apis/authentication.k8s.io/v1/selfsubjectreviews", tok.String(),
+			[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
+		return code != http.StatusUnauthorized
+	}, e.exited...)
 	if code != http.StatusCreated || !strings.Contains(string(body), `"system:bootstrap:`+tok.ID+`"`) || !strings.Contains(string(body), bootstrap.NodeBootstrapGroup) {
 		t.Fatalf("token authenticates as: %d %s", code, body)
 	}
@@ -561,16 +568,38 @@ func waitFor(t *testing.T, what string, exited <-chan error, cond func() bool, m
 	t.Fatalf("%s: timed out", what)
 }
 
-// kubeadmJoin runs `kubeadm join --dry-run` (preflight errors ignored: no
-// container runtime here) and returns its output.
-func kubeadmJoin(ctx context.Context, kubeadm, server, token, hash string) (string, error) {
+// kubeadmJoin runs `kubeadm join --dry-run` as its command line would
+// (preflight errors ignored: no container runtime here; discovery bounded
+// to discovery, through the JoinConfiguration the flags stand for) and
+// returns its output.
+func kubeadmJoin(ctx context.Context, kubeadm, server, token, hash, discovery string) (string, error) {
 	host, _ := bootstrap.HostPort(server)
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubeadm, "join", host, "--token", token, "--discovery-token-ca-cert-hash", hash,
-		"--dry-run", "--ignore-preflight-errors=all", "--node-name=w1", "-v=1")
-	cmd.Env = append(os.Environ(), "KUBEADM_JOIN_TIMEOUT=1m")
-	out, err := cmd.CombinedOutput()
+	dir, err := os.MkdirTemp("", "kubeadm-join-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	config := filepath.Join(dir, "join.yaml")
+	text := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: %q
+    token: %q
+    caCertHashes: [%q]
+  tlsBootstrapToken: %q
+nodeRegistration:
+  name: w1
+  ignorePreflightErrors: [all]
+timeouts:
+  discovery: %s
+`, host, token, hash, token, discovery)
+	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, kubeadm, "join", "--config", config, "--dry-run", "-v=1").CombinedOutput()
 	return string(out), err
 }
 
@@ -595,7 +624,7 @@ func testKubeadmJoinDryRun(t *testing.T, ctx context.Context, e *env, bin string
 	waitFor(t, "cluster-info signed for the join token", nil, func() bool {
 		return e.admin.Get(ctx, "/api/v1/namespaces/kube-public/configmaps/cluster-info", &cm) == nil && cm.Data["jws-kubeconfig-"+tok.ID] != ""
 	}, e.exited...)
-	out, err := kubeadmJoin(ctx, kubeadm, e.admin.Server(), tok.String(), hash)
+	out, err := kubeadmJoin(ctx, kubeadm, e.admin.Server(), tok.String(), hash, "60s")
 	if err != nil {
 		t.Logf("kubeadm join --dry-run:\n%s", out)
 		t.Fatalf("kubeadm join --dry-run: %v", err)
@@ -616,11 +645,35 @@ func testKubeadmJoinDryRun(t *testing.T, ctx context.Context, e *env, bin string
 		t.Logf("kubeadm join --dry-run:\n%s", out)
 	}
 
-	// A wrong CA hash: kubeadm refuses the cluster it found.
+	// Bad input fails with kubeadm's usual messages: a wrong CA hash, an
+	// expired token (the tokencleaner deleted it, the signer dropped its
+	// signature) and a token of another cluster.
 	wrong := "sha256:" + strings.Repeat("0", 64)
-	out, err = kubeadmJoin(ctx, kubeadm, e.admin.Server(), tok.String(), wrong)
+	out, err = kubeadmJoin(ctx, kubeadm, e.admin.Server(), tok.String(), wrong, "60s")
 	if err == nil || !strings.Contains(out, "none of the public keys") {
 		t.Errorf("kubeadm join with a wrong CA hash: %v\n%s", err, out)
+	}
+	expired, err := bootstrap.GenerateToken(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.admin.Create(ctx, "/api/v1/namespaces/kube-system/secrets", bootstrap.TokenSecret(expired, bootstrap.TokenOptions{TTL: time.Minute}, time.Now().Add(-time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := bootstrap.GenerateToken(rand.Reader)
+	for name, bad := range map[string]bootstrap.Token{"an expired token": expired, "a token of another cluster": other} {
+		// cluster-info never gets a signature for the token: discovery
+		// waits for one until its timeout. (In a dry run kubeadm then
+		// swaps in its placeholder token abcdef, whose signature is
+		// missing too: the message names that id.)
+		out, err = kubeadmJoin(ctx, kubeadm, e.admin.Server(), bad.String(), hash, "8s")
+		if err == nil || !strings.Contains(out, "could not find a JWS signature in the cluster-info ConfigMap") ||
+			strings.Contains(out, "This node has joined the cluster") {
+			t.Errorf("kubeadm join with %s: %v\n%s", name, err, out)
+		}
+		if !strings.Contains(out, `Waiting for the cluster-info ConfigMap to receive a JWS signature for token ID "`+bad.ID+`"`) {
+			t.Errorf("kubeadm join with %s did not look for its signature", name)
+		}
 	}
 }
 
@@ -683,7 +736,7 @@ func testTokenCommands(t *testing.T, ctx context.Context, e *env) {
 		waitFor(t, "cluster-info signed for the printed token", nil, func() bool {
 			return e.admin.Get(ctx, "/api/v1/namespaces/kube-public/configmaps/cluster-info", &cm) == nil && cm.Data["jws-kubeconfig-"+id] != ""
 		}, e.exited...)
-		jout, err := kubeadmJoin(ctx, kubeadm, "https://"+fields[2], fields[4], fields[6])
+		jout, err := kubeadmJoin(ctx, kubeadm, "https://"+fields[2], fields[4], fields[6], "60s")
 		if err != nil || !strings.Contains(jout, "This node has joined the cluster") {
 			t.Errorf("the printed join command (dry run): %v\n%s", err, jout)
 		}
@@ -700,7 +753,12 @@ func testTokenCommands(t *testing.T, ctx context.Context, e *env) {
 	// The kubeconfig works as a kubelet would use it: kubectl with it is
 	// the bootstrap user.
 	if kubectl := filepath.Join(filepath.Dir(os.Getenv(childEnv)), "kubectl"); fileExists(kubectl) {
-		kout, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+		var kout []byte
+		var err error
+		waitFor(t, "kubectl auth whoami with the bootstrap kubeconfig", nil, func() bool {
+			kout, err = exec.CommandContext(ctx, kubectl, "--kubeconfig", kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+			return !strings.Contains(string(kout), "Unauthorized") // the apiserver's cache has the new token
+		}, e.exited...)
 		if err != nil || !strings.HasPrefix(string(kout), "system:bootstrap:") {
 			t.Errorf("kubectl auth whoami with the bootstrap kubeconfig: %v %s", err, kout)
 		}
