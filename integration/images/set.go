@@ -130,3 +130,25 @@ func kubeProxyImage(ctx context.Context, name, binary string) (Image, error) {
 	lists = append(lists, links)
 	return Image{Name: name, Files: Merge(lists...), Entrypoint: []string{"/usr/local/bin/kube-proxy"}}, nil
 }
+
+// FindCoreDNS returns the coredns binary integration/images/coredns.sh
+// cached for $COREDNS_VERSION (default v1.14.6, kubeadm v1.37's), or "".
+func FindCoreDNS() string {
+	v := os.Getenv("COREDNS_VERSION")
+	if v == "" {
+		v = "v1.14.6"
+	}
+	cache := os.Getenv("MASTERD_CACHE")
+	if cache == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		cache = filepath.Join(d, "masterd")
+	}
+	p := filepath.Join(cache, "coredns", v, "coredns")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}

@@ -546,3 +546,42 @@ func FindContainerdBinDir() string {
 	}
 	return ""
 }
+
+// kubeletPatch is the patch kubeadm join applies to the KubeletConfiguration
+// it downloads from the cluster (kubeadm's --patches, target
+// kubeletconfiguration): the lab settings KubeletConfig explains.
+const kubeletPatch = `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+localStorageCapacityIsolation: false
+failSwapOn: false
+`
+
+// KubeadmJoin runs `kubeadm join` with args (as `masterd token create
+// --print-join-command` prints them, without the leading "kubeadm join") in
+// the worker and returns its output. The lab adds what this machine needs:
+// the kubelet patch above, the containerd socket, and SystemVerification
+// among the ignored preflight errors (kubeadm's system check wants the cpu,
+// memory and pids cgroup controllers, which a hybrid machine keeps in v1).
+// IP forwarding, which kubeadm's preflight requires, is turned on in the
+// worker's network namespace first.
+func (w *Worker) KubeadmJoin(ctx context.Context, args ...string) ([]byte, error) {
+	h := w.host
+	if err := h.WriteFile("/etc/kubernetes/lab-patches/kubeletconfiguration+merge.yaml", []byte(kubeletPatch), 0o644); err != nil {
+		return nil, err
+	}
+	if _, err := h.Exec(ctx, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
+		return nil, err
+	}
+	argv := append([]string{"kubeadm", "join"}, args...)
+	argv = append(argv, "--cri-socket", "unix:///run/containerd/containerd.sock",
+		"--patches", "/etc/kubernetes/lab-patches",
+		"--ignore-preflight-errors", "SystemVerification", "--v", "1")
+	out, err := h.Exec(ctx, argv...)
+	if err != nil {
+		return out, fmt.Errorf("lab: %s: kubeadm join: %w", w.Name, err)
+	}
+	return out, nil
+}

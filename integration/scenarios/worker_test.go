@@ -61,7 +61,11 @@ func TestWorkerRunsPods(t *testing.T) {
 	defer cancel()
 
 	set := images.DefaultSet()
-	set.KubeProxy, set.CoreDNS = "", ""
+	set.KubeBinDir = o.KubeBinDir
+	set.CoreDNSBinary = images.FindCoreDNS()
+	if set.CoreDNSBinary == "" {
+		t.Logf("no cached coredns binary (integration/images/coredns.sh): the CoreDNS image is not checked")
+	}
 	archives, err := set.Build(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -193,6 +197,62 @@ spec:
 	if err != nil || resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "echo /hello" {
 		t.Fatalf("echo pod at %s answered %d %q (%v), want 200 \"echo /hello\" (its host name and the path)", podIP, resp.StatusCode, body, err)
 	}
+
+	// The addon images run: kube-proxy and the programs its proxiers call
+	// (dynamically linked, their libraries copied into the image), and
+	// CoreDNS. Each container exits 0 or the pod fails.
+	tools := []string{
+		"kube-proxy", set.KubeProxy, "/usr/local/bin/kube-proxy", "--version",
+		"nft", set.KubeProxy, "/usr/sbin/nft", "--version",
+		"iptables", set.KubeProxy, "/usr/sbin/iptables", "--version",
+		"conntrack", set.KubeProxy, "/usr/sbin/conntrack", "--version",
+	}
+	if set.CoreDNSBinary != "" {
+		tools = append(tools, "coredns", set.CoreDNS, "/coredns", "-version")
+	}
+	var pod strings.Builder
+	pod.WriteString("apiVersion: v1\nkind: Pod\nmetadata:\n  name: image-tools\n  namespace: default\nspec:\n  restartPolicy: Never\n  containers:\n")
+	for i := 0; i < len(tools); i += 4 {
+		fmt.Fprintf(&pod, "  - name: %s\n    image: %s\n    imagePullPolicy: Never\n    command: [%q, %q]\n", tools[i], tools[i+1], tools[i+2], tools[i+3])
+	}
+	manifest = filepath.Join(l.Dir(), "image-tools.yaml")
+	if err := os.WriteFile(manifest, []byte(pod.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Kubectl(ctx, "apply", "-f", manifest); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	phase := s.waitPodDone(t, ctx, 3*time.Minute, "image-tools")
+	if phase != "Succeeded" {
+		out, _ := l.Kubectl(ctx, "get", "pod", "image-tools", "-o", "jsonpath={range .status.containerStatuses[*]}{.name}={.state}{\"\\n\"}{end}")
+		t.Fatalf("pod image-tools: %s, want Succeeded (every image's programs run):\n%s", phase, out)
+	}
+	if out, err := l.Kubectl(ctx, "logs", "image-tools", "-c", tools[len(tools)-4]); err == nil {
+		t.Logf("kubectl logs image-tools -c %s: %s", tools[len(tools)-4], strings.TrimSpace(string(out)))
+	} else {
+		t.Logf("kubectl logs (apiserver to kubelet) failed: %v", err)
+	}
+}
+
+// waitPodDone waits until the pod's phase is Succeeded or Failed and returns
+// it.
+func (s *scenarioLab) waitPodDone(t *testing.T, ctx context.Context, d time.Duration, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last string
+	for {
+		out, err := s.Kubectl(ctx, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+		last = strings.TrimSpace(string(out))
+		if err == nil && (last == "Succeeded" || last == "Failed") {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("pod %s did not finish within %v: phase %q (%v)", name, d, last, err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // waitKubectlOutput retries kubectl until its trimmed output is want.
@@ -288,4 +348,119 @@ contexts:
 current-context: lab
 `, server, base64.StdEncoding.EncodeToString(caPEM), "system:node:"+name,
 		enc("CERTIFICATE", der), enc("EC PRIVATE KEY", keyDER), "system:node:"+name)), nil
+}
+
+// TestWorkerKubeadmJoin: stock kubeadm join, with the command `masterd token
+// create --print-join-command` prints on a master, brings a worker up
+// through the VIP: first with a wrong CA hash (kubeadm refuses the cluster,
+// no Node appears), then as printed (Node Ready, a pod runs on it).
+func TestWorkerKubeadmJoin(t *testing.T) {
+	o := options(t)
+	if o.KubeBinDir == "" {
+		t.Skip("needs the kube binaries: run `make kube` (or set KUBE_BIN_DIR)")
+	}
+	for _, b := range []string{"kubelet", "kubeadm"} {
+		if _, err := os.Stat(filepath.Join(o.KubeBinDir, b)); err != nil {
+			t.Skipf("no %s in %s: run `make kube` (integration/kube/build.sh)", b, o.KubeBinDir)
+		}
+	}
+	ctrd := lab.FindContainerdBinDir()
+	if ctrd == "" {
+		t.Skip("no containerd v2 binaries: run integration/containerd/build.sh (or set CONTAINERD_BIN_DIR)")
+	}
+	o.Masters = 1
+	o.Prefix = fmt.Sprintf("scjn%d", os.Getpid()%1000000)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	set := images.DefaultSet()
+	set.KubeProxy, set.CoreDNS = "", ""
+	archives, err := set.Build(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrap := filepath.Join(set.CacheDir, "bin", "runcwrap")
+	if err := images.GoBinary(ctx, "", "github.com/masterd/masterd/integration/containerd/runcwrap", wrap); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	s := &scenarioLab{Lab: l, t: t}
+	s.dumpOnFailure(t)
+	s.waitReady(t, ctx, 5*time.Minute)
+	m := l.Masters()[0]
+	out, err := m.Exec(ctx, "masterd", "token", "create", "--print-join-command")
+	if err != nil {
+		if strings.Contains(string(out), "unknown command") {
+			t.Skipf("the installed package has no `masterd token`: build one from this tree (make package, or MASTERD_DEB=...): %v", err)
+		}
+		t.Fatal(err)
+	}
+	join := strings.Fields(strings.TrimSpace(string(out)))
+	if len(join) < 7 || join[0] != "kubeadm" || join[1] != "join" || join[2] != netip.AddrPortFrom(l.VIP(), 6443).String() {
+		t.Fatalf("join command %q: want kubeadm join %v:6443 --token ... --discovery-token-ca-cert-hash sha256:...", out, l.VIP())
+	}
+	t.Logf("join command: %s", strings.Join(join, " "))
+
+	w, err := l.AddWorker(ctx, lab.WorkerOptions{
+		Index:            1,
+		ContainerdBinDir: ctrd,
+		RuncWrap:         wrap,
+		Images:           archives,
+		PauseImage:       set.Pause,
+		PodCIDR:          netip.MustParsePrefix("10.244.1.0/24"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("worker close: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			t.Logf("--- %s: journalctl -u kubelet\n%s", w.Name, w.Journal(c, "kubelet", 80))
+		}
+	})
+
+	// A wrong CA hash: kubeadm refuses the cluster-info it fetched.
+	bad := append([]string(nil), join[2:]...)
+	for i := range bad {
+		if strings.HasPrefix(bad[i], "sha256:") {
+			bad[i] = "sha256:" + strings.Repeat("0", 64)
+		}
+	}
+	bctx, bcancel := context.WithTimeout(ctx, 3*time.Minute)
+	out, err = w.KubeadmJoin(bctx, bad...)
+	bcancel()
+	if err == nil || !strings.Contains(string(out), "none of the public keys") {
+		t.Fatalf("kubeadm join with a wrong CA hash: %v, want kubeadm's \"none of the public keys ... are pinned\":\n%s", err, out)
+	}
+	if out, err := l.Kubectl(ctx, "get", "node", w.Name, "-o", "name", "--ignore-not-found"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("after the refused join: node %q (%v), want none", out, err)
+	}
+
+	start := time.Now()
+	if out, err := w.KubeadmJoin(ctx, join[2:]...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	s.waitKubectlOutput(t, ctx, 3*time.Minute, "True",
+		"get", "node", w.Name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	figure(t, "kubeadm join to Node %s Ready through the VIP: %.1fs", w.Name, time.Since(start).Seconds())
+	kc, err := os.ReadFile(w.Host().Path("/etc/kubernetes/kubelet.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(kc), "https://"+netip.AddrPortFrom(l.VIP(), 6443).String()) {
+		t.Errorf("kubelet.conf written by kubeadm join does not name the VIP:\n%s", kc)
+	}
 }
