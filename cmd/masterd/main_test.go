@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/masterd/masterd/internal/cli"
 )
@@ -99,6 +101,25 @@ metrics: {listen: "`+addr+`"}
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// /status: lowerCamel keys only, and `masterd status` decodes it into
+	// the agent's own types.
+	out, err := exec.Command(bin, "status", "--addr", addr, "--json").Output()
+	if err != nil {
+		t.Fatalf("masterd status --json: %v", err)
+	}
+	var doc any
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("status --json is no JSON: %v\n%s", err, out)
+	}
+	if bad := upperKeys(doc, ""); len(bad) > 0 {
+		t.Errorf("/status keys not lowerCamel: %v\n%s", bad, out)
+	}
+	out, err = exec.Command(bin, "status", "--addr", addr).CombinedOutput()
+	for _, want := range []string{"node solo  ready", "ROLE", "etcd: member ", "healthy", "certificates: "} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("masterd status: %v, lacks %q:\n%s", err, want, out)
+		}
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:
@@ -111,4 +132,24 @@ metrics: {listen: "`+addr+`"}
 	if !strings.Contains(stderr.String(), "msg=stopped") {
 		t.Errorf("no clean stop logged:\n%s", stderr.String())
 	}
+}
+
+// upperKeys returns the path of every object key of the JSON document v that
+// starts with an upper-case letter.
+func upperKeys(v any, path string) []string {
+	var bad []string
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if k != "" && unicode.IsUpper(rune(k[0])) {
+				bad = append(bad, path+"."+k)
+			}
+			bad = append(bad, upperKeys(e, path+"."+k)...)
+		}
+	case []any:
+		for _, e := range x {
+			bad = append(bad, upperKeys(e, path+"[]")...)
+		}
+	}
+	return bad
 }
