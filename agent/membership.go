@@ -455,7 +455,7 @@ func AdvanceMembership(ctx context.Context, cli *clientv3.Client, cfg Config) (M
 			}
 			return r, "", nil
 		case etcdembed.MemberUnstarted:
-			return r, fmt.Sprintf("the new master %s to start (masterd join)", c.Name), nil
+			return r, fmt.Sprintf("the new master %s to start (masterd with an empty data dir)", c.Name), nil
 		case etcdembed.MemberLearner:
 			return r, fmt.Sprintf("the etcd learner %s to catch up and be promoted", c.Name), nil
 		}

@@ -549,3 +549,82 @@ func TestRestoredSnapshotMakesTheMasterTheOnlyVoter(t *testing.T) {
 		t.Errorf("member list after the restore: %v\n%s", err, out)
 	}
 }
+
+// masterd member replace m3 m4 ADDRESS: m3 goes (remove, waited for), m4 at a
+// new name and address comes (add, waited for once m4 runs).
+func TestMemberReplaceThroughTheCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs daemons")
+	}
+	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
+	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
+		t.Fatalf("masterd init: %v\n%s", err, out)
+	}
+	for i := 1; i <= 3; i++ {
+		mc.seed = append(mc.seed, newDaemon(i))
+	}
+	t.Cleanup(func() {
+		for _, d := range mc.ds {
+			mc.stop(d)
+		}
+		if t.Failed() {
+			for _, d := range mc.ds {
+				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
+			}
+		}
+	})
+	for _, d := range mc.seed {
+		mc.start(d, mc.seed)
+	}
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(120 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 120s", what)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	poll("every master ready on epoch 1", func() bool {
+		for _, d := range mc.ds {
+			if m, ready, err := d.electionMembership(); err != nil || !ready || m.Epoch != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	replace := exec.Command(mc.bin, "member", "replace", "m3", "m4", "127.0.0.54", "--timeout", "3m", "--config", filepath.Join(mc.dir, "m1.yaml"))
+	out := &lockedBuffer{}
+	replace.Stdout, replace.Stderr = out, out
+	start := time.Now()
+	if err := replace.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- replace.Wait() }()
+	// Once the add of m4 is published, m3 is out: stop it, start m4.
+	poll("replace reaches the add of m4", func() bool { return strings.Contains(out.String(), "adding m4") })
+	mc.stop(mc.ds["m3"])
+	delete(mc.ds, "m3")
+	m4 := newDaemon(4)
+	mc.start(m4, []*daemon{mc.seed[0], mc.seed[1], m4})
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(out.String(), "epoch 5, voters m1,m2,m4") {
+			t.Fatalf("member replace: %v\n%s", err, out.String())
+		}
+	case <-time.After(4 * time.Minute):
+		replace.Process.Kill()
+		t.Fatalf("member replace did not finish:\n%s", out.String())
+	}
+	t.Logf("member replace m3 m4 took %.1fs:\n%s", time.Since(start).Seconds(), out.String())
+	poll("m1, m2, m4 on epoch 5 with 3 voters", func() bool {
+		for _, d := range mc.ds {
+			if m, ready, err := d.electionMembership(); err != nil || !ready || m.Epoch != 5 || len(m.Voters) != 3 || len(m.Old) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
