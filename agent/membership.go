@@ -27,7 +27,7 @@ import (
 //
 //	add NAME ADDR:   validate → publish joint (Voters old∪{NAME}, Old old, epoch+1,
 //	                 Change add) → etcd learner for ADDR → the new master starts
-//	                 (masterd join), its etcd member catches up and promotes
+//	                 (empty data dir), its etcd member catches up and promotes
 //	                 itself → a quorum of the joint epoch reports Settled →
 //	                 publish final (Voters old∪{NAME}, epoch+2)
 //	remove NAME:     validate (quorum kept) → publish joint (Voters old−{NAME},
@@ -262,7 +262,7 @@ func etcdPeer(name, addr string) (etcdembed.Peer, error) {
 
 // AddMaster starts adding master name at addr: it checks the cluster is
 // healthy, publishes the joint membership and registers the etcd learner.
-// The new master then starts (masterd join) and the daemons finish the
+// The new master then starts (empty data dir) and the daemons finish the
 // change (AdvanceMembership); WaitMembership waits for that. Running it
 // again for the same name and address resumes an interrupted add.
 func AddMaster(ctx context.Context, cli *clientv3.Client, cfg Config, name, addr string) (MembershipRecord, error) {
