@@ -166,11 +166,35 @@ func AdminClient(cfg Config) (*bootstrap.Client, *bootstrap.Credentials, error) 
 	return bootstrap.NewClientFromKubeconfig(path)
 }
 
-// runNodes publishes what nodes need and reconciles the addons every
-// nc.ReconcileInterval until ctx ends. It runs on the controller-manager
-// role's holder only, under the term's context (cancelled when the term is
-// lost), so one master at a time writes; a failed round is logged and
-// retried at the next tick.
+// ReconcileNodes is one round of runNodes: with this master's admin
+// credentials, publish what nodes need (bootstrap.Publish) and apply the
+// addons (addons.Reconcile); it returns the objects it changed.
+func ReconcileNodes(ctx context.Context, cfg Config, nc NodesConfig) ([]string, error) {
+	c, cr, err := AdminClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	cluster, err := NodesCluster(cfg, nc, cr.CAPEM)
+	if err != nil {
+		return nil, err
+	}
+	ac, err := NodesAddons(cfg, nc)
+	if err != nil {
+		return nil, err
+	}
+	changed, err := bootstrap.Publish(ctx, c, cluster)
+	if err != nil {
+		return changed, err
+	}
+	more, err := addons.Reconcile(ctx, c, ac)
+	return append(changed, more...), err
+}
+
+// runNodes runs ReconcileNodes every nc.ReconcileInterval until ctx ends.
+// It runs on the controller-manager role's holder only, under the term's
+// context (cancelled when the term is lost), so one master at a time
+// writes; a failed round is logged and retried at the next tick.
 //
 //lint:ignore U1000 wired by the lead into the controller-manager role's acquire
 func runNodes(ctx context.Context, n *node, nc NodesConfig) {
@@ -178,37 +202,16 @@ func runNodes(ctx context.Context, n *node, nc NodesConfig) {
 		return
 	}
 	log := n.log.With("component", "nodes")
-	round := func() error {
-		c, cr, err := AdminClient(n.cfg)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		cluster, err := NodesCluster(n.cfg, nc, cr.CAPEM)
-		if err != nil {
-			return err
-		}
-		ac, err := NodesAddons(n.cfg, nc)
-		if err != nil {
-			return err
-		}
-		rctx, cancel := context.WithTimeout(ctx, nc.ReconcileInterval.D())
-		defer cancel()
-		changed, err := bootstrap.Publish(rctx, c, cluster)
-		if err != nil {
-			return err
-		}
-		more, err := addons.Reconcile(rctx, c, ac)
-		changed = append(changed, more...)
-		if len(changed) > 0 {
-			log.Info("nodes objects applied", "changed", strings.Join(changed, ", "))
-		}
-		return err
-	}
 	t := time.NewTicker(nc.ReconcileInterval.D())
 	defer t.Stop()
 	for {
-		if err := round(); err != nil && ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, nc.ReconcileInterval.D())
+		changed, err := ReconcileNodes(rctx, n.cfg, nc)
+		cancel()
+		if len(changed) > 0 {
+			log.Info("nodes objects applied", "changed", strings.Join(changed, ", "))
+		}
+		if err != nil && ctx.Err() == nil {
 			log.Warn("nodes reconcile failed", "err", err)
 		}
 		select {

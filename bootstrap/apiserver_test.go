@@ -22,12 +22,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/masterd/masterd/addons"
+	"github.com/masterd/masterd/agent"
 	"github.com/masterd/masterd/bootstrap"
 	"github.com/masterd/masterd/pki"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -141,6 +143,7 @@ func TestNodeBootstrapChild(t *testing.T) {
 	t.Run("kubeadm token list reads masterd's tokens", func(t *testing.T) { testKubeadmTokenList(t, ctx, e, bin) })
 	t.Run("kubeadm join --dry-run discovers the cluster through the VIP", func(t *testing.T) { testKubeadmJoinDryRun(t, ctx, e, bin) })
 	t.Run("masterd token create, list and delete as users run them", func(t *testing.T) { testTokenCommands(t, ctx, e) })
+	t.Run("the agent's round publishes and reconciles from masterd.yaml, then changes nothing", func(t *testing.T) { testAgentRound(t, ctx, e) })
 }
 
 func startControlPlane(t *testing.T, bin string) *env {
@@ -776,3 +779,33 @@ func testTokenCommands(t *testing.T, ctx context.Context, e *env) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func testAgentRound(t *testing.T, ctx context.Context, e *env) {
+	masterdCmd(t, ctx, e, "version") // writes masterd.yaml
+	cfg, err := agent.LoadConfig(filepath.Join(e.dataDir, "masterd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := agent.DefaultNodesConfig()
+	nc.CoreDNS.Image = "mirror.lab:5000/coredns:v1.14.6"
+	changed, err := agent.ReconcileNodes(ctx, cfg, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Earlier subtests applied everything with the default images (and
+	// another kube-proxy image): the round puts back masterd.yaml's.
+	t.Logf("first round changed %v", changed)
+	if !slices.Contains(changed, "Deployment kube-system/coredns") || !slices.Contains(changed, "DaemonSet kube-system/kube-proxy") {
+		t.Errorf("first round changed %v, want the coredns Deployment and the kube-proxy DaemonSet", changed)
+	}
+	if again, err := agent.ReconcileNodes(ctx, cfg, nc); err != nil || len(again) != 0 {
+		t.Errorf("second round changed %v (%v), want nothing", again, err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := e.admin.Get(ctx, "/api/v1/namespaces/kube-system/configmaps/kube-proxy", &cm); err != nil ||
+		!strings.Contains(cm.Data["kubeconfig.conf"], "server: https://"+vipAddr+":6443\n") {
+		t.Errorf("kube-proxy kubeconfig from the agent's round: %q (%v), want the VIP", cm.Data["kubeconfig.conf"], err)
+	}
+}
