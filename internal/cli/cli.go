@@ -88,6 +88,7 @@ configuration.`,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetVersionTemplate(b.String() + "\n")
+	root.Flags().BoolP("version", "v", false, "print version, revision and Go version (as masterd version)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
 	root.SetUsageTemplate(usageTemplate)
 	root.SetHelpCommand(newHelpCmd())
