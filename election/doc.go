@@ -97,19 +97,24 @@
 // lie within [1−ε, 1+ε] of true time (Config.Drift, DefaultDrift = 1000
 // ppm); clock offsets do not matter. T_detect (Timing.DetectSlack) bounds how
 // late the deadline check may run and T_release (Timing.ReleaseSlack) how
-// long releasing takes. Timing.Validate enforces LeaseDuration >
-// RenewDeadline > RetryPeriod and the safety inequality
+// long releasing takes. Timing.Problems (and Validate, and the agent's
+// configuration check, which use it) enforces client-go's RenewDeadline >
+// 1.2·RetryPeriod and the safety inequality (which implies LeaseDuration >
+// RenewDeadline)
 //
 //	LeaseDuration ≥ RenewDeadline·(1+ε)/(1−ε) + (1+ε)·(T_detect + T_release)
 //
 // RetryPeriod affects only liveness: RenewDeadline ≥ (k+1)·RetryPeriod + RTT
 // tolerates k lost rounds.
 //
-// Profiles: DefaultVIPTiming 800ms/500ms/100ms (about 1 s failover),
-// FastVIPTiming 250ms/150ms/30ms (its small slack is only honest with the
-// kernel nftables fence, which the agent must check is installed), and
-// DefaultUnitTiming 15s/10s/2s for scheduler and controller-manager (the
-// unit's control group must be killed within ReleaseSlack).
+// Profiles (timing.go, the one definition of roles, profiles and slack):
+// DefaultVIPTiming 800ms/500ms/100ms (about 1 s failover), FastVIPTiming
+// 250ms/150ms/30ms (its small slack is only honest with the kernel nftables
+// fence, which the agent must check is installed), and DefaultUnitTiming
+// 15s/10s/2s for scheduler and controller-manager (the unit's control group
+// must be killed within ReleaseSlack). The slack budgets: VIPSlack 100+150
+// ms, FencedVIPSlack 40+40 ms (the vip role with the fence, whatever the
+// profile; RoleSlack picks), UnitSlack 0.5+4 s.
 //
 // # Safety argument
 //
