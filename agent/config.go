@@ -30,8 +30,14 @@ type Config struct {
 	Roles      RolesConfig      `yaml:"roles" doc:"lease timings of the leader-only components"`
 	Etcd       EtcdConfig       `yaml:"etcd" doc:"the embedded etcd member"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes" doc:"the control-plane components masterd supervises"`
+	Firewall   FirewallConfig   `yaml:"firewall" doc:"nftables allow-list of the masters' internal ports"`
 	Metrics    MetricsConfig    `yaml:"metrics" doc:"HTTP endpoint for /metrics, /healthz, /readyz and /status"`
 	Log        LogConfig        `yaml:"log" doc:"logging to stderr (journald)"`
+}
+
+// FirewallConfig configures the allow-list of the gossip and etcd peer ports.
+type FirewallConfig struct {
+	Enabled bool `yaml:"enabled" doc:"drop packets to the gossip port (TCP, UDP) and the etcd peer port unless they come from a master (the membership record, peers, the VIP); an nftables table inet masterd_allow"`
 }
 
 // Peer is one master.
@@ -219,8 +225,11 @@ func DefaultConfig() Config {
 			// Metadata-level audit with kubeadm's documented rotation values.
 			Audit: AuditConfig{Enabled: true, Path: "/var/log/masterd/kube-apiserver-audit.log", MaxAgeDays: 30, MaxBackups: 10, MaxSizeMB: 100},
 		},
-		Metrics: MetricsConfig{Listen: "127.0.0.1:9990"},
-		Log:     LogConfig{Format: "text", Level: "info"},
+		// Only masters need those ports; memberlist buffers a stranger's
+		// stream before it checks the key (issue 25).
+		Firewall: FirewallConfig{Enabled: true},
+		Metrics:  MetricsConfig{Listen: "127.0.0.1:9990"},
+		Log:      LogConfig{Format: "text", Level: "info"},
 	}
 }
 

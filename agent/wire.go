@@ -39,6 +39,7 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		Gatherer:   prometheus.Gatherers{reg, libraryGatherer{prometheus.DefaultGatherer}},
 		Components: []Component{pkiC, joinGate{n: shared}, etcdC},
 	}
+	n.Components = append(n.Components, &firewallComponent{n: shared, etcd: etcdC}) // H4, issue 25
 	el := &electionComponent{n: shared, handlers: map[string]roleHandler{}, health: map[string]healthSource{}}
 	if cfg.VIP.Enabled {
 		// etcd's leader is kept off the VIP holder (see leaderAway).
