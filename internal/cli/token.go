@@ -135,8 +135,7 @@ func printTokens(w io.Writer, list []bootstrap.TokenInfo, now time.Time) {
 			expires = t.Expires.UTC().Format(time.RFC3339)
 			ttl = "<invalid>"
 			if !t.Expired(now) {
-				ttl = t.Expires.Sub(now).Round(time.Minute).String()
-				ttl = strings.TrimSuffix(ttl, "0s")
+				ttl = shortDuration(t.Expires.Sub(now))
 			}
 		}
 		desc := t.Description
@@ -146,4 +145,19 @@ func printTokens(w io.Writer, list []bootstrap.TokenInfo, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, ttl, expires, strings.Join(t.Usages, ","), desc, strings.Join(t.Groups, ","))
 	}
 	tw.Flush()
+}
+
+// shortDuration is d in its largest whole unit, as kubeadm token list
+// shows a TTL: 45s, 59m, 23h, 6d.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
 }
