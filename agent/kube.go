@@ -21,6 +21,9 @@ type kubeComponent struct {
 	sup *units.Supervisor
 	// unit names by role; "" for the apiserver's key.
 	apiserver, scheduler, controllerManager string
+	// leases are the leader-only units' Leases, by unit name, handed over
+	// before the unit starts (managed mode; see kubelease.go).
+	leases map[string]kubeLease
 }
 
 func (c *kubeComponent) Name() string { return "kube" }
@@ -144,6 +147,11 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 			}
 			got[name] = &d
 		}
+		kc := n.cfg.Kubernetes
+		c.leases = map[string]kubeLease{
+			units.SchedulerUnit:         componentLease("kube-scheduler", n.files.SchedulerConf, kc.Scheduler.ExtraArgs),
+			units.ControllerManagerUnit: componentLease("kube-controller-manager", n.files.ControllerManagerConf, kc.ControllerManager.ExtraArgs),
+		}
 		apiserver = units.Unit{Name: units.APIServerUnit, Definition: got["kube-apiserver"]}
 		scheduler = units.Unit{Name: units.SchedulerUnit, LeaderOnly: true, Definition: got["kube-scheduler"]}
 		controllerManager = units.Unit{Name: units.ControllerManagerUnit, LeaderOnly: true, Definition: got["kube-controller-manager"]}
@@ -244,6 +252,9 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 	go func() {
 		defer close(done)
 		t := time.Now()
+		if lease, ok := l.c.leases[name]; ok {
+			l.handOver(ctx, lease, name, term)
+		}
 		if err := l.c.sup.Start(ctx, name, term); err != nil {
 			if ctx.Err() == nil {
 				l.c.n.log.Error("leader unit start failed", "component", "kube", "unit", name, "term", term, "err", err)
@@ -252,6 +263,21 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 		}
 		l.c.n.log.Info("leader unit healthy", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
 	}()
+}
+
+// handOver releases the unit's Lease for its previous instance, dead since
+// the role moved, so the instance about to start acquires at once. A
+// failure costs only time: the instance then waits the Lease out.
+func (l *leaderUnit) handOver(ctx context.Context, lease kubeLease, unit string, term uint64) {
+	t := time.Now()
+	prev, err := lease.handOver(ctx)
+	log := l.c.n.log.With("component", "kube", "unit", unit, "term", term, "lease", lease.namespace+"/"+lease.name)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		log.Warn("kube lease not handed over, the component waits it out", "err", err, "seconds", time.Since(t).Seconds())
+	case err == nil && prev != "":
+		log.Info("kube lease handed over", "previous_holder", prev, "seconds", time.Since(t).Seconds())
+	}
 }
 
 func (l *leaderUnit) release(ctx context.Context, term uint64) error {
