@@ -18,7 +18,9 @@
 // auth-extra-groups system:bootstrappers:kubeadm:default-node-token. The
 // apiserver accepts them with --enable-bootstrap-token-auth; the
 // controller-manager's tokencleaner deletes expired ones and its
-// bootstrapsigner signs cluster-info with each signing token.
+// bootstrapsigner signs cluster-info with each signing token. A new token
+// authenticates once the apiserver's cache of Secrets has it (its watch,
+// normally milliseconds), and kubeadm join waits for its signature.
 //
 // # What kubeadm join reads
 //
