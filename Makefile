@@ -57,6 +57,12 @@ deps:
 kube:
 	@integration/kube/build.sh $(KUBE_VERSION) >/dev/null
 
+# containerd builds containerd v2, ctr and containerd-shim-runc-v2 (the lab's
+# workers; Debian's containerd 1.6 is too old for kubelet v1.37) and the
+# coredns binary from the Go module proxy, cached by version (first run: ~15 min).
+containerd:
+	@integration/containerd/build.sh >/dev/null && integration/images/coredns.sh >/dev/null
+
 # Packages run one at a time (-p 1): several of them boot labs of real
 # systemd hosts with etcd and kube-apiserver, and two such labs at once on a
 # 2-core machine turn timing assertions of the scenarios into load tests.

@@ -575,7 +575,17 @@ func (w *Worker) KubeadmJoin(ctx context.Context, args ...string) ([]byte, error
 	if _, err := h.Exec(ctx, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
 		return nil, err
 	}
-	argv := append([]string{"kubeadm", "join"}, args...)
+	// kubeadm runs under timeout inside the worker: ending nsenter when ctx
+	// ends would leave kubeadm running (it retries discovery for minutes)
+	// and holding the output pipe.
+	limit := 300 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		limit = time.Until(d) - 2*time.Second
+	}
+	if limit < time.Second {
+		return nil, fmt.Errorf("lab: %s: kubeadm join: no time left (%w)", w.Name, context.DeadlineExceeded)
+	}
+	argv := append([]string{"timeout", "--kill-after=5", fmt.Sprintf("%.0f", limit.Seconds()), "kubeadm", "join"}, args...)
 	argv = append(argv, "--cri-socket", "unix:///run/containerd/containerd.sock",
 		"--patches", "/etc/kubernetes/lab-patches",
 		"--ignore-preflight-errors", "SystemVerification", "--v", "1")

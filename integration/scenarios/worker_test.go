@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/masterd/masterd/bootstrap"
 	"github.com/masterd/masterd/integration/images"
 	"github.com/masterd/masterd/integration/lab"
 )
@@ -348,4 +350,163 @@ contexts:
 current-context: lab
 `, server, base64.StdEncoding.EncodeToString(caPEM), "system:node:"+name,
 		enc("CERTIFICATE", der), enc("EC PRIVATE KEY", keyDER), "system:node:"+name)), nil
+}
+
+// TestWorkerKubeadmJoin: stock kubeadm join, with the command `masterd token
+// create --print-join-command` prints on a master, brings a worker up
+// through the VIP: first with a wrong CA hash (kubeadm refuses the cluster,
+// no Node appears), then as printed (Node Ready, kubelet.conf names the VIP).
+//
+// The objects kubeadm join reads are package bootstrap's (bootstrap.Objects),
+// applied here with kubectl: the agent's loop that publishes them
+// (agent.runNodes) is not started by the daemon yet. Once it is, the apply
+// below only re-applies what the masters already published.
+func TestWorkerKubeadmJoin(t *testing.T) {
+	o := options(t)
+	if o.KubeBinDir == "" {
+		t.Skip("needs the kube binaries: run `make kube` (or set KUBE_BIN_DIR)")
+	}
+	for _, b := range []string{"kubelet", "kubeadm"} {
+		if _, err := os.Stat(filepath.Join(o.KubeBinDir, b)); err != nil {
+			t.Skipf("no %s in %s: run `make kube` (integration/kube/build.sh)", b, o.KubeBinDir)
+		}
+	}
+	ctrd := lab.FindContainerdBinDir()
+	if ctrd == "" {
+		t.Skip("no containerd v2 binaries: run integration/containerd/build.sh (or set CONTAINERD_BIN_DIR)")
+	}
+	o.Masters = 1
+	o.Prefix = fmt.Sprintf("scjn%d", os.Getpid()%1000000)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	set := images.DefaultSet()
+	set.KubeProxy, set.CoreDNS = "", ""
+	archives, err := set.Build(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrap := filepath.Join(set.CacheDir, "bin", "runcwrap")
+	if err := images.GoBinary(ctx, "", "github.com/masterd/masterd/integration/containerd/runcwrap", wrap); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	s := &scenarioLab{Lab: l, t: t}
+	s.dumpOnFailure(t)
+	s.waitReady(t, ctx, 5*time.Minute)
+	m := l.Masters()[0]
+	out, err := m.Exec(ctx, "masterd", "token", "create", "--print-join-command")
+	if err != nil {
+		if strings.Contains(string(out), "unknown command") {
+			t.Skipf("the installed package has no `masterd token`: build one from this tree (make package, or MASTERD_DEB=...): %v", err)
+		}
+		t.Fatal(err)
+	}
+	join := strings.Fields(strings.TrimSpace(string(out)))
+	if len(join) < 7 || join[0] != "kubeadm" || join[1] != "join" || join[2] != netip.AddrPortFrom(l.VIP(), 6443).String() {
+		t.Fatalf("join command %q: want kubeadm join %v:6443 --token ... --discovery-token-ca-cert-hash sha256:...", out, l.VIP())
+	}
+	t.Logf("join command: kubeadm join %s --token <redacted> ...", join[2])
+	publishForJoin(t, ctx, s, m)
+
+	w, err := l.AddWorker(ctx, lab.WorkerOptions{
+		Index:            1,
+		ContainerdBinDir: ctrd,
+		RuncWrap:         wrap,
+		Images:           archives,
+		PauseImage:       set.Pause,
+		PodCIDR:          netip.MustParsePrefix("10.244.1.0/24"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("worker close: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			t.Logf("--- %s: journalctl -u kubelet\n%s", w.Name, w.Journal(c, "kubelet", 80))
+		}
+	})
+
+	// A wrong CA hash: kubeadm refuses the cluster-info it fetched.
+	bad := append([]string(nil), join[2:]...)
+	for i := range bad {
+		if strings.HasPrefix(bad[i], "sha256:") {
+			bad[i] = "sha256:" + strings.Repeat("0", 64)
+		}
+	}
+	bctx, bcancel := context.WithTimeout(ctx, 3*time.Minute)
+	out, err = w.KubeadmJoin(bctx, bad...)
+	bcancel()
+	if err == nil || !strings.Contains(string(out), "none of the public keys") {
+		t.Fatalf("kubeadm join with a wrong CA hash: %v, want kubeadm's \"none of the public keys ... are pinned\":\n%s", err, out)
+	}
+	if out, err := l.Kubectl(ctx, "get", "node", w.Name, "-o", "name", "--ignore-not-found"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("after the refused join: node %q (%v), want none", out, err)
+	}
+
+	start := time.Now()
+	if out, err := w.KubeadmJoin(ctx, join[2:]...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	s.waitKubectlOutput(t, ctx, 3*time.Minute, "True",
+		"get", "node", w.Name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	figure(t, "kubeadm join to Node %s Ready through the VIP: %.1fs", w.Name, time.Since(start).Seconds())
+	kc, err := os.ReadFile(w.Host().Path("/etc/kubernetes/kubelet.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(kc), "https://"+netip.AddrPortFrom(l.VIP(), 6443).String()) {
+		t.Errorf("kubelet.conf written by kubeadm join does not name the VIP:\n%s", kc)
+	}
+}
+
+// publishForJoin applies bootstrap.Objects for the lab's cluster through
+// kubectl (server-side apply, field manager masterd, as the agent does).
+func publishForJoin(t *testing.T, ctx context.Context, s *scenarioLab, m *lab.Master) {
+	t.Helper()
+	caPEM, err := os.ReadFile(m.Host().Path("/var/lib/masterd/pki/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := bootstrap.Objects(bootstrap.Cluster{
+		Server:            "https://" + netip.AddrPortFrom(s.VIP(), 6443).String(),
+		CAPEM:             caPEM,
+		KubernetesVersion: "v1.37.2",
+		ClusterName:       "kubernetes",
+		ServiceCIDR:       netip.MustParsePrefix("10.96.0.0/12"),
+		ClusterDomain:     "cluster.local",
+		ImageRepository:   "registry.k8s.io",
+		CgroupDriver:      "cgroupfs",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := make([]any, len(objs))
+	for i, o := range objs {
+		items[i] = o
+	}
+	b, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(s.Dir(), "bootstrap-objects.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.Kubectl(ctx, "apply", "--server-side", "--force-conflicts", "--field-manager", "masterd", "-f", p); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
 }
