@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,8 +107,9 @@ func takeoverTrial(t *testing.T, ctx context.Context, s *scenarioLab, role strin
 		}
 	}
 	polls := map[string]*leasePoller{}
+	oldID := map[string]string{}
 	for _, c := range watched {
-		s.waitLeaseHost(t, ctx, observer, c.lease, victim.Name)
+		oldID[c.lease] = s.waitLeaseHost(t, ctx, observer, c.lease, victim.Name)
 		polls[c.lease] = s.pollLease(ctx, observer, c.lease)
 	}
 	time.Sleep(time.Second)
@@ -118,7 +120,10 @@ func takeoverTrial(t *testing.T, ctx context.Context, s *scenarioLab, role strin
 	goneAt := time.Now()
 	for _, c := range watched {
 		p := polls[c.lease]
-		newRec := p.waitHostNot(t, victim.Name, 90*time.Second)
+		// The new instance may run on the victim again (masterd restarted
+		// there after a SIGKILL and won the role back): a new instance is
+		// a new identity (hostname_uuid).
+		newRec := p.waitHolderNot(t, oldID[c.lease], 90*time.Second)
 		time.Sleep(2 * time.Second) // transitions after the takeover, if any
 		recs := p.Stop()
 		newHost := leaseHost(newRec.holder)
@@ -133,7 +138,7 @@ func takeoverTrial(t *testing.T, ctx context.Context, s *scenarioLab, role strin
 			trail = append(trail, fmt.Sprintf("%.3fs %q", r.at.Sub(t0).Seconds(), r.holder))
 			if r.holder == newRec.holder {
 				seenNew = true
-			} else if seenNew && leaseHost(r.holder) == victim.Name {
+			} else if seenNew && r.holder == oldID[c.lease] {
 				t.Errorf("%s: holderIdentity went back to the old instance %q after %q held it", c.lease, r.holder, newRec.holder)
 			}
 		}
@@ -205,18 +210,21 @@ func (s *scenarioLab) readLease(ctx context.Context, via *lab.Master, name strin
 	return r, nil
 }
 
-func (s *scenarioLab) waitLeaseHost(t *testing.T, ctx context.Context, via *lab.Master, name, host string) {
+// waitLeaseHost waits until an instance on host holds the Lease and
+// returns its identity.
+func (s *scenarioLab) waitLeaseHost(t *testing.T, ctx context.Context, via *lab.Master, name, host string) string {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	var r leaseRecord
 	var err error
 	for time.Now().Before(deadline) {
 		if r, err = s.readLease(ctx, via, name); err == nil && leaseHost(r.holder) == host {
-			return
+			return r.holder
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Fatalf("Lease %s: holder %q (%v), want %s's instance", name, r.holder, err, host)
+	return ""
 }
 
 // leasePoller reads a Lease back to back and keeps every change.
@@ -251,15 +259,15 @@ func (s *scenarioLab) pollLease(ctx context.Context, via *lab.Master, name strin
 	return p
 }
 
-// waitHostNot waits for a record held by an instance on a host other than
-// host (and not free) and returns the first such record.
-func (p *leasePoller) waitHostNot(t *testing.T, host string, d time.Duration) leaseRecord {
+// waitHolderNot waits for a record held by another instance than old (and
+// not free) and returns the first such record.
+func (p *leasePoller) waitHolderNot(t *testing.T, old string, d time.Duration) leaseRecord {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		p.mu.Lock()
 		for _, r := range p.recs {
-			if r.holder != "" && leaseHost(r.holder) != host {
+			if r.holder != "" && r.holder != old {
 				p.mu.Unlock()
 				return r
 			}
@@ -267,7 +275,7 @@ func (p *leasePoller) waitHostNot(t *testing.T, host string, d time.Duration) le
 		p.mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no instance on another host than %s took the Lease within %v", host, d)
+	t.Fatalf("no instance other than %s took the Lease within %v", old, d)
 	return leaseRecord{}
 }
 
@@ -352,10 +360,18 @@ func acquiredAt(t *testing.T, ctx context.Context, m *lab.Master, unit, lease st
 // timeline is what masterd and systemd on m logged about the role and its
 // unit since t0, with seconds from t0: where a takeover spends its time.
 func timeline(ctx context.Context, m *lab.Master, unit string, t0 time.Time) string {
-	out, _ := m.Exec(ctx, "journalctl", "--no-pager", "-u", "masterd", "-u", unit, "_PID=1", "-o", "short-unix",
-		"--since", "@"+strconv.FormatInt(t0.Unix()-1, 10))
+	since := "@" + strconv.FormatInt(t0.Unix()-1, 10)
+	// Matches on two fields would be ANDed: two reads, merged in time order.
+	units, _ := m.Exec(ctx, "journalctl", "--no-pager", "-u", "masterd", "-u", unit, "-o", "short-unix", "--since", since)
+	pid1, _ := m.Exec(ctx, "journalctl", "--no-pager", "_PID=1", "-o", "short-unix", "--since", since)
+	lines := append(strings.Split(string(units), "\n"), strings.Split(string(pid1), "\n")...)
+	sort.SliceStable(lines, func(i, j int) bool {
+		a, _, _ := strings.Cut(lines[i], " ")
+		b, _, _ := strings.Cut(lines[j], " ")
+		return parseUnix(a).Before(parseUnix(b))
+	})
 	var b strings.Builder
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range lines {
 		l := strings.ToLower(line)
 		if !strings.Contains(l, "role acquired") && !strings.Contains(l, "lease") && !strings.Contains(l, "leader unit") &&
 			!strings.Contains(l, "reloading") && !(strings.Contains(line, unit) && strings.Contains(line, "systemd[1]")) {
