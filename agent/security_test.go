@@ -75,7 +75,7 @@ type secLab struct {
 	n       *node
 	member  *etcdembed.Member
 	api     *exec.Cmd
-	apiLog  string
+	dir     string
 	base    string
 	admin   *http.Client
 	metrics int // successful encryption config reloads seen so far
@@ -113,7 +113,7 @@ func newSecLab(t *testing.T, ctx context.Context) *secLab {
 	if err := writeAPIServerFiles(n, s); err != nil {
 		t.Fatal(err)
 	}
-	l := &secLab{t: t, n: n, apiLog: filepath.Join(dir, "kube-apiserver.log"),
+	l := &secLab{t: t, n: n, dir: dir,
 		base: "https://127.0.0.1:" + strconv.Itoa(cfg.Kubernetes.APIServerPort)}
 
 	ecfg := etcdConfig(n)
@@ -140,38 +140,8 @@ func newSecLab(t *testing.T, ctx context.Context) *secLab {
 		t.Fatal(err)
 	}
 	t.Logf("kube-apiserver %s", strings.Join(def.ExecStart[1:], " "))
-	out, err := os.Create(l.apiLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.api = exec.Command(def.ExecStart[0], def.ExecStart[1:]...)
-	l.api.Stdout, l.api.Stderr = out, out
-	if err := l.api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = l.api.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = l.api.Process.Kill()
-		<-exited
-		out.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(l.apiLog)
-			var keep []string
-			for _, line := range strings.Split(string(b), "\n") {
-				if strings.Contains(line, "ncryption") || strings.HasPrefix(line, "E") {
-					keep = append(keep, line)
-				}
-			}
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("kube-apiserver log, encryption and error lines:\n%s\ntail:\n%s", strings.Join(keep, "\n"), b)
-		}
-	})
+	api, exited := l.run("kube-apiserver", def.ExecStart)
+	l.api = api
 	l.admin = l.client(n.files.APIServerKubeletClient.Cert, n.files.APIServerKubeletClient.Key, "")
 	l.waitFor(ctx, "kube-apiserver ready", func() bool {
 		select {
@@ -183,6 +153,48 @@ func newSecLab(t *testing.T, ctx context.Context) *secLab {
 		return code == http.StatusOK
 	})
 	return l
+}
+
+// run starts a kube binary with its output in dir/name.log, killed (by its
+// PID) at cleanup; on failure the log's encryption and error lines and its
+// tail are shown. The channel closes when the process exits.
+func (l *secLab) run(name string, argv []string) (*exec.Cmd, <-chan struct{}) {
+	t := l.t
+	t.Helper()
+	path := filepath.Join(l.dir, name+".log")
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		out.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(path)
+			var keep []string
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "ncryption") || strings.HasPrefix(line, "E") {
+					keep = append(keep, line)
+				}
+			}
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("%s log, encryption and error lines:\n%s\ntail:\n%s", name, strings.Join(keep, "\n"), b)
+		}
+	})
+	return cmd, exited
 }
 
 // client authenticates with a certificate pair or, when token is set, a
@@ -476,7 +488,9 @@ func (l *secLab) nodeClient(name string) *http.Client {
 // The admission and authentication flags kubeConfig generates are in
 // effect in a real kube-apiserver: NodeRestriction refuses a kubelet's
 // change to another Node (its own goes through), and a bootstrap token
-// Secret authenticates as system:bootstrap:<id>.
+// Secret authenticates as system:bootstrap:<id>; a real
+// kube-controller-manager with its generated flags runs the bootstrap
+// signer and the token cleaner.
 func TestNodeRestrictionAndBootstrapTokensAreOn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -505,7 +519,7 @@ func TestNodeRestrictionAndBootstrapTokensAreOn(t *testing.T) {
 	}
 	l.must(ctx, http.StatusCreated, http.MethodPost, "/api/v1/namespaces/kube-system/secrets", `{"apiVersion":"v1","kind":"Secret",
 		"metadata":{"name":"bootstrap-token-abcdef","namespace":"kube-system"},"type":"bootstrap.kubernetes.io/token",
-		"stringData":{"token-id":"abcdef","token-secret":"0123456789abcdef","usage-bootstrap-authentication":"true",
+		"stringData":{"token-id":"abcdef","token-secret":"0123456789abcdef","usage-bootstrap-authentication":"true","usage-bootstrap-signing":"true",
 		"auth-extra-groups":"system:bootstrappers:kubeadm:default-node-token"}}`)
 	// The authenticator reads token Secrets through an informer: wait for it.
 	l.waitFor(ctx, "the bootstrap token authenticates", func() bool {
@@ -516,4 +530,38 @@ func TestNodeRestrictionAndBootstrapTokensAreOn(t *testing.T) {
 	if code != http.StatusCreated || !strings.Contains(out, `"username":"system:bootstrap:abcdef"`) {
 		t.Errorf("bootstrap token: %d %s, want 201 as system:bootstrap:abcdef", code, out)
 	}
+
+	// kube-controller-manager with the generated flags: the bootstrap
+	// signer signs cluster-info for the token, the token cleaner deletes an
+	// expired token. (Its serving port: a free one, off the default.)
+	l.n.cfg.Kubernetes.ControllerManager.ExtraArgs = map[string]string{"secure-port": strconv.Itoa(secFreePort(t))}
+	cm, err := kubeConfig(l.n).ControllerManager()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kube-controller-manager %s", strings.Join(cm.ExecStart[1:], " "))
+	_, cmExited := l.run("kube-controller-manager", cm.ExecStart)
+	l.must(ctx, http.StatusCreated, http.MethodPost, "/api/v1/namespaces/kube-public/configmaps",
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cluster-info"},"data":{"kubeconfig":"apiVersion: v1\nkind: Config\nclusters: []\n"}}`)
+	l.must(ctx, http.StatusCreated, http.MethodPost, "/api/v1/namespaces/kube-system/secrets", `{"apiVersion":"v1","kind":"Secret",
+		"metadata":{"name":"bootstrap-token-old000","namespace":"kube-system"},"type":"bootstrap.kubernetes.io/token",
+		"stringData":{"token-id":"old000","token-secret":"0123456789abcdef","expiration":"2001-01-01T00:00:00Z","usage-bootstrap-authentication":"true"}}`)
+	alive := func() {
+		select {
+		case <-cmExited:
+			t.Fatal("kube-controller-manager exited")
+		default:
+		}
+	}
+	l.waitFor(ctx, "the bootstrap signer signs cluster-info", func() bool {
+		alive()
+		code, out := l.do(ctx, l.admin, http.MethodGet, "/api/v1/namespaces/kube-public/configmaps/cluster-info", "")
+		return code == http.StatusOK && strings.Contains(out, `"jws-kubeconfig-abcdef"`)
+	})
+	l.waitFor(ctx, "the token cleaner deletes the expired token", func() bool {
+		alive()
+		code, _ := l.do(ctx, l.admin, http.MethodGet, "/api/v1/namespaces/kube-system/secrets/bootstrap-token-old000", "")
+		return code == http.StatusNotFound
+	})
+	t.Log("cluster-info signed for token abcdef; expired token old000 deleted")
 }
