@@ -46,6 +46,22 @@
 // The returned [Files] names every path and lists what was regenerated and why,
 // for the agent to log.
 //
+// The etcd peer certificate also carries the DNS name [EtcdPeerName], which no
+// other certificate has: etcd's peer port demands it (package etcdembed), so
+// a client certificate of the same CA cannot act as a member.
+//
+// # Secrets encryption at rest
+//
+// [Secret.EncryptionKey] derives generation n (1, 2, ...) of the key that
+// encrypts Kubernetes Secrets in etcd: HKDF-SHA256 of the Kubernetes CA's
+// private key, the same on every master, one-way (a key tells nothing about
+// the CA key or other generations). [EncryptionConfig] writes
+// kube-apiserver's EncryptionConfiguration for `secrets`: secretbox with the
+// listed generations (the first encrypts), then identity; with encryption
+// off, identity first. The agent writes it, with [WriteFile], to
+// [EncryptionConfigName] (0600) in the pki directory, beside the audit
+// policy ([AuditPolicyName], 0644); [CheckDir] checks both.
+//
 // # Bring your own PKI
 //
 // Operators who create certificates themselves (cfssl, an enterprise CA)
