@@ -319,11 +319,26 @@ func GoBinary(ctx context.Context, dir, pkg, out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("images: build %s: %w", pkg, err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	// Build beside out and replace it only when the binary changed: an
+	// unchanged out keeps its time stamp, so the archives made from it stay
+	// cached (Archive compares time stamps).
+	tmp := out + ".new"
+	defer os.Remove(tmp)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("images: go build %s: %w: %s", pkg, err, bytes.TrimSpace(b))
+	}
+	built, err := os.ReadFile(tmp)
+	if err != nil {
+		return fmt.Errorf("images: build %s: %w", pkg, err)
+	}
+	if old, err := os.ReadFile(out); err == nil && bytes.Equal(old, built) {
+		return nil
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("images: build %s: %w", pkg, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // readArchive returns the archive's entries by name.
@@ -183,5 +184,32 @@ func TestWithLibsListsTheLoader(t *testing.T) {
 	}
 	if !loader || len(files) < 3 {
 		t.Errorf("WithLibs(nft) = %v, want the program, its libraries and the dynamic loader", files)
+	}
+}
+
+func TestGoBinaryKeepsAnUnchangedBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go program")
+	}
+	out := filepath.Join(t.TempDir(), "pause")
+	if err := GoBinary(t.Context(), "", "github.com/masterd/masterd/integration/images/pause", out); err != nil {
+		t.Fatal(err)
+	}
+	st1, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := st1.ModTime().Add(-time.Hour)
+	if err := os.Chtimes(out, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := GoBinary(t.Context(), "", "github.com/masterd/masterd/integration/images/pause", out); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(out); !st2.ModTime().Equal(old) {
+		t.Errorf("an unchanged binary was rewritten (mtime %v, was %v)", st2.ModTime(), old)
+	}
+	if err := GoBinary(t.Context(), "", "github.com/masterd/masterd/integration/images/nonexistent", out); err == nil {
+		t.Error("building a missing package: no error")
 	}
 }

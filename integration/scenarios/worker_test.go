@@ -181,23 +181,8 @@ spec:
 	if len(f) != 2 || f[0] != w.Name {
 		t.Fatalf("pod echo: node and IP %q, want it on %s with an IP", out, w.Name)
 	}
-	podIP, err := netip.ParseAddr(f[1])
-	if err != nil || !w.PodCIDR.Contains(podIP) {
-		t.Fatalf("pod IP %q (%v): want an address of %v", f[1], err, w.PodCIDR)
-	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return w.Host().DialContext(ctx, network, addr)
-		},
-	}}
-	resp, err := client.Get("http://" + netip.AddrPortFrom(podIP, 8080).String() + "/hello")
-	if err != nil {
-		t.Fatalf("GET the echo pod at %s from %s's namespace: %v", podIP, w.Name, err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "echo /hello" {
-		t.Fatalf("echo pod at %s answered %d %q (%v), want 200 \"echo /hello\" (its host name and the path)", podIP, resp.StatusCode, body, err)
+	if got := getFromWorker(t, w, f[1], "/hello"); got != "echo /hello" {
+		t.Fatalf("echo pod at %s answered %q, want \"echo /hello\" (its host name and the path)", f[1], got)
 	}
 
 	// The addon images run: kube-proxy and the programs its proxiers call
@@ -471,6 +456,84 @@ func TestWorkerKubeadmJoin(t *testing.T) {
 	if !strings.Contains(string(kc), "https://"+netip.AddrPortFrom(l.VIP(), 6443).String()) {
 		t.Errorf("kubelet.conf written by kubeadm join does not name the VIP:\n%s", kc)
 	}
+
+	// A Deployment's pods run on the joined node and answer by pod IP.
+	s.waitKubectlOutput(t, ctx, 2*time.Minute, "default", "get", "serviceaccount", "default", "-o", "jsonpath={.metadata.name}")
+	deploy := filepath.Join(l.Dir(), "echo-deployment.yaml")
+	if err := os.WriteFile(deploy, []byte(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: echo}
+  template:
+    metadata:
+      labels: {app: echo}
+    spec:
+      containers:
+      - name: echo
+        image: %s
+        imagePullPolicy: Never
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {path: /ready, port: 8080}
+          periodSeconds: 1
+`, set.Echo)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Kubectl(ctx, "apply", "-f", deploy); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	start = time.Now()
+	s.waitKubectlOutput(t, ctx, 3*time.Minute, "2", "get", "deployment", "echo", "-o", "jsonpath={.status.availableReplicas}")
+	figure(t, "Deployment echo (2 replicas) created to available on %s: %.1fs", w.Name, time.Since(start).Seconds())
+	out, err = l.Kubectl(ctx, "get", "pods", "-l", "app=echo", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("echo pods: %q, want 2", out)
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[1] != w.Name {
+			t.Fatalf("echo pod %q: want name, node %s and pod IP", line, w.Name)
+		}
+		if got := getFromWorker(t, w, f[2], "/x"); got != f[0]+" /x" {
+			t.Errorf("pod %s at %s answered %q, want %q", f[0], f[2], got, f[0]+" /x")
+		}
+	}
+}
+
+// getFromWorker GETs http://ip:8080/path from the worker's network namespace
+// and returns the trimmed body of a 200 answer.
+func getFromWorker(t *testing.T, w *lab.Worker, ip, path string) string {
+	t.Helper()
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || !w.PodCIDR.Contains(addr) {
+		t.Fatalf("pod IP %q (%v): want an address of %v", ip, err, w.PodCIDR)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			return w.Host().DialContext(ctx, network, a)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + netip.AddrPortFrom(addr, 8080).String() + path)
+	if err != nil {
+		t.Fatalf("GET %s%s from %s's namespace: %v", addr, path, w.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s%s: %d %q (%v), want 200", addr, path, resp.StatusCode, body, err)
+	}
+	return strings.TrimSpace(string(body))
 }
 
 // publishForJoin applies bootstrap.Objects for the lab's cluster through
