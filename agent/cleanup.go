@@ -24,7 +24,6 @@ func Cleanup(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "cleanup")
 	reg := prometheus.NewRegistry() // counted nowhere: a one-shot command
 	var vipErr, unitsErr error
 	var wg sync.WaitGroup
@@ -84,14 +83,14 @@ func cleanupVIP(ctx context.Context, cfg Config, log *slog.Logger, reg prometheu
 func awaitFence(ctx context.Context, cfg Config, log *slog.Logger) {
 	left, err := fence.LiveFor(fence.DefaultTable, cfg.VIP.Address)
 	if err != nil {
-		log.Warn("cannot read the vip fence; deleting the vip now", "err", err)
+		log.Warn("cannot read the vip fence; deleting the vip now", "component", "cleanup", "err", err)
 		return
 	}
 	if left <= 0 {
 		return
 	}
 	left = min(left, time.Duration(cfg.VIPTimings().LeaseDuration))
-	log.Info("vip still live behind the fence; deleting it when the fence expires", "seconds", left.Seconds())
+	log.Info("vip still live behind the fence; deleting it when the fence expires", "component", "cleanup", "seconds", left.Seconds())
 	t := time.NewTimer(left)
 	defer t.Stop()
 	select {

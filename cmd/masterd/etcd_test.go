@@ -298,10 +298,16 @@ func TestEtcdRestoreThroughTheCLI(t *testing.T) {
 		t.Errorf("restored cluster has a write made after the snapshot: %q", got)
 	}
 
-	// 6. The next step the restore prints: another master, its old data
-	// moved aside, joins the restored member (learner, then voter).
-	if err := os.Rename(filepath.Join(l.dir, "m2", "etcd"), filepath.Join(l.dir, "m2", "etcd.old")); err != nil {
-		t.Fatal(err)
+	// 6. The next step the restore prints: on the restored master, add
+	// another one back (masterd member add); it, its old etcd and election
+	// state moved aside, joins the restored member (learner, then voter).
+	for _, d := range []string{"etcd", "election"} {
+		if err := os.Rename(filepath.Join(l.dir, "m2", d), filepath.Join(l.dir, "m2", d+".old")); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errOut := l.masterd("member", "add", "m2", "127.0.0.2", "--wait=false", "--config", l.config(m1)); code != 0 {
+		t.Fatalf("member add m2 on the restored m1: exit %d\n%s%s", code, out, errOut)
 	}
 	l.start(m2)
 	t.Logf("members after m2 rejoined:\n%s", l.waitMembers(m1, 2))

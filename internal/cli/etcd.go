@@ -165,9 +165,11 @@ discarded (each then rejoins with an empty data dir). Nothing was changed`, runn
 		fmt.Fprintf(stdout, "old etcd data moved to %s\n", aside)
 	}
 	fmt.Fprintf(stdout, `restored %s into %s as a new one-member cluster (%s).
-Next: start masterd here (systemctl start masterd); then on every other master
-stop masterd, move its dataDir/etcd aside and start it again: it joins this
-member as a learner and is promoted, one master at a time.
+Next: start masterd here (systemctl start masterd); it holds every role alone.
+Then add the other masters back one at a time: here, masterd member add NAME
+ADDRESS; on that master, stop masterd, move its dataDir/etcd and
+dataDir/election aside and start it again: it joins as a learner and is
+promoted.
 `, path, ec.DataDir, cfg.Name)
 	return nil
 }
