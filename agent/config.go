@@ -31,6 +31,7 @@ type Config struct {
 	Etcd       EtcdConfig       `yaml:"etcd" doc:"the embedded etcd member"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes" doc:"the control-plane components masterd supervises"`
 	Firewall   FirewallConfig   `yaml:"firewall" doc:"nftables allow-list of the masters' internal ports"`
+	Nodes      NodesConfig      `yaml:"nodes" doc:"what masterd publishes for worker nodes and the addons it keeps applied (managed mode; the same on every master)"`
 	Metrics    MetricsConfig    `yaml:"metrics" doc:"HTTP endpoint for /metrics, /healthz, /readyz and /status"`
 	Log        LogConfig        `yaml:"log" doc:"logging to stderr (journald)"`
 }
@@ -228,6 +229,7 @@ func DefaultConfig() Config {
 		// Only masters need those ports; memberlist buffers a stranger's
 		// stream before it checks the key (issue 25).
 		Firewall: FirewallConfig{Enabled: true},
+		Nodes:    DefaultNodesConfig(),
 		Metrics:  MetricsConfig{Listen: "127.0.0.1:9990"},
 		Log:      LogConfig{Format: "text", Level: "info"},
 	}

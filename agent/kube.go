@@ -262,6 +262,13 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 			return
 		}
 		l.c.n.log.Info("leader unit healthy", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
+		// The controller-manager role's holder publishes what nodes join
+		// with and keeps the addons applied, under this term's context:
+		// one master writes at a time (a round in flight at the loss is
+		// cancelled with it; release does not wait for it).
+		if name == units.ControllerManagerUnit && l.c.n.cfg.Kubernetes.Mode == "managed" {
+			go runNodes(ctx, l.c.n, l.c.n.cfg.Nodes)
+		}
 	}()
 }
 

@@ -61,9 +61,8 @@ func DefaultNodesConfig() NodesConfig {
 	}
 }
 
-// NodesOf is the nodes configuration of cfg. Until Config.Nodes is wired
-// it is the defaults; then: return cfg.Nodes.
-func NodesOf(cfg Config) NodesConfig { return DefaultNodesConfig() }
+// NodesOf is the nodes configuration of cfg.
+func NodesOf(cfg Config) NodesConfig { return cfg.Nodes }
 
 // NodesServer is the https URL nodes reach the API at: nodes.apiserverEndpoint,
 // else the VIP on the balancer's port (kubernetes.apiserverPort without the
@@ -195,8 +194,6 @@ func ReconcileNodes(ctx context.Context, cfg Config, nc NodesConfig) ([]string, 
 // It runs on the controller-manager role's holder only, under the term's
 // context (cancelled when the term is lost), so one master at a time
 // writes; a failed round is logged and retried at the next tick.
-//
-//lint:ignore U1000 wired by the lead into the controller-manager role's acquire
 func runNodes(ctx context.Context, n *node, nc NodesConfig) {
 	if !nc.Enabled {
 		return

@@ -206,6 +206,11 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateKubernetes(bad, &ports)
+	if c.Kubernetes.Mode == "managed" {
+		if err := ValidateNodes(*c, c.Nodes); err != nil {
+			errs = append(errs, unjoin(err)...)
+		}
+	}
 
 	if host, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
 		bad("metrics.listen", "%q is not host:port", c.Metrics.Listen)
