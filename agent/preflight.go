@@ -202,7 +202,12 @@ func readHost() ([]hostAddr, error) {
 func hostProblems(c *Config, host []hostAddr) []Problem {
 	var probs []Problem
 	if c.Address.IsValid() && !c.Address.IsUnspecified() {
-		if !slices.ContainsFunc(host, func(h hostAddr) bool { return h.Prefix.Addr() == c.Address }) {
+		// lo's 127.0.0.1/8 makes every 127.x address local (the kernel
+		// answers and binds them all), not only the one listed.
+		local := func(h hostAddr) bool {
+			return h.Prefix.Addr() == c.Address || (h.Prefix.Addr().IsLoopback() && h.Prefix.Contains(c.Address))
+		}
+		if !slices.ContainsFunc(host, local) {
 			key := "address"
 			if self, ok := c.Self(); ok && self.Address == c.Address {
 				if i := slices.Index(c.Peers, self); i >= 0 {
