@@ -36,6 +36,10 @@ const ExpirySlack = 5 * time.Millisecond
 // and a deleted element only silences the VIP until the next renewal.
 const maxRearms = 1
 
+// maxRereads is how many times a read-back whose window (a stall during
+// the dump) leaves it undecided is read again before it is taken as late.
+const maxRereads = 3
+
 // readBackLocked reads vip's element back and corrects it against end
 // (re-computed against the clock now): re-armed shorter when it lies more
 // than ExpirySlack past end, deleted when re-arming does not help or the
@@ -46,7 +50,9 @@ const maxRearms = 1
 // the refresh and the read-back, the fence lapsed under a held role.
 // Called with rawMu held, right after an arm.
 func (f *Fence) readBackLocked(vip netip.Addr, end time.Time, refresh bool) error {
+	rereads := 0
 	for rearms := 0; ; rearms++ {
+		before := time.Now()
 		left, missing, err := liveFor(f.raw, f.cfg.Table, vip)
 		now := time.Now() // after the dump: now+left never understates the expiry
 		if err != nil {
@@ -70,6 +76,16 @@ func (f *Fence) readBackLocked(vip netip.Addr, end time.Time, refresh bool) erro
 		over := now.Add(left).Sub(end)
 		if over <= ExpirySlack {
 			return nil
+		}
+		// The kernel computed left somewhere between before and now: a
+		// reading dated before the dump within the slack but dated after
+		// it past the slack is a stall of this process during the read,
+		// not a late element. Read again (a read changes nothing) rather
+		// than re-arm or disarm a fence that is right.
+		if before.Add(left).Sub(end) <= ExpirySlack && rereads < maxRereads {
+			rereads++
+			rearms--
+			continue
 		}
 		f.m.corrections.Inc()
 		if rearms == maxRearms {
