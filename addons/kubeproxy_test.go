@@ -58,7 +58,7 @@ func TestRealKubeProxyLoadsTheRenderedConfiguration(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kube-proxy refused the %s configuration: %v\n%s", mode, err, written)
 		}
-		for _, want := range []string{"mode: " + mode + "\n", "kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n", "clusterCIDR: 10.244.0.0/16\n"} {
+		for _, want := range []string{"mode: " + mode + "\n", "kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n", "clusterCIDR: 10.244.0.0/16\n", "maxPerCore: 0\n"} {
 			if !strings.Contains(written, want) {
 				t.Errorf("%s: kube-proxy's configuration lacks %q:\n%s", mode, want, written)
 			}

@@ -309,12 +309,17 @@ users:
 
 // kubeProxyConfig is config.conf, a KubeProxyConfiguration (kubeadm join
 // reads and decodes it, so it stays within the v1alpha1 schema).
+// conntrack.maxPerCore 0 leaves nf_conntrack_max as the host has it (as kind
+// does): kube-proxy in a network namespace other than the initial one, a
+// container host's, cannot set it and would exit.
 const kubeProxyConfig = `apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 bindAddress: 0.0.0.0
 clientConnection:
   kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
 clusterCIDR: "{{ .ClusterCIDR }}"
+conntrack:
+  maxPerCore: 0
 mode: {{ .Mode }}
 `
 

@@ -214,6 +214,9 @@ func (k KubeConfig) APIServer() (Definition, error) {
 	f.set("tls-private-key-file", k.APIServerKeyFile)
 	f.setIf("kubelet-client-certificate", k.KubeletClientCertFile)
 	f.setIf("kubelet-client-key", k.KubeletClientKeyFile)
+	// kubeadm's choice: the apiserver reaches kubelets (logs, exec) by the
+	// Node's InternalIP, so node names need not resolve through DNS.
+	f.set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
 	f.set("service-account-key-file", k.ServiceAccountKeyFile)
 	f.set("service-account-signing-key-file", k.ServiceAccountSigningKeyFile)
 	f.set("service-account-issuer", k.ServiceAccountIssuer)
