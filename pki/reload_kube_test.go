@@ -1,0 +1,161 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Does a running kube-apiserver (and the embedded etcd) pick up a renewed
+// serving certificate without a restart? The answer decides whether masterd
+// restarts the apiserver after a renewal (agent/pki.go): it does not, because
+// this test shows both serve the new certificate read from disk.
+
+const reloadChildEnv = "PKI_RELOAD_TEST_CHILD"
+
+func TestKubeAPIServerAndEtcdServeARenewedCertificateWithoutRestart(t *testing.T) {
+	if os.Getenv(reloadChildEnv) != "" {
+		t.Skip("child process")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	bin := kubeBin(t)
+	ns := fmt.Sprintf("pki-%d-reload", os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip("-n", ns, "link", "set", "lo", "up")
+	for _, a := range []string{"10.10.0.1/32", "10.10.0.100/32"} {
+		ip("-n", ns, "addr", "add", a, "dev", "lo")
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestReloadChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), reloadChildEnv+"="+bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	t.Logf("child:\n%s", out)
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestReloadChild")) {
+		t.Fatalf("child failed: %v", err)
+	}
+}
+
+// servedCertSerial reads the serial of the certificate served at addr.
+func servedCertSerial(addr string) (string, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+}
+
+func TestReloadChild(t *testing.T) {
+	bin := os.Getenv(reloadChildEnv)
+	if bin == "" {
+		t.Skip("runs only inside TestKubeAPIServerAndEtcdServeARenewedCertificateWithoutRestart's network namespace")
+	}
+	s, p := testSecret(t), testParams()
+	p.Peers = p.Peers[:1]
+	p.LeafValidity, p.RenewBefore = 24*time.Hour, time.Hour
+	dir := filepath.Join(t.TempDir(), "pki")
+	f := mustEnsure(t, dir, s, p, time.Now())
+
+	cfg := embed.NewConfig()
+	cfg.Name, cfg.Dir = "m1", filepath.Join(t.TempDir(), "etcd")
+	cu, _ := url.Parse("https://10.10.0.1:2379")
+	pu, _ := url.Parse("https://10.10.0.1:2380")
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = "m1=https://10.10.0.1:2380"
+	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: f.EtcdServer.Cert, KeyFile: f.EtcdServer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
+	cfg.PeerTLSInfo = transport.TLSInfo{CertFile: f.EtcdPeer.Cert, KeyFile: f.EtcdPeer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("etcd not ready")
+	}
+	exited := startProc(t, bin,
+		"--advertise-address=10.10.0.1", "--bind-address=0.0.0.0", "--secure-port=6443",
+		"--etcd-servers=https://10.10.0.1:2379", "--etcd-cafile="+f.EtcdCA,
+		"--etcd-certfile="+f.APIServerEtcdClient.Cert, "--etcd-keyfile="+f.APIServerEtcdClient.Key,
+		"--client-ca-file="+f.KubeCA.Cert,
+		"--tls-cert-file="+f.APIServer.Cert, "--tls-private-key-file="+f.APIServer.Key,
+		"--service-account-key-file="+f.ServiceAccountPub, "--service-account-signing-key-file="+f.ServiceAccountKey,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
+		"--cert-dir="+t.TempDir())
+	admin := kubeClient(t, f.AdminConf)
+	waitFor(t, "kube-apiserver ready", exited, func() bool {
+		code, _ := admin.call("GET", "/readyz", "", nil)
+		return code == 200
+	})
+	const apiAddr, etcdAddr = "10.10.0.1:6443", "10.10.0.1:2379"
+	apiBefore, err := servedCertSerial(apiAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdBefore, err := servedCertSerial(etcdAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Renew: every leaf is now within RenewBefore of its expiry.
+	p.RenewBefore = p.LeafValidity - time.Second
+	renewed := mustEnsure(t, dir, s, p, time.Now())
+	if _, ok := changedNames(renewed)["apiserver.crt"]; !ok {
+		t.Fatalf("renewal did not rewrite apiserver.crt: %v", renewed.Changes)
+	}
+	wantAPI, wantEtcd := fileSerial(t, f.APIServer.Cert), fileSerial(t, f.EtcdServer.Cert)
+	if wantAPI == apiBefore || wantEtcd == etcdBefore {
+		t.Fatal("renewal kept the serials")
+	}
+	waitFor(t, "kube-apiserver serves the renewed certificate", exited, func() bool {
+		got, err := servedCertSerial(apiAddr)
+		return err == nil && got == wantAPI
+	})
+	t.Logf("kube-apiserver (same PID) serves serial %s, was %s", wantAPI, apiBefore)
+	got, err := servedCertSerial(etcdAddr)
+	if err != nil || got != wantEtcd {
+		t.Fatalf("etcd serves serial %s (%v), want the renewed %s", got, err, wantEtcd)
+	}
+	t.Logf("embedded etcd serves serial %s, was %s", wantEtcd, etcdBefore)
+	if code, body := admin.call("GET", "/readyz", "", nil); code != 200 {
+		t.Fatalf("apiserver after renewal: %d %s", code, body)
+	}
+}
+
+func fileSerial(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseCertPEM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber.String()
+}
