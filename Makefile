@@ -27,10 +27,10 @@ export KUBE_BIN_DIR := $(CACHE)/kube/$(KUBE_VERSION)/bin
 # Debian packages the tests, the lab and the benchmarks use.
 DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
 	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux procps \
-	runc containernetworking-plugins conntrack iptables
+	runc containernetworking-plugins conntrack iptables bash-completion
 
 .PHONY: all build test unit integration lint package package-host demo demo-down bench bench-vip \
-	bench-etcd bench-lb deps kube kube-vip clean fuzz mutants
+	bench-etcd bench-lb deps kube kube-vip containerd clean fuzz mutants
 
 all: build
 
@@ -66,7 +66,7 @@ containerd:
 # Packages run one at a time (-p 1): several of them boot labs of real
 # systemd hosts with etcd and kube-apiserver, and two such labs at once on a
 # 2-core machine turn timing assertions of the scenarios into load tests.
-test: deps kube package-host
+test: deps kube containerd package-host
 	$(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
 
@@ -74,7 +74,7 @@ test: deps kube package-host
 unit:
 	$(GO) test -short -count=1 ./...
 
-integration: deps kube package-host
+integration: deps kube containerd package-host
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/...
 
 # Build tools (staticcheck, nfpm) are pinned in their own module,
@@ -115,7 +115,7 @@ package: package-host
 package-host: build
 	deploy/package.sh
 
-demo: deps kube package-host
+demo: deps kube containerd package-host
 	$(GO) run ./integration/cmd/lab up
 
 demo-down:
