@@ -207,6 +207,7 @@ func (c *Config) Validate() error {
 
 	c.validateKubernetes(bad, &ports)
 	if c.Kubernetes.Mode == "managed" {
+		c.validateEncryptionAndAudit(bad)
 		if err := ValidateNodes(*c, c.Nodes); err != nil {
 			errs = append(errs, unjoin(err)...)
 		}
@@ -332,6 +333,55 @@ func (c *Config) validateKubernetes(bad func(string, string, ...any), ports *por
 			if strings.HasPrefix(flag, "-") || flag == "" || strings.ContainsAny(flag, "= ") {
 				bad(path+".extraArgs."+flag, "give the flag name without dashes or '=' (e.g. v: \"2\")")
 			}
+		}
+	}
+}
+
+// maxEncryptionKeys bounds kubernetes.encryption.keys: a rotation needs two
+// generations at once; a few more leave room for a rotation started before
+// the last one's old key was dropped.
+const maxEncryptionKeys = 4
+
+// validateEncryptionAndAudit checks at load what writeAPIServerFiles and
+// kube-apiserver's command line would otherwise refuse only when masterd
+// starts (managed mode: the other modes write neither).
+func (c *Config) validateEncryptionAndAudit(bad func(string, string, ...any)) {
+	enc := c.Kubernetes.Encryption
+	switch {
+	case len(enc.Keys) == 0:
+		bad("kubernetes.encryption.keys", "must list at least one key generation (the first encrypts), e.g. [1]")
+	case len(enc.Keys) > maxEncryptionKeys:
+		bad("kubernetes.encryption.keys", "%d generations: at most %d (a rotation needs two: drop the generations no Secret uses)", len(enc.Keys), maxEncryptionKeys)
+	}
+	seen := map[int]int{}
+	for i, g := range enc.Keys {
+		path := fmt.Sprintf("kubernetes.encryption.keys[%d]", i)
+		if g < 1 || g > pki.MaxEncryptionKeyGeneration {
+			bad(path, "%d is outside 1..%d", g, pki.MaxEncryptionKeyGeneration)
+		} else if j, dup := seen[g]; dup {
+			bad(path, "generation %d is also kubernetes.encryption.keys[%d]", g, j)
+		} else {
+			seen[g] = i
+		}
+	}
+	a := c.Kubernetes.Audit
+	if !a.Enabled {
+		return
+	}
+	if a.Path == "" {
+		bad("kubernetes.audit.path", "is required when kubernetes.audit.enabled is true")
+	} else if !filepath.IsAbs(a.Path) {
+		bad("kubernetes.audit.path", "%q must be an absolute path", a.Path)
+	}
+	for _, f := range []struct {
+		path string
+		v    int
+	}{
+		{"kubernetes.audit.maxAgeDays", a.MaxAgeDays}, {"kubernetes.audit.maxBackups", a.MaxBackups},
+		{"kubernetes.audit.maxSizeMB", a.MaxSizeMB},
+	} {
+		if f.v < 0 {
+			bad(f.path, "%d must not be negative", f.v)
 		}
 	}
 }
