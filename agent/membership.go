@@ -15,6 +15,7 @@ import (
 
 	"github.com/masterd/masterd/election"
 	"github.com/masterd/masterd/etcdembed"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -203,6 +204,10 @@ func planAdd(r MembershipRecord, cfg Config, name, addr string, now time.Time) (
 	return j, nil
 }
 
+// learnerWait bounds how long AddMaster waits for etcd to accept the
+// learner before it leaves that step to the daemons.
+const learnerWait = 20 * time.Second
+
 // maxMasters is the election's limit on voters.
 const maxMasters = 7
 
@@ -298,7 +303,16 @@ func AddMaster(ctx context.Context, cli *clientv3.Client, cfg Config, name, addr
 	if err != nil {
 		return r, err
 	}
-	if _, err := etcdembed.AddLearner(ctx, cli, EtcdMemberConfig(cfg, nil), p); err != nil {
+	lctx, cancel := context.WithTimeout(ctx, learnerWait)
+	_, err = etcdembed.AddLearner(lctx, cli, EtcdMemberConfig(cfg, nil), p)
+	cancel()
+	if errors.Is(err, rpctypes.ErrUnhealthy) && ctx.Err() == nil {
+		// etcd accepts a member only once this member has been connected
+		// to every other one for 5 s; the daemons register the learner
+		// as soon as it does (AdvanceMembership).
+		return r, nil
+	}
+	if err != nil {
 		return r, fmt.Errorf("membership: add %s: %w (the joint membership epoch %d is published; run the command again to resume, or masterd member abort)", name, err, r.Epoch)
 	}
 	return r, nil

@@ -110,6 +110,13 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, c Config, p Peer) (ui
 		if err == nil {
 			return resp.Member.ID, nil
 		}
+		// Another master may have registered it meanwhile (the command
+		// and the daemons finishing a change both call AddLearner).
+		if list, lerr := cli.MemberList(ctx); lerr == nil {
+			if mem := findMember(list.Members, p.Name, url); mem != nil && contains(mem.PeerURLs, url) {
+				return mem.ID, nil
+			}
+		}
 		if !errors.Is(err, rpctypes.ErrUnhealthy) || ctx.Err() != nil {
 			return 0, fmt.Errorf("etcdembed: add learner %s at %s: %w", p.Name, url, err)
 		}

@@ -81,7 +81,7 @@ membership and is finished by the daemons; one change at a time.`,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "adding %s (%s): joint membership epoch %d published, etcd learner registered\n", name, addr, r.Epoch)
+		fmt.Fprintf(out, "adding %s (%s): joint membership epoch %d published, etcd learner requested\n", name, addr, r.Epoch)
 		printJoin(out, cfg, r, name, addr)
 		return waitFor(ctx, cli, cfg, out, r)
 	}
