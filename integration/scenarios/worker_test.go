@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -24,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/masterd/masterd/bootstrap"
 	"github.com/masterd/masterd/integration/images"
 	"github.com/masterd/masterd/integration/lab"
 )
@@ -342,10 +342,9 @@ current-context: lab
 // through the VIP: first with a wrong CA hash (kubeadm refuses the cluster,
 // no Node appears), then as printed (Node Ready, kubelet.conf names the VIP).
 //
-// The objects kubeadm join reads are package bootstrap's (bootstrap.Objects),
-// applied here with kubectl: the agent's loop that publishes them
-// (agent.runNodes) is not started by the daemon yet. Once it is, the apply
-// below only re-applies what the masters already published.
+// The objects kubeadm join reads are published by the daemon (the
+// controller-manager role's holder runs agent.runNodes); the test only waits
+// for cluster-info to name the VIP and carry the token's signature.
 func TestWorkerKubeadmJoin(t *testing.T) {
 	o := options(t)
 	if o.KubeBinDir == "" {
@@ -399,7 +398,13 @@ func TestWorkerKubeadmJoin(t *testing.T) {
 		t.Fatalf("join command %q: want kubeadm join %v:6443 --token ... --discovery-token-ca-cert-hash sha256:...", out, l.VIP())
 	}
 	t.Logf("join command: kubeadm join %s --token <redacted> ...", join[2])
-	publishForJoin(t, ctx, s, m)
+	var token string
+	for i := 3; i+1 < len(join); i++ {
+		if join[i] == "--token" {
+			token = join[i+1]
+		}
+	}
+	s.waitClusterInfo(t, ctx, 3*time.Minute, token)
 
 	w, err := l.AddWorker(ctx, lab.WorkerOptions{
 		Index:            1,
@@ -536,40 +541,41 @@ func getFromWorker(t *testing.T, w *lab.Worker, ip, path string) string {
 	return strings.TrimSpace(string(body))
 }
 
-// publishForJoin applies bootstrap.Objects for the lab's cluster through
-// kubectl (server-side apply, field manager masterd, as the agent does).
-func publishForJoin(t *testing.T, ctx context.Context, s *scenarioLab, m *lab.Master) {
+// waitClusterInfo waits until the masters have published the cluster-info
+// ConfigMap in kube-public with the VIP as server and the controller-manager
+// has signed it for the token (id.secret), which is what kubeadm join
+// discovers the cluster with.
+func (s *scenarioLab) waitClusterInfo(t *testing.T, ctx context.Context, d time.Duration, token string) {
 	t.Helper()
-	caPEM, err := os.ReadFile(m.Host().Path("/var/lib/masterd/pki/ca.crt"))
-	if err != nil {
-		t.Fatal(err)
+	id, _, ok := strings.Cut(token, ".")
+	if !ok {
+		t.Fatalf("token %q: want id.secret", token)
 	}
-	objs, err := bootstrap.Objects(bootstrap.Cluster{
-		Server:            "https://" + netip.AddrPortFrom(s.VIP(), 6443).String(),
-		CAPEM:             caPEM,
-		KubernetesVersion: "v1.37.2",
-		ClusterName:       "kubernetes",
-		ServiceCIDR:       netip.MustParsePrefix("10.96.0.0/12"),
-		ClusterDomain:     "cluster.local",
-		ImageRepository:   "registry.k8s.io",
-		CgroupDriver:      "cgroupfs",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	items := make([]any, len(objs))
-	for i, o := range objs {
-		items[i] = o
-	}
-	b, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(s.Dir(), "bootstrap-objects.json")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := s.Kubectl(ctx, "apply", "--server-side", "--force-conflicts", "--field-manager", "masterd", "-f", p); err != nil {
-		t.Fatalf("%v: %s", err, out)
+	server := "https://" + netip.AddrPortFrom(s.VIP(), 6443).String()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last string
+	for {
+		out, err := s.Kubectl(ctx, "get", "configmap", "-n", "kube-public", "cluster-info", "-o", "json")
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		switch {
+		case err != nil:
+			last = fmt.Sprintf("%v: %s", err, bytes.TrimSpace(out))
+		case json.Unmarshal(out, &cm) != nil:
+			last = fmt.Sprintf("not JSON: %q", out)
+		case !strings.Contains(cm.Data["kubeconfig"], "server: "+server):
+			last = fmt.Sprintf("its kubeconfig does not name %s:\n%s", server, cm.Data["kubeconfig"])
+		case cm.Data["jws-kubeconfig-"+id] == "":
+			last = "no signature jws-kubeconfig-" + id + " for the token yet (the controller-manager's bootstrapsigner adds it)"
+		default:
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("kube-public/cluster-info not published by the masters within %v (the controller-manager role's holder runs agent.runNodes): %s", d, last)
+		case <-time.After(time.Second):
+		}
 	}
 }
