@@ -2,16 +2,25 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/masterd/masterd/units"
+	"go.yaml.in/yaml/v3"
 )
 
 // kubeComponent runs kube-apiserver on this master and, through roleHandlers,
@@ -24,6 +33,17 @@ type kubeComponent struct {
 	// leases are the leader-only units' Leases, by unit name, handed over
 	// before the unit starts (managed mode; see kubelease.go).
 	leases map[string]kubeLease
+	// kubeconfigs are the leader-only units' kubeconfigs, by unit name
+	// (managed mode): the credential each unit starts with (credentialLoop).
+	kubeconfigs map[string]string
+	// versions are the kube binaries' versions by unit name, read at Start
+	// (managed mode); "" where unknown.
+	versions map[string]string
+
+	mu      sync.Mutex
+	leaders map[string]*leaderUnit // registered at their first acquire
+	cancel  context.CancelFunc     // the credential loop's
+	done    chan struct{}
 }
 
 func (c *kubeComponent) Name() string { return "kube" }
@@ -152,6 +172,14 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 			units.SchedulerUnit:         componentLease("kube-scheduler", n.files.SchedulerConf, kc.Scheduler.ExtraArgs),
 			units.ControllerManagerUnit: componentLease("kube-controller-manager", n.files.ControllerManagerConf, kc.ControllerManager.ExtraArgs),
 		}
+		c.kubeconfigs = map[string]string{
+			units.SchedulerUnit:         n.files.SchedulerConf,
+			units.ControllerManagerUnit: n.files.ControllerManagerConf,
+		}
+		c.versions = readKubeVersions(ctx, n.cfg.Kubernetes.BinDir, n.log)
+		if err := observeKubeVersions(n.reg, c.versions); err != nil {
+			return err
+		}
 		apiserver = units.Unit{Name: units.APIServerUnit, Definition: got["kube-apiserver"]}
 		scheduler = units.Unit{Name: units.SchedulerUnit, LeaderOnly: true, Definition: got["kube-scheduler"]}
 		controllerManager = units.Unit{Name: units.ControllerManagerUnit, LeaderOnly: true, Definition: got["kube-controller-manager"]}
@@ -183,12 +211,24 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 			return fmt.Errorf("kube: clean up %s: %w", name, err)
 		}
 	}
-	return sup.Start(ctx, c.apiserver, 0)
+	if err := sup.Start(ctx, c.apiserver, 0); err != nil {
+		return err
+	}
+	if len(c.kubeconfigs) > 0 {
+		loopCtx, cancel := context.WithCancel(context.Background())
+		c.cancel, c.done = cancel, make(chan struct{})
+		go c.credentialLoop(loopCtx)
+	}
+	return nil
 }
 
 // Stop stops every unit masterd runs, leader-only units first (the election
 // already released their roles when it stopped).
 func (c *kubeComponent) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
 	if c.sup == nil {
 		return nil
 	}
@@ -223,7 +263,7 @@ func (c *kubeComponent) Status() any {
 	}
 	for _, name := range []string{c.apiserver, c.scheduler, c.controllerManager} {
 		if st, ok := c.sup.Status(name); ok {
-			out = append(out, unitStatus{Name: name, Active: st.ActiveState, Sub: st.SubState, PID: st.MainPID, Restarts: st.Restarts})
+			out = append(out, unitStatus{Name: name, Active: st.ActiveState, Sub: st.SubState, PID: st.MainPID, Restarts: st.Restarts, Version: c.versions[name]})
 		}
 	}
 	return out
@@ -240,7 +280,14 @@ type leaderUnit struct {
 	unit func() string
 
 	mu       sync.Mutex
-	starting chan struct{} // closed when the term's start ended
+	starting chan struct{} // closed when the term's start (or restart) ended
+	// held is set from acquire to release; ctx and term are the held term's.
+	held bool
+	ctx  context.Context
+	term uint64
+	// startedWith is the client certificate in the unit's kubeconfig when
+	// it last started (nil: not started by this term, or no kubeconfig).
+	startedWith *x509.Certificate
 }
 
 func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
@@ -248,13 +295,16 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 	done := make(chan struct{})
 	l.mu.Lock()
 	l.starting = done
+	l.held, l.ctx, l.term, l.startedWith = true, ctx, term, nil
 	l.mu.Unlock()
+	l.c.addLeader(name, l)
 	go func() {
 		defer close(done)
 		t := time.Now()
 		if lease, ok := l.c.leases[name]; ok {
 			l.handOver(ctx, lease, name, term)
 		}
+		l.noteCredential(name)
 		if err := l.c.sup.Start(ctx, name, term); err != nil {
 			if ctx.Err() == nil {
 				l.c.n.log.Error("leader unit start failed", "component", "kube", "unit", name, "term", term, "err", err)
@@ -292,6 +342,7 @@ func (l *leaderUnit) release(ctx context.Context, term uint64) error {
 	l.mu.Lock()
 	starting := l.starting
 	l.starting = nil
+	l.held, l.ctx, l.startedWith = false, nil, nil
 	l.mu.Unlock()
 	if starting != nil {
 		// The term's context is cancelled already (the election cancels it
@@ -335,3 +386,235 @@ func unitDead(ctx context.Context, sup *units.Supervisor, name string) error {
 }
 
 func (l *leaderUnit) renewed(uint64, time.Time) {}
+
+// Credentials of the leader-only units. kube-scheduler and
+// kube-controller-manager read the client certificate embedded in their
+// kubeconfig once, at start: a renewal that rewrites the file reaches them
+// only through a restart. (kube-apiserver and etcd reload their serving
+// certificates from disk by themselves: pki/reload_kube_test.go.)
+//
+// Each leaderUnit records the certificate its kubeconfig held when it
+// started the unit; credentialLoop compares it with the file every
+// credentialCheckInterval and restarts a unit this master runs whose file
+// now holds another certificate. The restart keeps the role: the unit
+// stops, its kube Lease is handed over to the next instance, and it starts
+// again under the same term.
+
+// credentialCheckInterval is how often credentialLoop compares: the pki
+// component renews 30 days before expiry, so a minute is plenty; reading
+// two small files a minute costs nothing.
+const credentialCheckInterval = time.Minute
+
+func (c *kubeComponent) credentialLoop(ctx context.Context) {
+	defer close(c.done)
+	t := time.NewTicker(credentialCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.checkCredentials()
+	}
+}
+
+// checkCredentials starts the restart of every leader-only unit this
+// master runs whose kubeconfig's certificate changed since its start, and
+// returns the units it restarts. The restarts run in the background under
+// their term's context (release waits for them, as for a start).
+func (c *kubeComponent) checkCredentials() []string {
+	c.mu.Lock()
+	leaders := make([]*leaderUnit, 0, len(c.leaders))
+	for _, l := range c.leaders {
+		leaders = append(leaders, l)
+	}
+	c.mu.Unlock()
+	var out []string
+	for _, l := range leaders {
+		if l.restartIfStale() {
+			out = append(out, l.unit())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *kubeComponent) addLeader(name string, l *leaderUnit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leaders == nil {
+		c.leaders = map[string]*leaderUnit{}
+	}
+	c.leaders[name] = l
+}
+
+// runningCerts returns, for each leader-only unit this master runs, its
+// kubeconfig's name (the pki certificate name, "scheduler.conf") and the
+// NotAfter of the certificate the unit started with.
+func (c *kubeComponent) runningCerts() map[string]time.Time {
+	c.mu.Lock()
+	leaders := make([]*leaderUnit, 0, len(c.leaders))
+	for _, l := range c.leaders {
+		leaders = append(leaders, l)
+	}
+	c.mu.Unlock()
+	out := map[string]time.Time{}
+	for _, l := range leaders {
+		l.mu.Lock()
+		if l.held && l.startedWith != nil {
+			out[filepath.Base(l.c.kubeconfigs[l.unit()])] = l.startedWith.NotAfter
+		}
+		l.mu.Unlock()
+	}
+	return out
+}
+
+// noteCredential records the certificate the unit is about to start with.
+func (l *leaderUnit) noteCredential(name string) {
+	path, ok := l.c.kubeconfigs[name]
+	if !ok {
+		return
+	}
+	cert, err := kubeconfigCert(path)
+	if err != nil {
+		l.c.n.log.Warn("kubeconfig unreadable before start", "component", "kube", "unit", name, "err", err)
+		return
+	}
+	l.mu.Lock()
+	l.startedWith = cert
+	l.mu.Unlock()
+}
+
+// restartIfStale restarts the unit when this master holds its role and its
+// kubeconfig holds another certificate than the one it started with; it
+// reports whether it began a restart.
+func (l *leaderUnit) restartIfStale() bool {
+	name := l.unit()
+	path, ok := l.c.kubeconfigs[name]
+	if !ok {
+		return false
+	}
+	cur, err := kubeconfigCert(path)
+	if err != nil {
+		l.c.n.log.Warn("kubeconfig unreadable", "component", "kube", "unit", name, "err", err)
+		return false
+	}
+	l.mu.Lock()
+	if !l.held || l.ctx.Err() != nil || l.startedWith == nil || cur.Equal(l.startedWith) {
+		l.mu.Unlock()
+		return false
+	}
+	ctx, term, prev := l.ctx, l.term, l.starting
+	old := l.startedWith
+	done := make(chan struct{})
+	l.starting = done
+	l.mu.Unlock()
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev // the term's start, or an earlier restart
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t := time.Now()
+		log := l.c.n.log.With("component", "kube", "unit", name, "term", term)
+		log.Info("restarting leader unit for its renewed certificate", "old_not_after", old.NotAfter, "new_not_after", cur.NotAfter)
+		if err := l.c.sup.Stop(ctx, name); err != nil {
+			log.Error("leader unit restart: stop failed", "err", err)
+			return
+		}
+		if lease, ok := l.c.leases[name]; ok {
+			l.handOver(ctx, lease, name, term)
+		}
+		l.noteCredential(name)
+		if err := l.c.sup.Start(ctx, name, term); err != nil {
+			if ctx.Err() == nil {
+				log.Error("leader unit restart: start failed", "err", err)
+			}
+			return
+		}
+		log.Info("leader unit healthy after restart", "seconds", time.Since(t).Seconds())
+	}()
+	return true
+}
+
+// kubeconfigCert returns the client certificate embedded in the kubeconfig
+// at path (client-certificate-data of its first user, as the pki component
+// writes them).
+func kubeconfigCert(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	var kc struct {
+		Users []struct {
+			User struct {
+				CertData string `yaml:"client-certificate-data"`
+			} `yaml:"user"`
+		} `yaml:"users"`
+	}
+	if err := yaml.Unmarshal(data, &kc); err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	if len(kc.Users) == 0 || kc.Users[0].User.CertData == "" {
+		return nil, fmt.Errorf("kubeconfig %s: no client-certificate-data", path)
+	}
+	pemData, err := base64.StdEncoding.DecodeString(kc.Users[0].User.CertData)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: client-certificate-data: %w", path, err)
+	}
+	block, _ := pem.Decode(pemData)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("kubeconfig %s: client-certificate-data holds no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cert, nil
+}
+
+// readKubeVersions runs each managed unit's binary with --version
+// ("Kubernetes v1.37.2") and returns the versions by unit name; a binary
+// that does not answer is logged and left out.
+func readKubeVersions(ctx context.Context, binDir string, log *slog.Logger) map[string]string {
+	out := map[string]string{}
+	for unit, bin := range map[string]string{
+		units.APIServerUnit: "kube-apiserver", units.SchedulerUnit: "kube-scheduler", units.ControllerManagerUnit: "kube-controller-manager",
+	} {
+		v, err := kubeVersion(ctx, filepath.Join(binDir, bin))
+		if err != nil {
+			log.Warn("kube binary version unknown", "component", "kube", "binary", bin, "err", err)
+			continue
+		}
+		out[unit] = v
+	}
+	return out
+}
+
+// kubeVersionTimeout bounds one `--version` run: the binaries answer at
+// once; a hung one must not hold up the start.
+const kubeVersionTimeout = 10 * time.Second
+
+// kubeVersion returns the version a kube binary reports ("v1.37.2").
+func kubeVersion(ctx context.Context, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, kubeVersionTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", path, err)
+	}
+	return parseKubeVersion(string(out))
+}
+
+// parseKubeVersion reads "Kubernetes v1.37.2" (what every kube binary
+// prints for --version).
+func parseKubeVersion(out string) (string, error) {
+	f := strings.Fields(out)
+	if len(f) != 2 || f[0] != "Kubernetes" || !strings.HasPrefix(f[1], "v") {
+		return "", fmt.Errorf("unexpected --version output %q, want \"Kubernetes vX.Y.Z\"", strings.TrimSpace(out))
+	}
+	return f[1], nil
+}

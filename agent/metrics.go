@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -10,6 +13,7 @@ import (
 //	masterd_build_info{version,revision,goversion}  1
 //	masterd_component_start_seconds{component}      how long each component took to start
 //	masterd_ready                                    1 once every component started
+//	masterd_kube_version_info{component,version}     1 per kube binary masterd runs (managed mode)
 //
 // plus the Go runtime and process collectors.
 type metrics struct {
@@ -37,4 +41,29 @@ func newMetrics(reg prometheus.Registerer, b BuildInfo) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// observeKubeVersions exports masterd_kube_version_info: one series per
+// managed kube unit whose binary answered --version, labelled with the
+// component ("kube-apiserver") and the version ("v1.37.2"), value 1.
+func observeKubeVersions(reg prometheus.Registerer, versions map[string]string) error {
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "masterd", Name: "kube_version_info",
+		Help: "Version of each kube binary masterd runs, read from its --version at start; always 1.",
+	}, []string{"component", "version"})
+	if err := reg.Register(info); err != nil {
+		// A second start on the same registry (tests) reuses the first's.
+		are, ok := err.(prometheus.AlreadyRegisteredError)
+		if !ok {
+			return fmt.Errorf("kube: register metrics: %w", err)
+		}
+		if info, ok = are.ExistingCollector.(*prometheus.GaugeVec); !ok {
+			return fmt.Errorf("kube: register metrics: %w", err)
+		}
+		info.Reset()
+	}
+	for unit, v := range versions {
+		info.WithLabelValues(strings.TrimSuffix(unit, ".service"), v).Set(1)
+	}
+	return nil
 }

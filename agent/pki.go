@@ -2,12 +2,18 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/masterd/masterd/pki"
@@ -22,6 +28,16 @@ type pkiComponent struct {
 	now     func() time.Time
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// running, when set (wire.go: kubeComponent.runningCerts), returns the
+	// NotAfter of the certificate each running kubeconfig-based unit
+	// started with, by certificate name ("scheduler.conf").
+	running func() map[string]time.Time
+	// servedAPIServer reads the certificate the local kube-apiserver serves
+	// (servedCert; nil in modes where masterd runs no apiserver).
+	servedAPIServer func(ctx context.Context) (*x509.Certificate, error)
+
+	mu    sync.Mutex
+	files *pki.Files // the last Ensure's result (n.files is the first's)
 }
 
 func newPKIComponent(n *node) (*pkiComponent, error) {
@@ -76,18 +92,21 @@ func (c *pkiComponent) Start(ctx context.Context) error {
 		n.log.Info("certificate written", "component", "pki", "file", ch.Name, "reason", ch.Reason)
 	}
 	n.files = files
-	c.metrics.Observe(files)
+	c.setFiles(files)
+	if n.cfg.Kubernetes.Mode != "none" {
+		addr := net.JoinHostPort(n.cfg.Address.String(), strconv.Itoa(n.cfg.Kubernetes.APIServerPort))
+		c.servedAPIServer = func(ctx context.Context) (*x509.Certificate, error) { return servedCert(ctx, addr) }
+	}
+	c.observe(ctx)
 	if n.cfg.Kubernetes.Mode == "managed" {
 		if err := writeAPIServerFiles(n, s); err != nil {
 			return err
 		}
 	}
-	if n.cfg.PKI.ExternalDir == "" {
-		runCtx, cancel := context.WithCancel(context.Background())
-		c.cancel = cancel
-		c.done = make(chan struct{})
-		go c.renewLoop(runCtx, p)
-	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.done = make(chan struct{})
+	go c.renewLoop(runCtx, p, n.cfg.PKI.ExternalDir == "")
 	return nil
 }
 
@@ -110,28 +129,108 @@ func ensurePKI(dir string, s *pki.Secret, p pki.Params, now time.Time) (*pki.Fil
 // leaves (1 year, renewed 30 days before expiry) run out.
 const renewInterval = 24 * time.Hour
 
-// renewLoop re-runs ensurePKI daily. etcd and kube-apiserver reload their
-// certificates from disk; nothing else needs to happen.
-func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params) {
+// observeInterval is how often the expiry metric is refreshed from what
+// runs: the apiserver's served certificate changes a few seconds after a
+// renewal (it reloads the file), a leader-only unit's when it restarts.
+const observeInterval = time.Minute
+
+// renewLoop re-runs ensurePKI daily (when masterd writes the pki) and
+// refreshes the expiry metric every observeInterval. etcd and
+// kube-apiserver reload their serving certificates from disk
+// (pki/reload_kube_test.go); kube-scheduler and kube-controller-manager
+// do not, and the kube component restarts them when their kubeconfig's
+// certificate changed (kube.go, credentialLoop).
+func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params, renew bool) {
 	defer close(c.done)
-	t := time.NewTicker(renewInterval)
-	defer t.Stop()
+	renewT := time.NewTicker(renewInterval)
+	defer renewT.Stop()
+	observeT := time.NewTicker(observeInterval)
+	defer observeT.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-renewT.C:
+			if renew {
+				c.renew(p)
+			}
+		case <-observeT.C:
 		}
-		files, err := ensurePKI(c.n.pkiDir(), c.n.secret, p, c.now())
-		if err != nil {
-			c.n.log.Error("certificate renewal failed", "component", "pki", "err", err)
-			continue
-		}
-		for _, ch := range files.Changes {
-			c.n.log.Info("certificate written", "component", "pki", "file", ch.Name, "reason", ch.Reason)
-		}
-		c.metrics.Observe(files)
+		c.observe(ctx)
 	}
+}
+
+// renew re-runs ensurePKI at c.now and reports what it wrote.
+func (c *pkiComponent) renew(p pki.Params) (*pki.Files, error) {
+	files, err := ensurePKI(c.n.pkiDir(), c.n.secret, p, c.now())
+	if err != nil {
+		c.n.log.Error("certificate renewal failed", "component", "pki", "err", err)
+		return nil, err
+	}
+	for _, ch := range files.Changes {
+		c.n.log.Info("certificate written", "component", "pki", "file", ch.Name, "reason", ch.Reason)
+	}
+	c.setFiles(files)
+	return files, nil
+}
+
+func (c *pkiComponent) setFiles(f *pki.Files) {
+	c.mu.Lock()
+	c.files = f
+	c.mu.Unlock()
+}
+
+// runningExpiry is the NotAfter of each certificate as the running
+// components use it: the files' (what etcd and masterd itself load at each
+// handshake), the apiserver's as served on its port, each running
+// leader-only unit's as in its kubeconfig when it started. Where the
+// running value is unknown (the apiserver not answering, a unit not running
+// here) the file's stands: it is what the component loads next.
+func (c *pkiComponent) runningExpiry(ctx context.Context) map[string]time.Time {
+	c.mu.Lock()
+	f := c.files
+	c.mu.Unlock()
+	if f == nil {
+		return map[string]time.Time{}
+	}
+	out := maps.Clone(f.Expiry)
+	if c.servedAPIServer != nil {
+		if cert, err := c.servedAPIServer(ctx); err == nil {
+			out["apiserver"] = cert.NotAfter
+		}
+	}
+	if c.running != nil {
+		for name, t := range c.running() {
+			out[name] = t
+		}
+	}
+	return out
+}
+
+// observe sets masterd_cert_expiry_timestamp_seconds from runningExpiry.
+func (c *pkiComponent) observe(ctx context.Context) {
+	c.metrics.Observe(&pki.Files{Expiry: c.runningExpiry(ctx)})
+}
+
+// servedCertTimeout bounds the handshake with the local apiserver.
+const servedCertTimeout = 5 * time.Second
+
+// servedCert returns the certificate served on addr, read from a TLS
+// handshake (not verified: it only reports what is served).
+func servedCert(ctx context.Context, addr string) (*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, servedCertTimeout)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pki: served certificate of %s: %w", addr, err)
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("pki: served certificate of %s: none presented", addr)
+	}
+	return certs[0], nil
 }
 
 func (c *pkiComponent) Stop(ctx context.Context) error {
@@ -146,7 +245,9 @@ func (c *pkiComponent) Stop(ctx context.Context) error {
 type certStatus = CertStatus
 
 func (c *pkiComponent) Status() any {
-	f := c.n.files
+	c.mu.Lock()
+	f := c.files
+	c.mu.Unlock()
 	if f == nil {
 		return []certStatus{}
 	}

@@ -64,6 +64,9 @@ type (
 		Sub      string `json:"sub"`
 		PID      uint32 `json:"pid"`
 		Restarts uint64 `json:"restarts"`
+		// Version is what the unit's binary reports for --version
+		// ("v1.37.2"), read at start; empty where unknown (existing mode).
+		Version string `json:"version,omitempty"`
 	}
 
 	// CertStatus is one certificate in the "pki" section.

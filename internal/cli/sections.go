@@ -63,9 +63,9 @@ func printSections(w io.Writer, st agent.Status) {
 	if section("kube", &us) && len(us) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "UNIT\tSTATE\tPID\tRESTARTS")
+		fmt.Fprintln(tw, "UNIT\tSTATE\tPID\tRESTARTS\tVERSION")
 		for _, u := range us {
-			fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\n", u.Name, u.Active, u.Sub, u.PID, u.Restarts)
+			fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\t%s\n", u.Name, u.Active, u.Sub, u.PID, u.Restarts, dash(u.Version))
 		}
 		tw.Flush()
 	}
