@@ -305,8 +305,9 @@ func AddMaster(ctx context.Context, cli *clientv3.Client, cfg Config, name, addr
 	}
 	lctx, cancel := context.WithTimeout(ctx, learnerWait)
 	_, err = etcdembed.AddLearner(lctx, cli, EtcdMemberConfig(cfg, nil), p)
+	waited := lctx.Err() != nil
 	cancel()
-	if errors.Is(err, rpctypes.ErrUnhealthy) && ctx.Err() == nil {
+	if err != nil && (errors.Is(err, rpctypes.ErrUnhealthy) || waited) && ctx.Err() == nil {
 		// etcd accepts a member only once this member has been connected
 		// to every other one for 5 s; the daemons register the learner
 		// as soon as it does (AdvanceMembership).
