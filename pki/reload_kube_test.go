@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,9 +20,11 @@ import (
 )
 
 // Does a running kube-apiserver (and the embedded etcd) pick up a renewed
-// serving certificate without a restart? The answer decides whether masterd
+// certificate without a restart? The answer decides whether masterd
 // restarts the apiserver after a renewal (agent/pki.go): it does not, because
-// this test shows both serve the new certificate read from disk.
+// this test shows both serve the new serving certificate read from disk, and
+// the apiserver presents the renewed kubelet client certificate to a kubelet
+// (a TLS stand-in that records it) on its next connection.
 
 const reloadChildEnv = "PKI_RELOAD_TEST_CHILD"
 
@@ -103,6 +106,7 @@ func TestReloadChild(t *testing.T) {
 		"--etcd-certfile="+f.APIServerEtcdClient.Cert, "--etcd-keyfile="+f.APIServerEtcdClient.Key,
 		"--client-ca-file="+f.KubeCA.Cert,
 		"--tls-cert-file="+f.APIServer.Cert, "--tls-private-key-file="+f.APIServer.Key,
+		"--kubelet-client-certificate="+f.APIServerKubeletClient.Cert, "--kubelet-client-key="+f.APIServerKubeletClient.Key,
 		"--service-account-key-file="+f.ServiceAccountPub, "--service-account-signing-key-file="+f.ServiceAccountKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
@@ -112,6 +116,11 @@ func TestReloadChild(t *testing.T) {
 		code, _ := admin.call("GET", "/readyz", "", nil)
 		return code == 200
 	})
+	kubelet := fakeKubelet(t, f)
+	kubeletBefore := kubelet.clientSerial(t, admin)
+	if want := fileSerial(t, f.APIServerKubeletClient.Cert); kubeletBefore != want {
+		t.Fatalf("apiserver presents kubelet client serial %s, want %s", kubeletBefore, want)
+	}
 	const apiAddr, etcdAddr = "10.10.0.1:6443", "10.10.0.1:2379"
 	apiBefore, err := servedCertSerial(apiAddr)
 	if err != nil {
@@ -144,6 +153,91 @@ func TestReloadChild(t *testing.T) {
 	t.Logf("embedded etcd serves serial %s, was %s", wantEtcd, etcdBefore)
 	if code, body := admin.call("GET", "/readyz", "", nil); code != 200 {
 		t.Fatalf("apiserver after renewal: %d %s", code, body)
+	}
+	// The kubelet client certificate (--kubelet-client-certificate) is
+	// reloaded too: a new connection to a kubelet presents the renewed one
+	// (polled: the reload follows a file watch).
+	wantKubelet := fileSerial(t, f.APIServerKubeletClient.Cert)
+	var presented string
+	for i := 0; i < 60; i++ {
+		if presented = kubelet.clientSerial(t, admin); presented == wantKubelet {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if presented != wantKubelet {
+		t.Fatalf("apiserver presents kubelet client serial %q to a new connection, want the renewed %s (was %s)", presented, wantKubelet, kubeletBefore)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("kube-apiserver exited during the test: %v", err)
+	default:
+	}
+	t.Logf("kube-apiserver (same PID) presents kubelet client serial %s, was %s", presented, kubeletBefore)
+}
+
+// kubeletStandIn is a TLS server on 10.10.0.1:10250 standing in for a
+// kubelet: it records the client certificate the apiserver presents.
+type kubeletStandIn struct {
+	serials chan string
+}
+
+func fakeKubelet(t *testing.T, f *Files) *kubeletStandIn {
+	t.Helper()
+	pair := keyPair(t, f.APIServer) // any serving certificate: the apiserver does not verify kubelets here
+	k := &kubeletStandIn{serials: make(chan string, 16)}
+	ln, err := tls.Listen("tcp", "10.10.0.1:10250", &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		ClientAuth:   tls.RequireAnyClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			select {
+			case k.serials <- cs.PeerCertificates[0].SerialNumber.String():
+			default:
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Connection: close, so each proxied request makes a new handshake.
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.Write([]byte("ok"))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	node := `{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1"},"status":{"addresses":[{"type":"InternalIP","address":"10.10.0.1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":10250}}}}`
+	admin := kubeClient(t, f.AdminConf)
+	if code, body := admin.call("POST", "/api/v1/nodes", "", []byte(node)); code != http.StatusCreated {
+		t.Fatalf("create node: %d %s", code, body)
+	}
+	return k
+}
+
+// clientSerial makes the apiserver reach the kubelet (node proxy) on a new
+// connection and returns the serial of the client certificate it presented.
+func (k *kubeletStandIn) clientSerial(t *testing.T, admin *kubeHTTP) string {
+	t.Helper()
+	for len(k.serials) > 0 {
+		<-k.serials
+	}
+	// The apiserver may try a connection the stand-in just closed: a 503
+	// then, and the next try dials anew.
+	for try := 1; ; try++ {
+		code, body := admin.call("GET", "/api/v1/nodes/n1/proxy/healthz", "", nil)
+		if code == http.StatusOK {
+			break
+		}
+		if try == 5 {
+			t.Fatalf("node proxy: %d %s", code, body)
+		}
+	}
+	select {
+	case s := <-k.serials:
+		return s
+	default:
+		return "" // the apiserver reused a connection: no handshake
 	}
 }
 
