@@ -29,10 +29,11 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // values; the limits keep a hostile or broken file from costing more than a
 // few MiB and a fraction of a second, and its report a screenful.
 const (
-	// maxConfigSize bounds what DecodeConfig reads: 50 times the shipped,
-	// commented example. Parsing costs about 130 bytes per byte of a file
-	// of tiny values ({}, {}, ...), so 256 KiB stays under 40 MiB.
-	maxConfigSize = 256 << 10
+	// maxConfigSize bounds what DecodeConfig reads: 10 times the shipped,
+	// commented example. Parsing costs up to about 220 bytes per byte (a
+	// flow sequence of tiny values, [1,1,...]: 240 KB took 53 MB), so
+	// 64 KiB stays near 15 MiB.
+	maxConfigSize = 64 << 10
 	// maxItems bounds a list or mapping (peers, SANs, extraArgs): a longer
 	// one is refused whole, so validation never walks a huge value.
 	maxItems = 1000
@@ -53,7 +54,7 @@ const (
 // DecodeConfig decodes YAML over DefaultConfig strictly: an unknown key, a value
 // of the wrong type or an unparsable address is an error naming the key path and
 // line. The first maxDecodeErrors such errors are reported, joined, and a last
-// one counts the rest. A file that is not one YAML document of at most 256 KiB,
+// one counts the rest. A file that is not one YAML document of at most 64 KiB,
 // or whose aliases expand too far, is an [*UnreadableError] and nothing is
 // decoded. It does not validate semantics; see Config.Validate.
 func DecodeConfig(r io.Reader) (Config, error) {
@@ -392,7 +393,7 @@ func (d *decoder) scalar(n *yaml.Node, path, what string, set func(string) error
 		return
 	}
 	if err := set(n.Value); err != nil {
-		d.fail(n, path, "%q is not %s", n.Value, what)
+		d.fail(n, path, "%s is not %s", quoteShort(n.Value), what)
 	}
 }
 
@@ -479,4 +480,14 @@ func describe(n *yaml.Node) string {
 		return strconv.Quote(n.Value)
 	}
 	return "this value"
+}
+
+// quoteShort quotes v for an error message, cut to its first 64 bytes: a
+// hostile value is named, not echoed whole.
+func quoteShort(v string) string {
+	const max = 64
+	if len(v) <= max {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(v[:max]), len(v))
 }

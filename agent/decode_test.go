@@ -84,7 +84,7 @@ func TestHostileConfigsAreRefusedCheaply(t *testing.T) {
 		{"an alias bomb of one wide mapping", aliasBomb(1500), "line 2: aliases expand to more than 10000 values", true, 1},
 		{"a nested alias bomb", nestedBomb(), "aliases expand to more than 10000 values", true, 1},
 		{"two documents", validYAML + "---\nname: m2\n", "line 9: a second YAML document starts here (---)", true, 1},
-		{"2 MB of junk", junk(2 << 20), "config is larger than 256 KiB", true, 1},
+		{"2 MB of junk", junk(2 << 20), "config is larger than 64 KiB", true, 1},
 		{"binary garbage", binary(64 << 10), "not valid YAML", true, 1},
 		{"a syntax error", "name: m1\npeers:\n  - {name: m1, address: 10.0.0.1}\n vip: [\n", "line 3: not valid YAML: did not find expected key", true, 1},
 		{"a list of 65,000 empty mappings", "peers: [" + strings.Repeat("{}, ", 65_000) + "]\n", "peers: 65000 items, at most 1000 (line 1)", false, 1},

@@ -195,8 +195,9 @@ func (c *membershipComponent) setErr(err error) {
 	c.mu.Unlock()
 }
 
-// membershipStatus is the membership's section of /status.
-type membershipStatus struct {
+// MembershipStatus is the membership section of /status: the agreed record
+// and, while a change runs, what it waits for.
+type MembershipStatus struct {
 	Epoch   uint64            `json:"epoch"`
 	Voters  map[string]string `json:"voters"`
 	Old     map[string]string `json:"old,omitempty"`
@@ -208,7 +209,7 @@ type membershipStatus struct {
 func (c *membershipComponent) Status() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return membershipStatus{Epoch: c.rec.Epoch, Voters: c.rec.Voters, Old: c.rec.Old, Change: c.rec.Change,
+	return MembershipStatus{Epoch: c.rec.Epoch, Voters: c.rec.Voters, Old: c.rec.Old, Change: c.rec.Change,
 		Waiting: c.waiting, Error: c.lastErr}
 }
 

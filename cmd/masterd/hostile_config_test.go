@@ -93,7 +93,13 @@ func TestHostileConfigFilesAreRefusedAsUsersRunCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const valid = "name: m1\npeers: [{name: m1, address: 127.0.0.1}]\nvip: {enabled: false}\nkubernetes: {mode: none}\n"
+	// A config this host passes (a real cluster key from masterd init), so
+	// the one bad key below is the only problem.
+	if out, err := exec.Command(bin, "init", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("masterd init: %v: %s", err, out)
+	}
+	valid := "name: m1\npeers: [{name: m1, address: 127.0.0.1}]\nvip: {enabled: false}\nkubernetes: {mode: none}\n" +
+		"clusterKeyFile: " + filepath.Join(dir, "cluster.key") + "\ndataDir: " + filepath.Join(dir, "data") + "\n"
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -101,10 +107,14 @@ func TestHostileConfigFilesAreRefusedAsUsersRunCheck(t *testing.T) {
 	}{
 		{"an alias bomb", []byte(aliasBombYAML()), "aliases expand to more than 10000 values (an alias bomb?)"},
 		{"two documents", []byte(valid + "---\nname: m2\n"), "a second YAML document starts here (---); the config must be one document"},
-		{"2 MB of junk", junk(2 << 20), "config is larger than 256 KiB; is this the right file?"},
-		{"250 KiB of junk", junk(250 << 10), "not valid YAML"},
+		{"2 MB of junk", junk(2 << 20), "config is larger than 64 KiB; is this the right file?"},
+		{"250 KiB of junk", junk(250 << 10), "config is larger than 64 KiB; is this the right file?"},
+		{"60 KiB of junk", junk(60 << 10), "not valid YAML"},
+		// The costliest valid YAML per byte: a flow sequence of tiny values.
+		{"a flow sequence of 30,000 items", []byte(valid + "priority: [" + strings.Repeat("1,", 30000) + "1]\n"), "priority: must be"},
+		{"a 60 KiB scalar", []byte(valid + "priority: " + strings.Repeat("x", 60<<10) + "\n"), "... (61440 bytes) is not"},
 		{"binary garbage", garbage, "not valid YAML"},
-		{"an executable", elf, "config is larger than 256 KiB; is this the right file?"},
+		{"an executable", elf, "config is larger than 64 KiB; is this the right file?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")

@@ -37,6 +37,10 @@ func printSections(w io.Writer, st agent.Status) {
 		}
 		fmt.Fprintf(w, "\netcd: member %s, %s, %s; members: %s\n", e.ID, role, health, strings.Join(e.Members, ", "))
 	}
+	var ms agent.MembershipStatus
+	if section("membership", &ms) {
+		printMembership(w, ms)
+	}
 	var v agent.VIPStatus
 	if section("vip", &v) {
 		held := "not held here"
@@ -134,4 +138,24 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printMembership renders the agreed masters and a change in progress.
+func printMembership(w io.Writer, m agent.MembershipStatus) {
+	names := sortedKeys(m.Voters)
+	masters := make([]string, 0, len(names))
+	for _, n := range names {
+		masters = append(masters, n+"="+m.Voters[n])
+	}
+	fmt.Fprintf(w, "masters (record epoch %d): %s\n", m.Epoch, strings.Join(masters, ", "))
+	if m.Change != nil {
+		fmt.Fprintf(w, "change in progress: %s", m.Change)
+		if m.Waiting != "" {
+			fmt.Fprintf(w, "; waiting for %s", m.Waiting)
+		}
+		fmt.Fprintln(w)
+	}
+	if m.Error != "" {
+		fmt.Fprintf(w, "membership: %s\n", m.Error)
+	}
 }
