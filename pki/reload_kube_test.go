@@ -3,13 +3,16 @@ package pki
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,9 +103,10 @@ func TestReloadChild(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("etcd not ready")
 	}
+	proxy := newEtcdProxy(t, f)
 	exited := startProc(t, bin,
 		"--advertise-address=10.10.0.1", "--bind-address=0.0.0.0", "--secure-port=6443",
-		"--etcd-servers=https://10.10.0.1:2379", "--etcd-cafile="+f.EtcdCA,
+		"--etcd-servers=https://10.10.0.1:2381", "--etcd-cafile="+f.EtcdCA,
 		"--etcd-certfile="+f.APIServerEtcdClient.Cert, "--etcd-keyfile="+f.APIServerEtcdClient.Key,
 		"--client-ca-file="+f.KubeCA.Cert,
 		"--tls-cert-file="+f.APIServer.Cert, "--tls-private-key-file="+f.APIServer.Key,
@@ -168,12 +172,38 @@ func TestReloadChild(t *testing.T) {
 	if presented != wantKubelet {
 		t.Fatalf("apiserver presents kubelet client serial %q to a new connection, want the renewed %s (was %s)", presented, wantKubelet, kubeletBefore)
 	}
+	t.Logf("kube-apiserver (same PID) presents kubelet client serial %s, was %s", presented, kubeletBefore)
+
+	// The etcd client certificate (--etcd-certfile): the proxy cuts the
+	// apiserver's etcd connections; the ones it makes anew present the
+	// renewed certificate.
+	wantEtcdClient := fileSerial(t, f.APIServerEtcdClient.Cert)
+	proxy.mu.Lock()
+	etcdClientBefore := proxy.first
+	proxy.mu.Unlock()
+	proxy.cut()
+	var etcdClient string
+	waitFor(t, "kube-apiserver reconnects to etcd", exited, func() bool {
+		select {
+		case etcdClient = <-proxy.serials:
+			return true
+		default:
+			return false
+		}
+	})
+	if etcdClient != wantEtcdClient {
+		t.Fatalf("apiserver presents etcd client serial %s on a new connection, want the renewed %s (was %s)", etcdClient, wantEtcdClient, etcdClientBefore)
+	}
+	waitFor(t, "kube-apiserver ready after the etcd reconnect", exited, func() bool {
+		code, _ := admin.call("GET", "/readyz", "", nil)
+		return code == 200
+	})
 	select {
 	case err := <-exited:
 		t.Fatalf("kube-apiserver exited during the test: %v", err)
 	default:
 	}
-	t.Logf("kube-apiserver (same PID) presents kubelet client serial %s, was %s", presented, kubeletBefore)
+	t.Logf("kube-apiserver (same PID) presents etcd client serial %s, was %s", etcdClient, etcdClientBefore)
 }
 
 // kubeletStandIn is a TLS server on 10.10.0.1:10250 standing in for a
@@ -252,4 +282,90 @@ func fileSerial(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return c.SerialNumber.String()
+}
+
+// etcdProxy terminates the apiserver's TLS to etcd on 10.10.0.1:2381,
+// records the client certificate it presents, and relays to etcd on 2379.
+type etcdProxy struct {
+	serials chan string
+	first   string // the serial of the first connection
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newEtcdProxy(t *testing.T, f *Files) *etcdProxy {
+	t.Helper()
+	pool := x509.NewCertPool()
+	caPEM, err := os.ReadFile(f.EtcdCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(caPEM)
+	upstream := &tls.Config{Certificates: []tls.Certificate{keyPair(t, f.APIServerEtcdClient)}, RootCAs: pool, NextProtos: []string{"h2"}}
+	p := &etcdProxy{serials: make(chan string, 64)}
+	ln, err := tls.Listen("tcp", "10.10.0.1:2381", &tls.Config{
+		Certificates: []tls.Certificate{keyPair(t, f.EtcdServer)},
+		ClientAuth:   tls.RequireAnyClientCert,
+		NextProtos:   []string{"h2"},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			s := cs.PeerCertificates[0].SerialNumber.String()
+			p.mu.Lock()
+			if p.first == "" {
+				p.first = s
+			}
+			p.mu.Unlock()
+			select {
+			case p.serials <- s:
+			default:
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.relay(c, upstream)
+		}
+	}()
+	return p
+}
+
+func (p *etcdProxy) relay(c net.Conn, upstream *tls.Config) {
+	if err := c.(*tls.Conn).Handshake(); err != nil {
+		c.Close()
+		return
+	}
+	u, err := tls.Dial("tcp", "10.10.0.1:2379", upstream)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, u)
+	p.mu.Unlock()
+	go func() { io.Copy(u, c); u.Close() }()
+	io.Copy(c, u)
+	c.Close()
+}
+
+// cut closes every relayed connection and empties the recorded serials.
+func (p *etcdProxy) cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for len(p.serials) > 0 {
+		<-p.serials
+	}
+	for _, c := range conns {
+		c.Close()
+	}
 }
