@@ -18,7 +18,7 @@ import (
 type Config struct {
 	Name           string     `yaml:"name" doc:"this master's name; must be one of peers[].name (default: the hostname)"`
 	Address        netip.Addr `yaml:"address" doc:"this master's own address: gossip, etcd, kube-apiserver bind here; never the VIP (default: peers[name].address)"`
-	Peers          []Peer     `yaml:"peers" doc:"every master of the cluster, this one included; they are the voters of every election and the etcd members"`
+	Peers          []Peer     `yaml:"peers" doc:"every master of the cluster at its first boot, this one included; afterwards the membership record in etcd (masterd member add/remove) is the source of the voters and etcd members"`
 	ClusterKeyFile string     `yaml:"clusterKeyFile" doc:"the cluster secret made by 'masterd init', identical on every master, mode 0600"`
 	DataDir        string     `yaml:"dataDir" doc:"etcd data, snapshots, generated PKI, election state (mode 0700)"`
 	Priority       int        `yaml:"priority" doc:"election preference among healthy masters, higher wins (0..1000)"`
