@@ -28,7 +28,25 @@
 //  9. every master rebooted at once: the cluster returns with its data;
 //  10. bad input: a corrupt masterd.yaml fails the unit with the config error
 //     in the journal; a master with a wrong cluster key is refused.
-//  11. TestWipeWhileHolderHalfPartitioned (own kube-less lab, 20 trials): a master wiped and restarted while the VIP holder is cut one way, never two VIP holders on the wire or in ip addr.
+//  11. TestWipeWhileHolderHalfPartitioned (own kube-less lab, 20 trials): a
+//     master wiped and restarted while the VIP holder is cut one way, never
+//     two VIP holders on the wire or in ip addr.
+//
+// Other tests with labs of their own:
+//
+//   - TestFastProfileFenceSilencesAKilledHolder: the fast profile's kernel
+//     fence silences a SIGKILLed holder before its lease ends.
+//   - TestMembershipReplaceOnRealHosts (kube-less): bad membership changes
+//     refused with nothing changed, m3 removed, wiped and added back while
+//     the VIP is sampled and a client writes; never two holders, no write lost.
+//   - TestTakeoverOfLeaderOnlyComponents: the scheduler and controller-manager
+//     roles moved (graceful stop, SIGKILL, crash); the coordination Lease is
+//     handed over, its holderIdentity never goes back, a new instance acquires
+//     only after the old unit is dead.
+//   - TestWorkerRunsPods, TestWorkerKubeadmJoin, TestWorkerThroughVIPHolderCrash:
+//     a worker host with containerd and a real kubelet joins through the VIP
+//     (stock kubeadm join with a masterd token), runs pods, and keeps working
+//     while the VIP holder crashes.
 //
 // They need root, the package (`make package`, or MASTERD_DEB) and the kube
 // binaries (`make kube`, or KUBE_BIN_DIR); without the kube binaries the
