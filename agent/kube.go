@@ -390,8 +390,10 @@ func (l *leaderUnit) renewed(uint64, time.Time) {}
 // Credentials of the leader-only units. kube-scheduler and
 // kube-controller-manager read the client certificate embedded in their
 // kubeconfig once, at start: a renewal that rewrites the file reaches them
-// only through a restart. (kube-apiserver and etcd reload their serving
-// certificates from disk by themselves: pki/reload_kube_test.go.)
+// only through a restart. kube-apiserver needs none: it serves a renewed
+// --tls-cert-file and presents renewed kubelet and etcd client
+// certificates on its next connections, the same process; etcd serves its
+// renewed certificate too (pki/reload_kube_test.go, the real binaries).
 //
 // Each leaderUnit records the certificate its kubeconfig held when it
 // started the unit; credentialLoop compares it with the file every

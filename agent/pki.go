@@ -136,9 +136,10 @@ const observeInterval = time.Minute
 
 // renewLoop re-runs ensurePKI daily (when masterd writes the pki) and
 // refreshes the expiry metric every observeInterval. etcd and
-// kube-apiserver reload their serving certificates from disk
-// (pki/reload_kube_test.go); kube-scheduler and kube-controller-manager
-// do not, and the kube component restarts them when their kubeconfig's
+// kube-apiserver load renewed certificates from disk by themselves (the
+// apiserver's serving, kubelet client and etcd client ones:
+// pki/reload_kube_test.go); kube-scheduler and kube-controller-manager do
+// not, and the kube component restarts them when their kubeconfig's
 // certificate changed (kube.go, credentialLoop).
 func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params, renew bool) {
 	defer close(c.done)
