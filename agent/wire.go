@@ -51,6 +51,9 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	fit := healthSource(etcdC.Check)
 	if cfg.Kubernetes.Mode != "none" {
 		kube := &kubeComponent{n: shared}
+		// The expiry metric reports the certificates the leader-only units
+		// started with, not only the files.
+		pkiC.running = kube.runningCerts
 		n.Components = append(n.Components, kube)
 		fit = kube.Check
 		el.handlers[RoleScheduler] = &leaderUnit{c: kube, unit: func() string { return kube.scheduler }}
