@@ -161,9 +161,22 @@ func (w *Worker) up(ctx context.Context) error {
 		{"ip", "-n", l.brNS, "link", "set", w.Port, "master", "br0", "up"},
 		{"ip", "-n", w.Name, "addr", "add", netip.PrefixFrom(w.Addr, 24).String(), "dev", "eth0"},
 		{"ip", "-n", w.Name, "link", "set", "eth0", "up"},
+		// A default route, as a node has: a connection from the worker
+		// itself to a ClusterIP needs a route before kube-proxy's rules
+		// rewrite its destination.
+		{"ip", "-n", w.Name, "route", "add", "default", "dev", "eth0"},
 	} {
 		if _, err := run(ctx, c...); err != nil {
 			return err
+		}
+	}
+	// The masters route the worker's pod range to it, as a host-gw CNI
+	// would: a pod reaches the apiserver (Service kubernetes, DNATed by
+	// kube-proxy to a master) with its own address, and the answer must
+	// find its way back.
+	for _, m := range l.masters {
+		if _, err := run(ctx, "ip", "-n", m.Name, "route", "replace", w.PodCIDR.String(), "via", w.Addr.String()); err != nil {
+			return fmt.Errorf("route %v on %s: %w", w.PodCIDR, m.Name, err)
 		}
 	}
 	l.progress("%s: booting systemd", w.Name)
@@ -315,7 +328,8 @@ state = "/run/containerd"
 
 // cniConfig is a bridge network (cni0, the worker the gateway) with
 // host-local addresses from the pod CIDR. No masquerading: pod traffic
-// never leaves the lab's namespaces.
+// never leaves the lab's namespaces, and the masters route the pod range to
+// the worker (see up).
 func (w *Worker) cniConfig() string {
 	gw := w.PodCIDR.Addr().Next()
 	return fmt.Sprintf(`{
@@ -568,6 +582,43 @@ failSwapOn: false
 // IP forwarding, which kubeadm's preflight requires, is turned on in the
 // worker's network namespace first.
 func (w *Worker) KubeadmJoin(ctx context.Context, args ...string) ([]byte, error) {
+	return w.kubeadmJoin(ctx, append(args, "--cri-socket", "unix:///run/containerd/containerd.sock",
+		"--patches", "/etc/kubernetes/lab-patches",
+		"--ignore-preflight-errors", "SystemVerification", "--v", "1"))
+}
+
+// KubeadmJoinBounded runs `kubeadm join` as KubeadmJoin does, from a
+// JoinConfiguration (the configuration the command line's flags stand for)
+// that also bounds kubeadm's discovery to discovery (its default is 5
+// minutes, which no flag changes): for joins expected to fail discovering
+// the cluster.
+func (w *Worker) KubeadmJoinBounded(ctx context.Context, endpoint, token, caCertHash string, discovery time.Duration) ([]byte, error) {
+	config := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: %q
+    token: %q
+    caCertHashes: [%q]
+  tlsBootstrapToken: %q
+nodeRegistration:
+  criSocket: unix:///run/containerd/containerd.sock
+  ignorePreflightErrors: [SystemVerification]
+patches:
+  directory: /etc/kubernetes/lab-patches
+timeouts:
+  discovery: %s
+`, endpoint, token, caCertHash, token, discovery)
+	// The token is a credential: the file is 0600 and removed after.
+	const path = "/etc/kubernetes/lab-join.yaml"
+	if err := w.host.WriteFile(path, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(w.host.Path(path))
+	return w.kubeadmJoin(ctx, []string{"--config", path, "--v", "1"})
+}
+
+func (w *Worker) kubeadmJoin(ctx context.Context, args []string) ([]byte, error) {
 	h := w.host
 	if err := h.WriteFile("/etc/kubernetes/lab-patches/kubeletconfiguration+merge.yaml", []byte(kubeletPatch), 0o644); err != nil {
 		return nil, err
@@ -586,9 +637,6 @@ func (w *Worker) KubeadmJoin(ctx context.Context, args ...string) ([]byte, error
 		return nil, fmt.Errorf("lab: %s: kubeadm join: no time left (%w)", w.Name, context.DeadlineExceeded)
 	}
 	argv := append([]string{"timeout", "--kill-after=5", fmt.Sprintf("%.0f", limit.Seconds()), "kubeadm", "join"}, args...)
-	argv = append(argv, "--cri-socket", "unix:///run/containerd/containerd.sock",
-		"--patches", "/etc/kubernetes/lab-patches",
-		"--ignore-preflight-errors", "SystemVerification", "--v", "1")
 	out, err := h.Exec(ctx, argv...)
 	if err != nil {
 		return out, fmt.Errorf("lab: %s: kubeadm join: %w", w.Name, err)
