@@ -83,6 +83,61 @@ func (mc *memberCluster) masterd(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
+// startMemberCluster runs masterd init in a new directory and starts the
+// three seed masters m1..m3 from the binary; the cleanup stops every daemon
+// and, on failure, logs the tail of each one's stderr.
+func startMemberCluster(t *testing.T) *memberCluster {
+	t.Helper()
+	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
+	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
+		t.Fatalf("masterd init: %v\n%s", err, out)
+	}
+	for i := 1; i <= 3; i++ {
+		mc.seed = append(mc.seed, newDaemon(i))
+	}
+	t.Cleanup(func() {
+		for _, d := range mc.ds {
+			mc.stop(d)
+		}
+		if t.Failed() {
+			for _, d := range mc.ds {
+				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
+			}
+		}
+	})
+	for _, d := range mc.seed {
+		mc.start(d, mc.seed)
+	}
+	return mc
+}
+
+// poll fails the test unless ok holds within 120s.
+func poll(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 120s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// etcdClient is a client of master name's etcd member, closed with the test.
+func (mc *memberCluster) etcdClient(name string) *clientv3.Client {
+	mc.t.Helper()
+	cfg, err := agent.LoadConfig(filepath.Join(mc.dir, name+".yaml"))
+	if err != nil {
+		mc.t.Fatal(err)
+	}
+	cli, err := agent.EtcdClient(cfg)
+	if err != nil {
+		mc.t.Fatal(err)
+	}
+	mc.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
 type membershipView struct {
 	Epoch  uint64   `json:"epoch"`
 	Voters []string `json:"voters"`
@@ -123,26 +178,7 @@ func TestMemberAddRemoveThroughTheCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four daemons")
 	}
-	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
-	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
-		t.Fatalf("masterd init: %v\n%s", err, out)
-	}
-	for i := 1; i <= 3; i++ {
-		mc.seed = append(mc.seed, newDaemon(i))
-	}
-	t.Cleanup(func() {
-		for _, d := range mc.ds {
-			mc.stop(d)
-		}
-		if t.Failed() {
-			for _, d := range mc.ds {
-				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
-			}
-		}
-	})
-	for _, d := range mc.seed {
-		mc.start(d, mc.seed)
-	}
+	mc := startMemberCluster(t)
 	waitMembership := func(names []string, epoch uint64, voters int) {
 		t.Helper()
 		deadline := time.Now().Add(120 * time.Second)
@@ -166,15 +202,7 @@ func TestMemberAddRemoveThroughTheCLI(t *testing.T) {
 	waitMembership([]string{"m1", "m2", "m3"}, 1, 3)
 
 	// A client writes through m1's etcd member all along.
-	cfg1, err := agent.LoadConfig(filepath.Join(mc.dir, "m1.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wcli, err := agent.EtcdClient(cfg1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wcli.Close()
+	wcli := mc.etcdClient("m1")
 	var mu sync.Mutex
 	acked := map[string]bool{}
 	var maxGap time.Duration
@@ -280,15 +308,7 @@ func TestMemberAddRemoveThroughTheCLI(t *testing.T) {
 	close(stop)
 	<-writerDone
 	// Every acknowledged write reads back through the new master.
-	cfg4, err := agent.LoadConfig(filepath.Join(mc.dir, "m4.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c4, err := agent.EtcdClient(cfg4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c4.Close()
+	c4 := mc.etcdClient("m4")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c4.Get(ctx, "/test/w/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
@@ -344,26 +364,7 @@ func TestMemberRecoverThroughTheCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs daemons")
 	}
-	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
-	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
-		t.Fatalf("masterd init: %v\n%s", err, out)
-	}
-	for i := 1; i <= 3; i++ {
-		mc.seed = append(mc.seed, newDaemon(i))
-	}
-	t.Cleanup(func() {
-		for _, d := range mc.ds {
-			mc.stop(d)
-		}
-		if t.Failed() {
-			for _, d := range mc.ds {
-				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
-			}
-		}
-	})
-	for _, d := range mc.seed {
-		mc.start(d, mc.seed)
-	}
+	mc := startMemberCluster(t)
 	cfg1, err := agent.LoadConfig(filepath.Join(mc.dir, "m1.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -434,15 +435,7 @@ func TestMemberRecoverThroughTheCLI(t *testing.T) {
 	if out, err := mc.masterd("m1", "member", "wait", "--timeout", "3m"); err != nil || !strings.Contains(out, "epoch 4, voters m1,m5") {
 		t.Fatalf("member wait for the add of m5: %v\n%s", err, out)
 	}
-	cfg5, err := agent.LoadConfig(filepath.Join(mc.dir, "m5.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c5, err := agent.EtcdClient(cfg5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c5.Close()
+	c5 := mc.etcdClient("m5")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c5.Get(ctx, "/test/acked/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -459,37 +452,8 @@ func TestRestoredSnapshotMakesTheMasterTheOnlyVoter(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs daemons")
 	}
-	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
-	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
-		t.Fatalf("masterd init: %v\n%s", err, out)
-	}
-	for i := 1; i <= 3; i++ {
-		mc.seed = append(mc.seed, newDaemon(i))
-	}
-	t.Cleanup(func() {
-		for _, d := range mc.ds {
-			mc.stop(d)
-		}
-		if t.Failed() {
-			for _, d := range mc.ds {
-				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
-			}
-		}
-	})
-	for _, d := range mc.seed {
-		mc.start(d, mc.seed)
-	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(120 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 120s", what)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	waitFor("every master on epoch 1 with 3 voters", func() bool {
+	mc := startMemberCluster(t)
+	poll(t, "every master on epoch 1 with 3 voters", func() bool {
 		for _, d := range mc.ds {
 			m, ready, err := d.electionMembership()
 			if err != nil || !ready || m.Epoch != 1 || len(m.Voters) != 3 {
@@ -498,14 +462,7 @@ func TestRestoredSnapshotMakesTheMasterTheOnlyVoter(t *testing.T) {
 		}
 		return true
 	})
-	cfg1, err := agent.LoadConfig(filepath.Join(mc.dir, "m1.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := agent.EtcdClient(cfg1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := mc.etcdClient("m1")
 	for i := range 50 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := cli.Put(ctx, fmt.Sprintf("/test/snap/%02d", i), "v")
@@ -528,17 +485,13 @@ func TestRestoredSnapshotMakesTheMasterTheOnlyVoter(t *testing.T) {
 	mc.ds = map[string]*daemon{}
 	mc.start(newDaemon(1), mc.seed)
 	m1 := mc.ds["m1"]
-	waitFor("restored m1 alone on a new epoch holding every role", func() bool {
+	poll(t, "restored m1 alone on a new epoch holding every role", func() bool {
 		m, ready, err := m1.electionMembership()
 		roles, rerr := m1.roles()
 		return err == nil && rerr == nil && ready && m.Epoch >= 2 && len(m.Voters) == 1 && m.Voters[0] == "m1" &&
 			roles["scheduler"].Leader && roles["controller-manager"].Leader
 	})
-	cli, err = agent.EtcdClient(cfg1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli = mc.etcdClient("m1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, "/test/snap/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -556,37 +509,8 @@ func TestMemberReplaceThroughTheCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs daemons")
 	}
-	mc := &memberCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), ds: map[string]*daemon{}}
-	if out, err := exec.Command(mc.bin, "init", "--dir", mc.dir).CombinedOutput(); err != nil {
-		t.Fatalf("masterd init: %v\n%s", err, out)
-	}
-	for i := 1; i <= 3; i++ {
-		mc.seed = append(mc.seed, newDaemon(i))
-	}
-	t.Cleanup(func() {
-		for _, d := range mc.ds {
-			mc.stop(d)
-		}
-		if t.Failed() {
-			for _, d := range mc.ds {
-				t.Logf("--- %s stderr (tail):\n%s", d.name, tail(d.stderr.String(), 30))
-			}
-		}
-	})
-	for _, d := range mc.seed {
-		mc.start(d, mc.seed)
-	}
-	poll := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(120 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 120s", what)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	poll("every master ready on epoch 1", func() bool {
+	mc := startMemberCluster(t)
+	poll(t, "every master ready on epoch 1", func() bool {
 		for _, d := range mc.ds {
 			if m, ready, err := d.electionMembership(); err != nil || !ready || m.Epoch != 1 {
 				return false
@@ -604,7 +528,7 @@ func TestMemberReplaceThroughTheCLI(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- replace.Wait() }()
 	// Once the add of m4 is published, m3 is out: stop it, start m4.
-	poll("replace reaches the add of m4", func() bool { return strings.Contains(out.String(), "adding m4") })
+	poll(t, "replace reaches the add of m4", func() bool { return strings.Contains(out.String(), "adding m4") })
 	mc.stop(mc.ds["m3"])
 	delete(mc.ds, "m3")
 	m4 := newDaemon(4)
@@ -619,7 +543,7 @@ func TestMemberReplaceThroughTheCLI(t *testing.T) {
 		t.Fatalf("member replace did not finish:\n%s", out.String())
 	}
 	t.Logf("member replace m3 m4 took %.1fs:\n%s", time.Since(start).Seconds(), out.String())
-	poll("m1, m2, m4 on epoch 5 with 3 voters", func() bool {
+	poll(t, "m1, m2, m4 on epoch 5 with 3 voters", func() bool {
 		for _, d := range mc.ds {
 			if m, ready, err := d.electionMembership(); err != nil || !ready || m.Epoch != 5 || len(m.Voters) != 3 || len(m.Old) != 0 {
 				return false
