@@ -18,7 +18,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,10 +30,8 @@ import (
 	"github.com/masterd/masterd/addons"
 	"github.com/masterd/masterd/agent"
 	"github.com/masterd/masterd/bootstrap"
+	"github.com/masterd/masterd/internal/kubetest"
 	"github.com/masterd/masterd/pki"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
 // The real kube-apiserver and kube-controller-manager (bootstrap-token
@@ -49,27 +46,9 @@ const (
 )
 
 const (
-	nodeAddr = "10.10.0.1"
-	vipAddr  = "10.10.0.100"
+	nodeAddr = kubetest.NodeAddr
+	vipAddr  = kubetest.VIPAddr
 )
-
-func kubeBinDir(t *testing.T) string {
-	t.Helper()
-	dirs := []string{os.Getenv("MASTERD_KUBE_BIN")}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache/masterd/kube/v1.37.2/bin"))
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		if fi, err := os.Stat(filepath.Join(d, "kube-apiserver")); err == nil && fi.Mode()&0o111 != 0 {
-			return d
-		}
-	}
-	t.Skip("kube-apiserver not built: run integration/kube/build.sh or set MASTERD_KUBE_BIN")
-	return ""
-}
 
 func TestNodeBootstrapAgainstTheRealAPIServer(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
@@ -78,33 +57,13 @@ func TestNodeBootstrapAgainstTheRealAPIServer(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
 	}
-	bin := kubeBinDir(t)
-	ns := fmt.Sprintf("bootstrap-%d", os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "set", "lo", "up")
-	for _, a := range []string{nodeAddr + "/32", vipAddr + "/32"} {
-		ip("-n", ns, "addr", "add", a, "dev", "lo")
-	}
+	bin := kubetest.BinDir(t)
 	// The masterd binary, for the token commands as users run them.
 	masterd := filepath.Join(t.TempDir(), "masterd")
 	if out, err := exec.Command("go", "build", "-o", masterd, "../cmd/masterd").CombinedOutput(); err != nil {
 		t.Fatalf("build masterd: %v\n%s", err, out)
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestNodeBootstrapChild$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+bin, masterdEnv+"="+masterd)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	t.Logf("child:\n%s", out)
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestNodeBootstrapChild")) {
-		t.Fatalf("child failed: %v", err)
-	}
+	kubetest.RunChild(t, fmt.Sprintf("bootstrap-%d", os.Getpid()), "TestNodeBootstrapChild", childEnv+"="+bin, masterdEnv+"="+masterd)
 }
 
 type env struct {
@@ -160,26 +119,7 @@ func startControlPlane(t *testing.T, bin string) *env {
 		t.Fatal(err)
 	}
 
-	cfg := embed.NewConfig()
-	cfg.Name, cfg.Dir = "m1", filepath.Join(t.TempDir(), "etcd")
-	cu, _ := url.Parse("https://" + nodeAddr + ":2379")
-	pu, _ := url.Parse("https://" + nodeAddr + ":2380")
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = "m1=https://" + nodeAddr + ":2380"
-	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: f.EtcdServer.Cert, KeyFile: f.EtcdServer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
-	cfg.PeerTLSInfo = transport.TLSInfo{CertFile: f.EtcdPeer.Cert, KeyFile: f.EtcdPeer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	etcd, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
-	select {
-	case <-etcd.Server.ReadyNotify():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("etcd not ready")
-	}
+	kubetest.StartEtcd(t, kubetest.EtcdTLS{CA: f.EtcdCA, ServerCert: f.EtcdServer.Cert, ServerKey: f.EtcdServer.Key, PeerCert: f.EtcdPeer.Cert, PeerKey: f.EtcdPeer.Key})
 
 	apiExited := startProc(t, filepath.Join(bin, "kube-apiserver"),
 		"--advertise-address="+nodeAddr, "--bind-address=0.0.0.0", "--secure-port=6443",

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,9 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
+	"github.com/masterd/masterd/internal/kubetest"
 )
 
 // The real kube-apiserver against an embedded etcd, both on files from
@@ -33,54 +30,23 @@ import (
 
 const kubeChildEnv = "PKI_KUBE_TEST_CHILD"
 
+// kubeBin is the kube-apiserver binary; the test is skipped without one.
 func kubeBin(t *testing.T) string {
 	t.Helper()
-	dirs := []string{os.Getenv("MASTERD_KUBE_BIN")}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache/masterd/kube/v1.37.2/bin"))
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, "kube-apiserver")
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	t.Skip("kube-apiserver not built: run integration/kube/build.sh or set MASTERD_KUBE_BIN")
-	return ""
+	return filepath.Join(kubetest.BinDir(t), "kube-apiserver")
+}
+
+// etcdTLS is the files of the embedded etcd member's mutual TLS.
+func etcdTLS(f *Files) kubetest.EtcdTLS {
+	return kubetest.EtcdTLS{CA: f.EtcdCA, ServerCert: f.EtcdServer.Cert, ServerKey: f.EtcdServer.Key, PeerCert: f.EtcdPeer.Cert, PeerKey: f.EtcdPeer.Key}
 }
 
 func TestKubeAPIServerServesWithOurPKI(t *testing.T) {
 	if os.Getenv(kubeChildEnv) != "" {
 		t.Skip("child process")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
 	bin := kubeBin(t)
-	ns := fmt.Sprintf("pki-%d-kube", os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "set", "lo", "up")
-	for _, a := range []string{"10.10.0.1/32", "10.10.0.100/32"} {
-		ip("-n", ns, "addr", "add", a, "dev", "lo")
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestKubeAPIServerChild$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), kubeChildEnv+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	t.Logf("child:\n%s", out)
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestKubeAPIServerChild")) {
-		t.Fatalf("child failed: %v", err)
-	}
+	kubetest.RunChild(t, fmt.Sprintf("pki-%d-kube", os.Getpid()), "TestKubeAPIServerChild", kubeChildEnv+"="+bin)
 }
 
 func TestKubeAPIServerChild(t *testing.T) {
@@ -94,26 +60,7 @@ func TestKubeAPIServerChild(t *testing.T) {
 	f := mustEnsure(t, filepath.Join(t.TempDir(), "pki"), s, p, now)
 
 	// etcd: one member with mutual TLS on both ports.
-	cfg := embed.NewConfig()
-	cfg.Name, cfg.Dir = "m1", filepath.Join(t.TempDir(), "etcd")
-	cu, _ := url.Parse("https://10.10.0.1:2379")
-	pu, _ := url.Parse("https://10.10.0.1:2380")
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = "m1=https://10.10.0.1:2380"
-	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: f.EtcdServer.Cert, KeyFile: f.EtcdServer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
-	cfg.PeerTLSInfo = transport.TLSInfo{CertFile: f.EtcdPeer.Cert, KeyFile: f.EtcdPeer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("etcd not ready")
-	}
+	kubetest.StartEtcd(t, etcdTLS(f))
 
 	args := []string{
 		"--advertise-address=10.10.0.1", "--bind-address=0.0.0.0", "--secure-port=6443",

@@ -1,25 +1,19 @@
 package pki
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
+	"github.com/masterd/masterd/internal/kubetest"
 )
 
 // Does a running kube-apiserver (and the embedded etcd) pick up a renewed
@@ -35,31 +29,8 @@ func TestKubeAPIServerAndEtcdServeARenewedCertificateWithoutRestart(t *testing.T
 	if os.Getenv(reloadChildEnv) != "" {
 		t.Skip("child process")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
 	bin := kubeBin(t)
-	ns := fmt.Sprintf("pki-%d-reload", os.Getpid())
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	ip("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ip("-n", ns, "link", "set", "lo", "up")
-	for _, a := range []string{"10.10.0.1/32", "10.10.0.100/32"} {
-		ip("-n", ns, "addr", "add", a, "dev", "lo")
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestReloadChild$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), reloadChildEnv+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	t.Logf("child:\n%s", out)
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestReloadChild")) {
-		t.Fatalf("child failed: %v", err)
-	}
+	kubetest.RunChild(t, fmt.Sprintf("pki-%d-reload", os.Getpid()), "TestReloadChild", reloadChildEnv+"="+bin)
 }
 
 // servedCertSerial reads the serial of the certificate served at addr.
@@ -83,26 +54,7 @@ func TestReloadChild(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	f := mustEnsure(t, dir, s, p, time.Now())
 
-	cfg := embed.NewConfig()
-	cfg.Name, cfg.Dir = "m1", filepath.Join(t.TempDir(), "etcd")
-	cu, _ := url.Parse("https://10.10.0.1:2379")
-	pu, _ := url.Parse("https://10.10.0.1:2380")
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = "m1=https://10.10.0.1:2380"
-	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: f.EtcdServer.Cert, KeyFile: f.EtcdServer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
-	cfg.PeerTLSInfo = transport.TLSInfo{CertFile: f.EtcdPeer.Cert, KeyFile: f.EtcdPeer.Key, TrustedCAFile: f.EtcdCA, ClientCertAuth: true}
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("etcd not ready")
-	}
+	kubetest.StartEtcd(t, etcdTLS(f))
 	proxy := newEtcdProxy(t, f)
 	exited := startProc(t, bin,
 		"--advertise-address=10.10.0.1", "--bind-address=0.0.0.0", "--secure-port=6443",
