@@ -3,16 +3,13 @@ package fence
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/masterd/masterd/internal/ownns/ownnstest"
 )
 
 // helperEnv makes the test binary run TestHelperWithoutCapSysAdmin's body;
@@ -26,14 +23,10 @@ const helperEnv = "MASTERD_FENCE_NOCAP_HELPER"
 // backstop is an hour) and repairs it.
 func TestTheFenceNeedsNoCapSysAdmin(t *testing.T) {
 	requireNft(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux) to drop CAP_SYS_ADMIN")
-	}
+	const child = "TestHelperWithoutCapSysAdmin"
 	h := newLab(t, 1).Hosts[0]
-	out, err := h.Exec("env", helperEnv+"="+vip4(h).String(),
-		"setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin",
-		os.Args[0], "-test.run=^TestHelperWithoutCapSysAdmin$", "-test.v", "-test.count=1")
-	if err != nil || !strings.Contains(out, "--- PASS: TestHelperWithoutCapSysAdmin") {
+	out, err := h.Exec(ownnstest.ChildArgs(t, helperEnv+"="+vip4(h).String(), child)...)
+	if err != nil || !ownnstest.Passed(out, child) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
@@ -46,13 +39,7 @@ func TestHelperWithoutCapSysAdmin(t *testing.T) {
 		t.Skip("helper process of TestTheFenceNeedsNoCapSysAdmin")
 	}
 	vip := netip.MustParseAddr(spec)
-	eff, err := capEffective()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if eff&(1<<unix.CAP_SYS_ADMIN) != 0 {
-		t.Fatalf("CapEff %#x still holds CAP_SYS_ADMIN: the test would prove nothing", eff)
-	}
+	ownnstest.RequireNoCapSysAdmin(t)
 	cfg := DefaultConfig("eth0", vip)
 	cfg.CheckInterval = time.Hour
 	f, err := New(cfg, nil, nil)
@@ -103,18 +90,4 @@ func TestHelperWithoutCapSysAdmin(t *testing.T) {
 	if err := f.Check(); err != nil {
 		t.Fatalf("after the repair: %v", err)
 	}
-}
-
-// capEffective reads this process's effective capability set.
-func capEffective() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, fmt.Errorf("no CapEff in /proc/self/status")
 }

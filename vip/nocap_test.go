@@ -3,15 +3,12 @@ package vip
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/masterd/masterd/internal/ownns/ownnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -25,16 +22,12 @@ const helperEnv = "MASTERD_VIP_NOCAP_HELPER"
 // setpriv) in a lab host adds the VIP, watches it (puts it back when removed
 // under it, which needs the netlink subscription) and removes it.
 func TestTheManagerNeedsNoCapSysAdmin(t *testing.T) {
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux) to drop CAP_SYS_ADMIN")
-	}
+	const child = "TestHelperWithoutCapSysAdmin"
 	l := newLab(t, 1)
 	h := l.Hosts[0]
 	for _, f := range families {
-		out, err := h.Exec("env", helperEnv+"="+f.vip(h).String(),
-			"setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin",
-			os.Args[0], "-test.run=^TestHelperWithoutCapSysAdmin$", "-test.v", "-test.count=1")
-		if err != nil || !strings.Contains(out, "--- PASS: TestHelperWithoutCapSysAdmin") {
+		out, err := h.Exec(ownnstest.ChildArgs(t, helperEnv+"="+f.vip(h).String(), child)...)
+		if err != nil || !ownnstest.Passed(out, child) {
 			t.Errorf("%s: %v\n%s", f.name, err, out)
 		}
 	}
@@ -49,20 +42,7 @@ func TestHelperWithoutCapSysAdmin(t *testing.T) {
 	}
 	vip := netip.MustParseAddr(spec)
 	// The child must really lack the capability, or it proves nothing.
-	eff, err := capEffective()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if eff&(1<<unix.CAP_SYS_ADMIN) != 0 {
-		t.Fatalf("CapEff %#x still holds CAP_SYS_ADMIN", eff)
-	}
-	if fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if !errors.Is(err, unix.EPERM) {
-			t.Fatalf("setns into the own namespace: %v, want EPERM", err)
-		}
-	}
+	ownnstest.RequireNoCapSysAdmin(t)
 
 	m, err := New(DefaultConfig(vip), nil, nil)
 	if err != nil {
@@ -118,18 +98,4 @@ func TestHelperWithoutCapSysAdmin(t *testing.T) {
 	if _, ok := held(); ok {
 		t.Fatal("the VIP is still on the host after Release")
 	}
-}
-
-// capEffective reads this process's effective capability set.
-func capEffective() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, fmt.Errorf("no CapEff in /proc/self/status")
 }
