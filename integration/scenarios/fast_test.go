@@ -6,8 +6,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"github.com/masterd/masterd/integration/lab"
 )
 
 // TestFastProfileFenceSilencesAKilledHolder: with vip.profile fast and the
@@ -22,18 +20,7 @@ func TestFastProfileFenceSilencesAKilledHolder(t *testing.T) {
 	o.VIPProfile, o.Fence = "fast", true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	s := &scenarioLab{Lab: l, t: t}
-	s.dumpOnFailure(t)
-	s.waitReady(t, ctx, 5*time.Minute)
+	s := upLab(t, ctx, o, 5*time.Minute)
 
 	for trial := 1; trial <= 3; trial++ {
 		victim := s.vipHolder(t)

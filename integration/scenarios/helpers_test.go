@@ -75,6 +75,25 @@ func options(t *testing.T) lab.Options {
 	return o
 }
 
+// upLab boots a lab with o, takes it down with the test, dumps the hosts'
+// state if the test fails and waits up to ready for the cluster to be ready.
+func upLab(t *testing.T, ctx context.Context, o lab.Options, ready time.Duration) *scenarioLab {
+	t.Helper()
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	s := &scenarioLab{Lab: l, t: t}
+	s.dumpOnFailure(t)
+	s.waitReady(t, ctx, ready)
+	return s
+}
+
 type logWriter struct{ t *testing.T }
 
 func (w logWriter) Write(p []byte) (int, error) {

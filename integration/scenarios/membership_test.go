@@ -140,18 +140,7 @@ func TestMembershipReplaceOnRealHosts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &scenarioLab{Lab: l, t: t}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	s.dumpOnFailure(t)
-	s.waitReady(t, ctx, 5*time.Minute)
+	s := upLab(t, ctx, o, 5*time.Minute)
 	figure(t, "lab up and ready in %.1fs", time.Since(start).Seconds())
 	ms := s.Masters()
 	if len(ms) != 3 {
@@ -184,7 +173,7 @@ func TestMembershipReplaceOnRealHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mon.Stop()
-	w := startWriter(etcdFromClient(t, l, m1, m1, m2))
+	w := startWriter(etcdFromClient(t, s.Lab, m1, m1, m2))
 	time.Sleep(time.Second)
 
 	// 3→2: remove m3, then stop it for good.
@@ -230,7 +219,7 @@ func TestMembershipReplaceOnRealHosts(t *testing.T) {
 	}
 
 	// Every acknowledged write reads back through the fresh m3.
-	c3 := etcdFromClient(t, l, m1, m3)
+	c3 := etcdFromClient(t, s.Lab, m1, m3)
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
 	resp, err := c3.Get(rctx, "/scenario/membership/", clientv3.WithPrefix(), clientv3.WithKeysOnly())

@@ -49,18 +49,7 @@ func TestTakeoverOfLeaderOnlyComponents(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	s := &scenarioLab{Lab: l, t: t}
-	s.dumpOnFailure(t)
-	s.waitReady(t, ctx, 8*time.Minute)
+	s := upLab(t, ctx, o, 8*time.Minute)
 
 	crash := func(ctx context.Context, m *lab.Master) error { return s.Crash(ctx, m) }
 	for _, tr := range []struct {

@@ -132,18 +132,7 @@ func TestWipeWhileHolderHalfPartitioned(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &scenarioLab{Lab: l, t: t}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	s.dumpOnFailure(t)
-	s.waitReady(t, ctx, 5*time.Minute)
+	s := upLab(t, ctx, o, 5*time.Minute)
 	figure(t, "lab up and ready in %.1fs (kube: %v)", time.Since(start).Seconds(), s.KubeEnabled())
 
 	var results []wipeResult
