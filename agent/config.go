@@ -78,6 +78,9 @@ type VIPConfig struct {
 type LBConfig struct {
 	Enabled bool `yaml:"enabled" doc:"balance VIP:port over all ready apiservers (false: the VIP leads to the holder's apiserver only)"`
 	Port    int  `yaml:"port" doc:"port the balancer listens on at the VIP"`
+	// Caps against a connection flood (issue 25); a reload applies them.
+	MaxConnections          int `yaml:"maxConnections" doc:"client connections open through the balancer at once, in all (0: no cap); past it a new connection is reset; applied by a reload"`
+	MaxConnectionsPerSource int `yaml:"maxConnectionsPerSource" doc:"client connections open at once from one source address (0: no cap); applied by a reload"`
 }
 
 // Timings are one role's lease timings, measured on each node's own monotonic clock.
@@ -202,6 +205,11 @@ func DefaultConfig() Config {
 			Balancer: LBConfig{
 				Enabled: true,
 				Port:    6443,
+				// lb.DefaultConfig's: far above what a control plane's
+				// clients open, low enough that a flood cannot exhaust
+				// the daemon's file descriptors.
+				MaxConnections:          20000,
+				MaxConnectionsPerSource: 1000,
 			},
 		},
 		Roles: RolesConfig{

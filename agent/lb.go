@@ -33,6 +33,8 @@ func (c *lbComponent) Start(ctx context.Context) error {
 		lc.Backends = append(lc.Backends, lb.Backend{Name: p.Name, Address: netip.AddrPortFrom(p.Address, uint16(cfg.Kubernetes.APIServerPort))})
 	}
 	lc.HealthCheck.CAFile = c.n.files.KubeCA.Cert
+	lc.MaxConns = cfg.VIP.Balancer.MaxConnections
+	lc.MaxConnsPerSource = cfg.VIP.Balancer.MaxConnectionsPerSource
 	b, err := lb.New(lc, c.n.reg, c.n.log)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"github.com/masterd/masterd/lb"
 	"reflect"
 	"strings"
 
@@ -16,8 +17,9 @@ import (
 //     logger;
 //   - priority: the election driver advertises it at start and has no way to
 //     change it while it runs;
-//   - vip.balancer.*: the balancer's listener and backends are fixed at start,
-//     and its health checks are not configurable;
+//   - vip.balancer.enabled and port: the balancer's listener and backends are
+//     fixed at start (its caps, maxConnections and maxConnectionsPerSource,
+//     are live);
 //   - everything else (peers, ports, addresses, timings, the VIP, etcd, the
 //     kube units) is identity or wiring that a running member, lease or unit
 //     was started with.
@@ -40,7 +42,37 @@ func (a *Agent) liveKeys() map[string]func(next Config) (commit func(), err erro
 			}, nil
 		}
 	}
+	// The balancer's caps: applied to the running balancer, if this master
+	// runs one (without the VIP there is none, and the value only waits in
+	// the running configuration).
+	caps := func(next Config) (func(), error) {
+		b := a.balancer()
+		max, per := next.VIP.Balancer.MaxConnections, next.VIP.Balancer.MaxConnectionsPerSource
+		return func() {
+			if b != nil {
+				if err := b.SetLimits(max, per); err != nil {
+					a.log.Error("balancer caps not applied", "err", err)
+					return
+				}
+			}
+			a.mu.Lock()
+			a.cfg.VIP.Balancer.MaxConnections, a.cfg.VIP.Balancer.MaxConnectionsPerSource = max, per
+			a.mu.Unlock()
+		}, nil
+	}
+	live["vip.balancer.maxConnections"] = caps
+	live["vip.balancer.maxConnectionsPerSource"] = caps
 	return live
+}
+
+// balancer is the running balancer of this agent's lb component, or nil.
+func (a *Agent) balancer() *lb.Balancer {
+	for _, c := range a.opts.Components {
+		if l, ok := c.(*lbComponent); ok && l.b != nil {
+			return l.b
+		}
+	}
+	return nil
 }
 
 // ReloadResult is what a reload did: the key paths that differ between the

@@ -2,13 +2,21 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"crypto/x509"
+	"github.com/masterd/masterd/lb"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // reloadFixture is an agent whose configuration file the test rewrites, with
@@ -209,5 +217,94 @@ func TestConfigDiffNamesEveryChangedKeyOnce(t *testing.T) {
 	want := []string{"peers", "vip.timings.leaseDuration", "roles.scheduler.retryPeriod", "kubernetes.serviceCIDR"}
 	if d := configDiff(a, b); !slices.Equal(d, want) {
 		t.Errorf("diff %q, want %q", d, want)
+	}
+}
+
+// A reload applies new balancer caps to the running balancer: with
+// vip.balancer.maxConnectionsPerSource lowered to 1, a second connection
+// from the same address is refused while the first stays open.
+func TestReloadAppliesBalancerCapsToTheRunningBalancer(t *testing.T) {
+	f := newReloadFixture(t)
+	// A backend that passes the readiness check and holds every proxied
+	// connection open (it waits for a TLS handshake that never comes).
+	backend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(backend.Certificate())
+	lc := lb.DefaultConfig()
+	lc.Listen = netip.MustParseAddrPort("127.0.0.1:0")
+	lc.Backends = []lb.Backend{{Name: "solo", Address: netip.MustParseAddrPort(backend.Listener.Addr().String())}}
+	lc.HealthCheck.CA = pool
+	lc.HealthCheck.Interval = 100 * time.Millisecond
+	lc.HealthCheck.Timeout = 100 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	b, err := lb.New(lc, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.Run(ctx)
+	defer b.Close()
+	f.a.opts.Components = append(f.a.opts.Components, &lbComponent{b: b})
+
+	for up := time.Now().Add(10 * time.Second); len(b.Status()) == 0 || !b.Status()[0].Up; {
+		if time.Now().After(up) {
+			t.Fatalf("backend never up: %+v", b.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	f.write(t, "vip:\n  enabled: false\n  balancer: {maxConnectionsPerSource: 1}\n")
+	res, err := f.a.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Applied, []string{"vip.balancer.maxConnectionsPerSource"}) || len(res.NeedsRestart) != 0 {
+		t.Fatalf("applied %q, needs restart %q; want [vip.balancer.maxConnectionsPerSource], none", res.Applied, res.NeedsRestart)
+	}
+	if got := f.a.cfg.VIP.Balancer.MaxConnectionsPerSource; got != 1 {
+		t.Errorf("running config has maxConnectionsPerSource %d, want 1", got)
+	}
+	rejected := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "masterd_lb_connections_rejected_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "reason" && l.GetValue() == "per_source" {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	first, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// The first is admitted at once; the second, from the same address,
+	// is refused by the lowered cap (before the reload the cap was 1000).
+	deadline := time.Now().Add(10 * time.Second)
+	for rejected() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no connection refused by the per-source cap of 1 after the reload")
+		}
+		c, err := net.Dial("tcp", b.Addr().String())
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			c.Read(make([]byte, 1))
+			c.Close()
+		}
+	}
+	if !strings.Contains(f.log.String(), "applied=vip.balancer.maxConnectionsPerSource") {
+		t.Errorf("no reload line naming the applied cap in:\n%s", f.log.String())
 	}
 }

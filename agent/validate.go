@@ -279,6 +279,12 @@ func (c *Config) validateVIP(bad func(string, string, ...any), eps float64, peer
 		bad("vip.timings", "only used with vip.profile: custom (profile is %q)", v.Profile)
 	}
 	if v.Balancer.Enabled {
+		if v.Balancer.MaxConnections < 0 {
+			bad("vip.balancer.maxConnections", "%d: must be 0 (no cap) or positive", v.Balancer.MaxConnections)
+		}
+		if v.Balancer.MaxConnectionsPerSource < 0 {
+			bad("vip.balancer.maxConnectionsPerSource", "%d: must be 0 (no cap) or positive", v.Balancer.MaxConnectionsPerSource)
+		}
 		if v.Balancer.Port < 1 || v.Balancer.Port > 65535 {
 			bad("vip.balancer.port", "%d is outside 1..65535", v.Balancer.Port)
 		}

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -115,9 +116,31 @@ func (lb *Balancer) reject(c *net.TCPConn, src netip.Addr, reason string) {
 	lb.m.rejected.WithLabelValues(reason).Inc()
 	if ok, left := lb.limit.logAllowed(reason, time.Now()); ok {
 		total, fromSrc := lb.limit.open(src)
+		max, perSource := lb.limit.caps()
 		lb.log.Warn("connection refused: balancer connection cap reached", slog.String("reason", reason),
 			slog.String("source", src.String()), slog.Int("open", total), slog.Int("open_from_source", fromSrc),
-			slog.Int("max", lb.cfg.MaxConns), slog.Int("max_per_source", lb.cfg.MaxConnsPerSource),
+			slog.Int("max", max), slog.Int("max_per_source", perSource),
 			slog.Int("not_logged_since_last", left))
 	}
+}
+
+// caps returns the caps in force.
+func (l *limiter) caps() (max, perSource int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.max, l.perSource
+}
+
+// SetLimits changes the connection caps of a running balancer (a reload):
+// new connections are judged by them at once; connections already open stay
+// open even when they are now over a lowered cap. 0 means no cap.
+func (lb *Balancer) SetLimits(maxConns, maxConnsPerSource int) error {
+	if maxConns < 0 || maxConnsPerSource < 0 {
+		return fmt.Errorf("lb: connection caps %d and %d per source: must be 0 (no cap) or positive", maxConns, maxConnsPerSource)
+	}
+	lb.limit.mu.Lock()
+	lb.limit.max, lb.limit.perSource = maxConns, maxConnsPerSource
+	lb.limit.mu.Unlock()
+	lb.log.Info("connection caps changed", slog.Int("max", maxConns), slog.Int("max_per_source", maxConnsPerSource))
+	return nil
 }
