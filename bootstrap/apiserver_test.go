@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,7 +120,7 @@ func startControlPlane(t *testing.T, bin string) *env {
 
 	kubetest.StartEtcd(t, kubetest.EtcdTLS{CA: f.EtcdCA, ServerCert: f.EtcdServer.Cert, ServerKey: f.EtcdServer.Key, PeerCert: f.EtcdPeer.Cert, PeerKey: f.EtcdPeer.Key})
 
-	apiExited := startProc(t, filepath.Join(bin, "kube-apiserver"),
+	apiExited := kubetest.StartProc(t, filepath.Join(bin, "kube-apiserver"),
 		"--advertise-address="+nodeAddr, "--bind-address=0.0.0.0", "--secure-port=6443",
 		"--etcd-servers=https://"+nodeAddr+":2379", "--etcd-cafile="+f.EtcdCA,
 		"--etcd-certfile="+f.APIServerEtcdClient.Cert, "--etcd-keyfile="+f.APIServerEtcdClient.Key,
@@ -142,7 +141,7 @@ func startControlPlane(t *testing.T, bin string) *env {
 	waitFor(t, "kube-apiserver ready through the VIP", apiExited, func() bool {
 		return admin.Get(context.Background(), "/readyz", nil) == nil
 	})
-	cmExited := startProc(t, filepath.Join(bin, "kube-controller-manager"),
+	cmExited := kubetest.StartProc(t, filepath.Join(bin, "kube-controller-manager"),
 		"--kubeconfig="+f.ControllerManagerConf, "--authentication-kubeconfig="+f.ControllerManagerConf,
 		"--authorization-kubeconfig="+f.ControllerManagerConf,
 		"--root-ca-file="+f.KubeCA.Cert, "--cluster-signing-cert-file="+f.KubeCA.Cert, "--cluster-signing-key-file="+f.KubeCA.Key,
@@ -458,33 +457,6 @@ func testKubeadmTokenList(t *testing.T, ctx context.Context, e *env, bin string)
 		!strings.Contains(string(out), "authentication,signing") || !strings.Contains(string(out), bootstrap.NodeBootstrapGroup) {
 		t.Errorf("kubeadm token list does not show %s: %v", tok.ID, err)
 	}
-}
-
-// startProc starts a process killed (by its PID) when the test ends; its
-// output is logged if the test failed. The channel reports its exit.
-func startProc(t *testing.T, bin string, args ...string) <-chan error {
-	t.Helper()
-	var log bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			out := log.String()
-			if len(out) > 4000 {
-				out = out[len(out)-4000:]
-			}
-			t.Logf("%s log (tail):\n%s", filepath.Base(bin), out)
-		}
-	})
-	return exited
 }
 
 // waitFor polls cond every 200 ms until it holds, a process exits or 3

@@ -13,10 +13,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,7 +76,7 @@ func TestKubeAPIServerChild(t *testing.T) {
 		"--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
 		"--cert-dir=" + t.TempDir(),
 	}
-	exited := startProc(t, bin, args...)
+	exited := kubetest.StartProc(t, bin, args...)
 	admin := kubeClient(t, f.AdminConf)
 	waitFor(t, "kube-apiserver ready via the VIP with admin.conf", exited, func() bool {
 		code, _ := admin.call("GET", "/readyz", "", nil)
@@ -130,7 +128,7 @@ func TestKubeAPIServerChild(t *testing.T) {
 
 	t.Run("kube-scheduler runs on scheduler.conf", func(t *testing.T) {
 		sched := sibling(t, bin, "kube-scheduler")
-		exited := startProc(t, sched, "--kubeconfig="+f.SchedulerConf, "--authentication-kubeconfig="+f.SchedulerConf,
+		exited := kubetest.StartProc(t, sched, "--kubeconfig="+f.SchedulerConf, "--authentication-kubeconfig="+f.SchedulerConf,
 			"--authorization-kubeconfig="+f.SchedulerConf, "--leader-elect=true", "--bind-address=127.0.0.1", "--secure-port=10259")
 		waitFor(t, "scheduler holds its lease", exited, func() bool {
 			return leaseHolder(admin, "kube-scheduler") != ""
@@ -138,7 +136,7 @@ func TestKubeAPIServerChild(t *testing.T) {
 	})
 	t.Run("kube-controller-manager runs on controller-manager.conf, ca.key and sa.key", func(t *testing.T) {
 		cmBin := sibling(t, bin, "kube-controller-manager")
-		exited := startProc(t, cmBin, "--kubeconfig="+f.ControllerManagerConf,
+		exited := kubetest.StartProc(t, cmBin, "--kubeconfig="+f.ControllerManagerConf,
 			"--authentication-kubeconfig="+f.ControllerManagerConf, "--authorization-kubeconfig="+f.ControllerManagerConf,
 			"--root-ca-file="+f.KubeCA.Cert, "--cluster-signing-cert-file="+f.KubeCA.Cert, "--cluster-signing-key-file="+f.KubeCA.Key,
 			"--service-account-private-key-file="+f.ServiceAccountKey, "--use-service-account-credentials=true",
@@ -295,29 +293,6 @@ func leaseHolder(c *kubeHTTP, name string) string {
 	return l.Spec.HolderIdentity
 }
 
-// startProc starts a process that is killed (by its PID) when the test
-// ends; its output is logged if the test failed. The channel reports its exit.
-func startProc(t *testing.T, bin string, args ...string) <-chan error {
-	t.Helper()
-	var log bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("%s log (tail):\n%s", filepath.Base(bin), tail(log.String(), 4000))
-		}
-	})
-	return exited
-}
-
 // waitFor polls cond every second until it holds, the process exits or
 // the time is up.
 func waitFor(t *testing.T, what string, exited <-chan error, cond func() bool) {
@@ -333,11 +308,4 @@ func waitFor(t *testing.T, what string, exited <-chan error, cond func() bool) {
 		}
 	}
 	t.Fatalf("%s: timed out", what)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }

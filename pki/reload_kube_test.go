@@ -56,7 +56,7 @@ func TestReloadChild(t *testing.T) {
 
 	kubetest.StartEtcd(t, etcdTLS(f))
 	proxy := newEtcdProxy(t, f)
-	exited := startProc(t, bin,
+	exited := kubetest.StartProc(t, bin,
 		"--advertise-address=10.10.0.1", "--bind-address=0.0.0.0", "--secure-port=6443",
 		"--etcd-servers=https://10.10.0.1:2381", "--etcd-cafile="+f.EtcdCA,
 		"--etcd-certfile="+f.APIServerEtcdClient.Cert, "--etcd-keyfile="+f.APIServerEtcdClient.Key,

@@ -105,3 +105,31 @@ func StartEtcd(t *testing.T, f EtcdTLS) *embed.Etcd {
 	}
 	return e
 }
+
+// StartProc starts bin with args, killed (by its PID, and by the kernel
+// should the test binary die) when the test ends; the tail of its output is
+// logged if the test failed. The channel reports its exit.
+func StartProc(t *testing.T, bin string, args ...string) <-chan error {
+	t.Helper()
+	var log bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			out := log.String()
+			if len(out) > 4000 {
+				out = out[len(out)-4000:]
+			}
+			t.Logf("%s log (tail):\n%s", filepath.Base(bin), out)
+		}
+	})
+	return exited
+}
