@@ -143,6 +143,7 @@ func TestDebLifecycleInLabHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertWatchdogFed(t, ctx, h)
+	assertJournalPriorities(t, ctx, h)
 
 	// Upgrade: config edit and data kept, the running daemon restarted on
 	// the new binary.
@@ -245,5 +246,43 @@ func TestRPMLifecycleInLabHost(t *testing.T) {
 	// The edited config is kept as .rpmsave.
 	if !exists(h, "/etc/masterd/masterd.yaml.rpmsave") {
 		t.Error("rpm -e did not keep the edited config as masterd.yaml.rpmsave")
+	}
+}
+
+// assertJournalPriorities reloads masterd once with its file as it is (an
+// info line) and once with a broken file (an error line, the daemon keeps
+// running), then reads the journal by priority as an operator would:
+// `journalctl -p err` shows the error and none of the info lines.
+func assertJournalPriorities(t *testing.T, ctx context.Context, h *labhost.Host) {
+	t.Helper()
+	labExec(t, ctx, h, "systemctl", "reload", "masterd.service")
+	if err := h.WriteFile("/etc/masterd/masterd.yaml", []byte(oneNodeConfig+"log: {level: loud}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labExec(t, ctx, h, "systemctl", "reload", "masterd.service")
+	if err := h.WriteFile("/etc/masterd/masterd.yaml", []byte(oneNodeConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	journal := func(prio string) string {
+		var out string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, _ = labTry(ctx, h, "journalctl", "-u", "masterd.service", "--no-pager", "-o", "cat", "-p", prio)
+			if strings.Contains(out, "config reload rejected") || time.Now().After(deadline) {
+				return out
+			}
+		}
+	}
+	errs, infos := journal("err"), journal("info")
+	if !strings.Contains(errs, "config reload rejected") || !strings.Contains(errs, "log.level") {
+		t.Errorf("journalctl -p err lacks the rejected reload naming log.level:\n%s", errs)
+	}
+	if strings.Contains(errs, "config reloaded") {
+		t.Errorf("journalctl -p err shows the info line of the first reload:\n%s", errs)
+	}
+	if !strings.Contains(infos, "config reloaded") || !strings.Contains(infos, "config reload rejected") {
+		t.Errorf("journalctl -p info lacks the reload lines:\n%s", infos)
+	}
+	if got := unitProp(t, ctx, h, "masterd.service", "ActiveState"); got != "active" {
+		t.Errorf("masterd %s after a rejected reload, want active", got)
 	}
 }
