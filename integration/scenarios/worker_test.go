@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/masterd/masterd/bootstrap"
 	"github.com/masterd/masterd/integration/images"
 	"github.com/masterd/masterd/integration/lab"
 )
@@ -341,30 +342,124 @@ current-context: lab
 // create --print-join-command` prints on a master, brings a worker up
 // through the VIP: first with a wrong CA hash (kubeadm refuses the cluster,
 // no Node appears), then as printed (Node Ready, kubelet.conf names the VIP).
+// A Deployment's pods run on it, and from a pod the Service's name resolves
+// through CoreDNS to its ClusterIP, which answers through kube-proxy (both
+// addons applied by the daemon).
 //
 // The objects kubeadm join reads are published by the daemon (the
 // controller-manager role's holder runs agent.runNodes); the test only waits
 // for cluster-info to name the VIP and carry the token's signature.
 func TestWorkerKubeadmJoin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	s, w, set, join := joinLab(t, ctx, 1, "scjn")
+
+	// A wrong CA hash: kubeadm refuses the cluster-info it fetched.
+	bad := append([]string(nil), join...)
+	for i := range bad {
+		if strings.HasPrefix(bad[i], "sha256:") {
+			bad[i] = "sha256:" + strings.Repeat("0", 64)
+		}
+	}
+	bctx, bcancel := context.WithTimeout(ctx, 3*time.Minute)
+	out, err := w.KubeadmJoin(bctx, bad...)
+	bcancel()
+	if err == nil || !strings.Contains(string(out), "none of the public keys") {
+		t.Fatalf("kubeadm join with a wrong CA hash: %v, want kubeadm's \"none of the public keys ... are pinned\":\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "get", "node", w.Name, "-o", "name", "--ignore-not-found"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("after the refused join: node %q (%v), want none", out, err)
+	}
+	badTokens(t, ctx, s, w, join)
+
+	joinWorker(t, ctx, s, w, join)
+	deployEcho(t, ctx, s, w, set)
+	serviceFromPod(t, ctx, s, set, "echo-client")
+}
+
+// badTokens: kubeadm join with an expired token (made by `masterd token
+// create --ttl 1s`, deleted by the controller-manager's tokencleaner, its
+// signature dropped from cluster-info) and with a token of another cluster
+// fails discovery with kubeadm's usual message, and creates no Node and no
+// kubelet.conf. kubeadm's discovery is bounded to 15 s (a JoinConfiguration).
+func badTokens(t *testing.T, ctx context.Context, s *scenarioLab, w *lab.Worker, join []string) {
+	t.Helper()
+	hash := flagValue(join, "--discovery-token-ca-cert-hash")
+	if hash == "" {
+		t.Fatalf("join arguments %q: no --discovery-token-ca-cert-hash", join)
+	}
+	out, err := s.Masters()[0].Exec(ctx, "masterd", "token", "create", "--ttl", "1s", "--description", "expires at once")
+	if err != nil {
+		t.Fatalf("masterd token create --ttl 1s: %v: %s", err, out)
+	}
+	expired, err := bootstrap.ParseToken(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("masterd token create printed %q: %v", out, err)
+	}
+	s.waitKubectlOutput(t, ctx, 2*time.Minute, "", "get", "secret", "-n", "kube-system", "bootstrap-token-"+expired.ID, "-o", "name", "--ignore-not-found")
+	s.waitKubectlOutput(t, ctx, 2*time.Minute, "", "get", "configmap", "-n", "kube-public", "cluster-info", "-o", "jsonpath={.data.jws-kubeconfig-"+expired.ID+"}")
+	other, err := bootstrap.GenerateToken(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		tok  bootstrap.Token
+	}{{"an expired token", expired}, {"a token of another cluster", other}} {
+		bctx, bcancel := context.WithTimeout(ctx, 2*time.Minute)
+		out, err := w.KubeadmJoinBounded(bctx, join[0], c.tok.String(), hash, 15*time.Second)
+		bcancel()
+		if err == nil || !strings.Contains(string(out), `could not find a JWS signature in the cluster-info ConfigMap for token ID "`+c.tok.ID+`"`) {
+			t.Fatalf("kubeadm join with %s: %v, want kubeadm's \"could not find a JWS signature in the cluster-info ConfigMap for token ID %q\":\n%s", c.name, err, c.tok.ID, out)
+		}
+		if out, err := s.Kubectl(ctx, "get", "node", w.Name, "-o", "name", "--ignore-not-found"); err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Fatalf("after kubeadm join with %s: node %q (%v), want none", c.name, out, err)
+		}
+		if _, err := os.Stat(w.Host().Path("/etc/kubernetes/kubelet.conf")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("after kubeadm join with %s: /etc/kubernetes/kubelet.conf on %s: %v, want none", c.name, w.Name, err)
+		}
+		t.Logf("kubeadm join with %s refused: could not find a JWS signature ... for token ID %q", c.name, c.tok.ID)
+	}
+}
+
+// flagValue returns the argument after name in args ("" if none).
+func flagValue(args []string, name string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == name {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// joinLab boots a lab of masters with kube, builds and imports the images a
+// worker needs (pause, echo, kube-proxy, CoreDNS), adds worker 1 and returns
+// the arguments of the join command `masterd token create
+// --print-join-command` printed (after "kubeadm join"), once the masters have
+// published cluster-info for its token.
+func joinLab(t *testing.T, ctx context.Context, masters int, prefix string) (*scenarioLab, *lab.Worker, images.Set, []string) {
+	t.Helper()
 	o := options(t)
 	if o.KubeBinDir == "" {
 		t.Skip("needs the kube binaries: run `make kube` (or set KUBE_BIN_DIR)")
 	}
-	for _, b := range []string{"kubelet", "kubeadm"} {
+	for _, b := range []string{"kubelet", "kubeadm", "kube-proxy"} {
 		if _, err := os.Stat(filepath.Join(o.KubeBinDir, b)); err != nil {
 			t.Skipf("no %s in %s: run `make kube` (integration/kube/build.sh)", b, o.KubeBinDir)
 		}
 	}
 	ctrd := lab.FindContainerdBinDir()
 	if ctrd == "" {
-		t.Skip("no containerd v2 binaries: run integration/containerd/build.sh (or set CONTAINERD_BIN_DIR)")
+		t.Skip("no containerd v2 binaries: run `make containerd` (or set CONTAINERD_BIN_DIR)")
 	}
-	o.Masters = 1
-	o.Prefix = fmt.Sprintf("scjn%d", os.Getpid()%1000000)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
 	set := images.DefaultSet()
-	set.KubeProxy, set.CoreDNS = "", ""
+	set.KubeBinDir = o.KubeBinDir
+	set.CoreDNSBinary = images.FindCoreDNS()
+	if set.CoreDNSBinary == "" {
+		t.Skip("no cached coredns binary: run `make containerd` (integration/images/coredns.sh)")
+	}
+	o.Masters = masters
+	o.Prefix = fmt.Sprintf("%s%d", prefix, os.Getpid()%1000000)
 	archives, err := set.Build(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -385,8 +480,7 @@ func TestWorkerKubeadmJoin(t *testing.T) {
 	s := &scenarioLab{Lab: l, t: t}
 	s.dumpOnFailure(t)
 	s.waitReady(t, ctx, 5*time.Minute)
-	m := l.Masters()[0]
-	out, err := m.Exec(ctx, "masterd", "token", "create", "--print-join-command")
+	out, err := l.Masters()[0].Exec(ctx, "masterd", "token", "create", "--print-join-command")
 	if err != nil {
 		if strings.Contains(string(out), "unknown command") {
 			t.Skipf("the installed package has no `masterd token`: build one from this tree (make package, or MASTERD_DEB=...): %v", err)
@@ -427,28 +521,19 @@ func TestWorkerKubeadmJoin(t *testing.T) {
 			c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			t.Logf("--- %s: journalctl -u kubelet\n%s", w.Name, w.Journal(c, "kubelet", 80))
+			out, _ := l.Kubectl(c, "get", "pods", "-A", "-o", "wide")
+			t.Logf("--- kubectl get pods -A\n%s", out)
 		}
 	})
+	return s, w, set, join[2:]
+}
 
-	// A wrong CA hash: kubeadm refuses the cluster-info it fetched.
-	bad := append([]string(nil), join[2:]...)
-	for i := range bad {
-		if strings.HasPrefix(bad[i], "sha256:") {
-			bad[i] = "sha256:" + strings.Repeat("0", 64)
-		}
-	}
-	bctx, bcancel := context.WithTimeout(ctx, 3*time.Minute)
-	out, err = w.KubeadmJoin(bctx, bad...)
-	bcancel()
-	if err == nil || !strings.Contains(string(out), "none of the public keys") {
-		t.Fatalf("kubeadm join with a wrong CA hash: %v, want kubeadm's \"none of the public keys ... are pinned\":\n%s", err, out)
-	}
-	if out, err := l.Kubectl(ctx, "get", "node", w.Name, "-o", "name", "--ignore-not-found"); err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("after the refused join: node %q (%v), want none", out, err)
-	}
-
+// joinWorker runs kubeadm join with args on w and waits for its Node to be
+// Ready, with a kubelet.conf that names the VIP.
+func joinWorker(t *testing.T, ctx context.Context, s *scenarioLab, w *lab.Worker, args []string) {
+	t.Helper()
 	start := time.Now()
-	if out, err := w.KubeadmJoin(ctx, join[2:]...); err != nil {
+	if out, err := w.KubeadmJoin(ctx, args...); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	s.waitKubectlOutput(t, ctx, 3*time.Minute, "True",
@@ -458,13 +543,18 @@ func TestWorkerKubeadmJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(kc), "https://"+netip.AddrPortFrom(l.VIP(), 6443).String()) {
+	if !strings.Contains(string(kc), "https://"+netip.AddrPortFrom(s.VIP(), 6443).String()) {
 		t.Errorf("kubelet.conf written by kubeadm join does not name the VIP:\n%s", kc)
 	}
+}
 
-	// A Deployment's pods run on the joined node and answer by pod IP.
+// deployEcho runs the Deployment echo (2 replicas) and its Service echo
+// (port 80 to 8080), checks both pods run on w and answer by pod IP, and
+// waits for the daemon's addons (kube-proxy, CoreDNS) to be rolled out.
+func deployEcho(t *testing.T, ctx context.Context, s *scenarioLab, w *lab.Worker, set images.Set) {
+	t.Helper()
 	s.waitKubectlOutput(t, ctx, 2*time.Minute, "default", "get", "serviceaccount", "default", "-o", "jsonpath={.metadata.name}")
-	deploy := filepath.Join(l.Dir(), "echo-deployment.yaml")
+	deploy := filepath.Join(s.Dir(), "echo-deployment.yaml")
 	if err := os.WriteFile(deploy, []byte(fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -487,16 +577,27 @@ spec:
         readinessProbe:
           httpGet: {path: /ready, port: 8080}
           periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: default
+spec:
+  selector: {app: echo}
+  ports:
+  - port: 80
+    targetPort: 8080
 `, set.Echo)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := l.Kubectl(ctx, "apply", "-f", deploy); err != nil {
+	if out, err := s.Kubectl(ctx, "apply", "-f", deploy); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	start = time.Now()
+	start := time.Now()
 	s.waitKubectlOutput(t, ctx, 3*time.Minute, "2", "get", "deployment", "echo", "-o", "jsonpath={.status.availableReplicas}")
 	figure(t, "Deployment echo (2 replicas) created to available on %s: %.1fs", w.Name, time.Since(start).Seconds())
-	out, err = l.Kubectl(ctx, "get", "pods", "-l", "app=echo", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}`)
+	out, err := s.Kubectl(ctx, "get", "pods", "-l", "app=echo", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,6 +614,68 @@ spec:
 			t.Errorf("pod %s at %s answered %q, want %q", f[0], f[2], got, f[0]+" /x")
 		}
 	}
+	for _, a := range []string{"daemonset/kube-proxy", "deployment/coredns"} {
+		if out, err := s.Kubectl(ctx, "rollout", "status", "-n", "kube-system", a, "--timeout=3m"); err != nil {
+			t.Fatalf("the daemon's addon %s did not roll out on %s: %v: %s", a, w.Name, err, out)
+		}
+	}
+}
+
+// serviceFromPod runs a pod of the echo image as a client (`echo get`): the
+// name echo.default.svc.cluster.local resolves through CoreDNS (the pod's
+// resolv.conf names kube-dns' ClusterIP) to the Service's ClusterIP, and a
+// GET there reaches an echo pod through kube-proxy. It returns the ClusterIP.
+func serviceFromPod(t *testing.T, ctx context.Context, s *scenarioLab, set images.Set, name string) string {
+	t.Helper()
+	out, err := s.Kubectl(ctx, "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterIP := strings.TrimSpace(string(out))
+	if _, err := netip.ParseAddr(clusterIP); err != nil {
+		t.Fatalf("service echo: ClusterIP %q: %v", clusterIP, err)
+	}
+	client := filepath.Join(s.Dir(), name+".yaml")
+	if err := os.WriteFile(client, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: default
+spec:
+  restartPolicy: Never
+  containers:
+  - name: client
+    image: %s
+    imagePullPolicy: Never
+    command: ["/echo", "get", "http://echo.default.svc.cluster.local/svc"]
+`, name, set.Echo)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Retried (2 min at most) and each failure logged: after a master's
+	// crash a write through the VIP has been seen to time out.
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		out, err := s.Kubectl(ctx, "apply", "-f", client)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Logf("creating pod %s (retried): %v", name, err)
+		time.Sleep(2 * time.Second)
+	}
+	phase := s.waitPodDone(t, ctx, 3*time.Minute, name)
+	out, err = s.Kubectl(ctx, "get", "pod", name, "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.TrimSpace(string(out))
+	f := strings.Fields(msg)
+	if phase != "Succeeded" || len(f) != 3 || f[0] != clusterIP || !strings.HasPrefix(f[1], "echo-") || f[2] != "/svc" {
+		t.Fatalf("client pod %s: %s, %q; want Succeeded and \"%s echo-<pod> /svc\" (the name resolved by CoreDNS to the ClusterIP, answered through kube-proxy)", name, phase, msg, clusterIP)
+	}
+	t.Logf("from pod %s: echo.default.svc.cluster.local -> %s, answered by %s", name, f[0], f[1])
+	return clusterIP
 }
 
 // getFromWorker GETs http://ip:8080/path from the worker's network namespace
@@ -578,4 +741,222 @@ func (s *scenarioLab) waitClusterInfo(t *testing.T, ctx context.Context, d time.
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// TestWorkerThroughVIPHolderCrash: a worker joined with kubeadm to three
+// masters keeps working while the VIP holder crashes (link cut, PID 1
+// killed): its Node stays Ready, kubelet keeps renewing its Lease through the
+// VIP's new holder, and the Service keeps answering through kube-proxy, its
+// name through CoreDNS. Figures: the longest gap between renewTimes of the
+// node Lease seen, and the longest outage of the Service and of the name
+// seen by probes every 200 ms from the worker.
+func TestWorkerThroughVIPHolderCrash(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	s, w, set, join := joinLab(t, ctx, 3, "scwc")
+	joinWorker(t, ctx, s, w, join)
+	deployEcho(t, ctx, s, w, set)
+	clusterIP := serviceFromPod(t, ctx, s, set, "echo-client")
+	readySince := nodeReadySince(t, ctx, s, w.Name)
+
+	pctx, pcancel := context.WithCancel(ctx)
+	svc := probeLoop(pctx, func(ctx context.Context) error { return getService(ctx, w, clusterIP) })
+	dns := probeLoop(pctx, func(ctx context.Context) error { return resolveService(ctx, w, clusterIP) })
+	lease := pollNodeLease(pctx, s, w.Name)
+	time.Sleep(15 * time.Second) // a renewal or more before the crash
+
+	victim := s.vipHolder(t)
+	t0 := time.Now()
+	if err := s.Crash(ctx, victim); err != nil {
+		pcancel()
+		t.Fatal(err)
+	}
+	holder, took := s.waitVIPOff(t, victim, t0, true, 2*time.Minute)
+	t.Logf("crashed %s (the VIP holder); the VIP is on %s after %.1fs", victim.Name, holder, took.Seconds())
+	// Past kube-controller-manager's node-monitor-grace-period (40 s): a
+	// Node whose Lease stopped renewing would have turned Unknown by then.
+	time.Sleep(60 * time.Second)
+	pcancel()
+	svcOut, svcFails, svcOK := svc.wait()
+	dnsOut, dnsFails, dnsOK := dns.wait()
+	gap, renewals, notReady := lease.wait()
+
+	figure(t, "VIP holder crash seen by worker %s: longest gap between node Lease renewTimes %.1fs (%d renewals seen)", w.Name, gap.Seconds(), renewals)
+	figure(t, "VIP holder crash seen by worker %s: Service %s outage %.1fs (%d failed probes of %d), name through CoreDNS outage %.1fs (%d failed of %d)",
+		w.Name, clusterIP, svcOut.Seconds(), svcFails, svcFails+svcOK, dnsOut.Seconds(), dnsFails, dnsFails+dnsOK)
+	if notReady != "" {
+		t.Errorf("node %s was not Ready during the failover: %s", w.Name, notReady)
+	}
+	if got := nodeReadySince(t, ctx, s, w.Name); got != readySince {
+		t.Errorf("node %s: Ready since %s before the crash, %s after: it left Ready in between", w.Name, readySince, got)
+	}
+	if renewals < 2 {
+		t.Errorf("node Lease: %d renewals seen in the 75 s observed, want at least 2 (kubelet renews every 10 s)", renewals)
+	}
+	if svcOK == 0 || svc.lastErr() != nil || dnsOK == 0 || dns.lastErr() != nil {
+		t.Errorf("after the failover: Service probe %v, name probe %v; want both answering", svc.lastErr(), dns.lastErr())
+	}
+	if out, err := s.Kubectl(ctx, "get", "--raw", "/readyz"); err != nil {
+		t.Errorf("apiserver through the VIP after the crash: %v: %s", err, out)
+	}
+	if got := serviceFromPod(t, ctx, s, set, "echo-client-after"); got != clusterIP {
+		t.Errorf("service echo: ClusterIP %s after the failover, %s before", got, clusterIP)
+	}
+}
+
+// nodeReadySince returns the lastTransitionTime of the node's Ready
+// condition, failing unless the condition is True.
+func nodeReadySince(t *testing.T, ctx context.Context, s *scenarioLab, node string) string {
+	t.Helper()
+	out, err := s.Kubectl(ctx, "get", "node", node, "-o",
+		`jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastTransitionTime}`)
+	f := strings.Fields(string(out))
+	if err != nil || len(f) != 2 || f[0] != "True" {
+		t.Fatalf("node %s: Ready condition %q (%v), want True and its time", node, out, err)
+	}
+	return f[1]
+}
+
+// prober runs a check every 200 ms and keeps the longest run of failures.
+type prober struct {
+	done    chan struct{}
+	longest time.Duration
+	fails   int
+	ok      int
+	last    error
+}
+
+func probeLoop(ctx context.Context, check func(context.Context) error) *prober {
+	p := &prober{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		var failingSince time.Time
+		for ctx.Err() == nil {
+			start := time.Now()
+			c, cancel := context.WithTimeout(ctx, time.Second)
+			err := check(c)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			p.last = err
+			if err != nil {
+				p.fails++
+				if failingSince.IsZero() {
+					failingSince = start
+				}
+			} else {
+				p.ok++
+				if !failingSince.IsZero() {
+					p.longest = max(p.longest, start.Sub(failingSince))
+					failingSince = time.Time{}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200*time.Millisecond - time.Since(start)):
+			}
+		}
+		if !failingSince.IsZero() {
+			p.longest = max(p.longest, time.Since(failingSince))
+		}
+	}()
+	return p
+}
+
+// wait returns the longest outage and the failed and good probes.
+func (p *prober) wait() (time.Duration, int, int) {
+	<-p.done
+	return p.longest, p.fails, p.ok
+}
+
+// lastErr is the last probe's error (after wait).
+func (p *prober) lastErr() error {
+	<-p.done
+	return p.last
+}
+
+// getService GETs http://clusterIP/probe from the worker's network
+// namespace, through kube-proxy's rules there.
+func getService(ctx context.Context, w *lab.Worker, clusterIP string) error {
+	client := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			return w.Host().DialContext(ctx, network, a)
+		},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+clusterIP+"/probe", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.HasSuffix(strings.TrimSpace(string(body)), " /probe") {
+		return fmt.Errorf("GET %s/probe: %d %q (%v)", clusterIP, resp.StatusCode, body, err)
+	}
+	return nil
+}
+
+// resolveService asks kube-dns' ClusterIP (10.96.0.10), from the worker's
+// network namespace, for the Service's name and wants its ClusterIP.
+func resolveService(ctx context.Context, w *lab.Worker, clusterIP string) error {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return w.Host().DialContext(ctx, network, "10.96.0.10:53")
+	}}
+	addrs, err := r.LookupHost(ctx, "echo.default.svc.cluster.local")
+	if err != nil {
+		return err
+	}
+	if len(addrs) != 1 || addrs[0] != clusterIP {
+		return fmt.Errorf("echo.default.svc.cluster.local: %v, want %s", addrs, clusterIP)
+	}
+	return nil
+}
+
+// nodeLeasePoller reads the node's Lease in kube-node-lease every second.
+type nodeLeasePoller struct {
+	done     chan struct{}
+	gap      time.Duration
+	renewals int
+	notReady string
+}
+
+func pollNodeLease(ctx context.Context, s *scenarioLab, node string) *nodeLeasePoller {
+	p := &nodeLeasePoller{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		var prev time.Time
+		for ctx.Err() == nil {
+			out, err := s.Kubectl(ctx, "get", "lease", "-n", "kube-node-lease", node, "-o", "jsonpath={.spec.renewTime}")
+			if err == nil {
+				if rt, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(out))); err == nil && rt.After(prev) {
+					if !prev.IsZero() {
+						p.renewals++
+						p.gap = max(p.gap, rt.Sub(prev))
+					}
+					prev = rt
+				}
+			}
+			out, err = s.Kubectl(ctx, "get", "node", node, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+			if st := strings.TrimSpace(string(out)); err == nil && st != "True" && p.notReady == "" {
+				p.notReady = fmt.Sprintf("Ready %s at %s", st, time.Now().Format(time.TimeOnly))
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return p
+}
+
+// wait returns the longest gap between renewTimes, the renewals seen and
+// the first observation of the Node not Ready ("" if none).
+func (p *nodeLeasePoller) wait() (time.Duration, int, string) {
+	<-p.done
+	return p.gap, p.renewals, p.notReady
 }
