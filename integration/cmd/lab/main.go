@@ -219,6 +219,9 @@ func cmdKeep(args []string) error {
 		if err := demo(ctx, l); err != nil {
 			fmt.Println("lab: demo failed:", err)
 		}
+		if err := demoWorker(ctx, l, f.kube); err != nil {
+			fmt.Println("lab: worker demo failed:", err)
+		}
 	}
 	fmt.Printf("%s: `make demo-down` (go run ./integration/cmd/lab down) removes it\n", doneLine)
 	<-ctx.Done()
