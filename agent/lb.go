@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,4 +99,26 @@ func (c *lbComponent) Status() any {
 		return []lb.BackendStatus{}
 	}
 	return c.b.Status()
+}
+
+// setMasters makes the balancer's backends follow the membership record:
+// every master of it (both sets while a change runs), each at its
+// apiserver port. Before the balancer runs, or with a record that names no
+// master, nothing changes.
+func (c *lbComponent) setMasters(r MembershipRecord) {
+	if c.b == nil || len(r.all()) == 0 {
+		return
+	}
+	var bs []lb.Backend
+	for _, name := range slices.Sorted(maps.Keys(r.all())) {
+		a, err := netip.ParseAddr(r.all()[name])
+		if err != nil {
+			c.n.log.Warn("membership record: bad address, not balanced", "component", "lb", "master", name, "address", r.all()[name])
+			continue
+		}
+		bs = append(bs, lb.Backend{Name: name, Address: netip.AddrPortFrom(a, uint16(c.n.cfg.Kubernetes.APIServerPort))})
+	}
+	if err := c.b.SetBackends(bs); err != nil && !errors.Is(err, lb.ErrClosed) {
+		c.n.log.Warn("balancer backends not changed", "component", "lb", "err", err)
+	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,5 +253,45 @@ func freeUDPTCPPort(t *testing.T) int {
 			_ = u.Close()
 			return port
 		}
+	}
+}
+
+// The balancer follows the membership record: after m3 is replaced by m4
+// (new name, new address), the backends are m1, m2 and m4 at the
+// apiserver port, during the joint change all four.
+func TestBalancerBackendsFollowTheMembershipRecord(t *testing.T) {
+	lc := lb.DefaultConfig()
+	lc.Listen = netip.MustParseAddrPort("127.0.0.1:0")
+	for i, n := range []string{"m1", "m2", "m3"} {
+		lc.Backends = append(lc.Backends, lb.Backend{Name: n, Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(11 + i)}), 6443)})
+	}
+	lc.HealthCheck.CA = x509.NewCertPool()
+	b, err := lb.New(lc, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	cfg := Config{Name: "m1"}
+	cfg.Kubernetes.APIServerPort = 6443
+	c := &lbComponent{n: &node{cfg: cfg, log: slog.New(slog.DiscardHandler)}, b: b}
+	names := func() string {
+		var out []string
+		for _, s := range b.Status() {
+			out = append(out, s.Name+"="+s.Address.String())
+		}
+		return strings.Join(out, " ")
+	}
+	c.setMasters(MembershipRecord{Epoch: 5,
+		Voters: map[string]string{"m1": "127.0.0.11", "m2": "127.0.0.12", "m4": "127.0.0.14"},
+		Old:    map[string]string{"m1": "127.0.0.11", "m2": "127.0.0.12", "m3": "127.0.0.13"}})
+	if got, want := names(), "m1=127.0.0.11:6443 m2=127.0.0.12:6443 m3=127.0.0.13:6443 m4=127.0.0.14:6443"; got != want {
+		t.Errorf("joint change: backends %s, want %s", got, want)
+	}
+	c.setMasters(MembershipRecord{Epoch: 6, Voters: map[string]string{"m1": "127.0.0.11", "m2": "127.0.0.12", "m4": "127.0.0.14"}})
+	if got, want := names(), "m1=127.0.0.11:6443 m2=127.0.0.12:6443 m4=127.0.0.14:6443"; got != want {
+		t.Errorf("after the change: backends %s, want %s", got, want)
 	}
 }

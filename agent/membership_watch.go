@@ -39,6 +39,9 @@ type membershipComponent struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// onRecord, if set, follows every record applied (the balancer's
+	// backends: wire.go).
+	onRecord func(MembershipRecord)
 
 	mu      sync.Mutex
 	rec     MembershipRecord
@@ -120,6 +123,9 @@ func (c *membershipComponent) apply(r MembershipRecord) error {
 	c.mu.Lock()
 	c.rec = r
 	c.mu.Unlock()
+	if c.onRecord != nil {
+		c.onRecord(r)
+	}
 	el := c.el()
 	if el == nil {
 		return nil

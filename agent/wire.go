@@ -65,9 +65,10 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	if !cfg.VIP.Enabled || !cfg.VIP.Fence {
 		n.Components = append(n.Components, staleFence{n: shared})
 	}
+	var lbC *lbComponent
 	if cfg.VIP.Enabled {
 		if cfg.VIP.Balancer.Enabled {
-			lbC := &lbComponent{n: shared}
+			lbC = &lbComponent{n: shared}
 			n.Components = append(n.Components, lbC)
 			el.beforeHandover = lbC.drain
 			el.peerDown = lbC.peerDown
@@ -79,7 +80,11 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	n.Components = append(n.Components, el)
 	// Membership as data (H6, issue 22): the record in etcd feeds the
 	// election's voters and gossip addresses; starts after the election.
-	n.Components = append(n.Components, newMembershipComponent(shared, etcdC, el))
+	mc := newMembershipComponent(shared, etcdC, el)
+	if lbC != nil {
+		mc.onRecord = lbC.setMasters
+	}
+	n.Components = append(n.Components, mc)
 	n.Liveness = el.Live
 	return n, nil
 }

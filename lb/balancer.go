@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,11 +25,14 @@ var ErrClosed = errors.New("lb: balancer closed")
 // Balancer accepts TCP connections on the VIP and proxies each one, bytes
 // untouched, to the ready backend with the fewest active connections.
 type Balancer struct {
-	cfg      Config
-	log      *slog.Logger
-	m        *metrics
-	ln       *net.TCPListener
-	backends []*backend
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+	ln  *net.TCPListener
+	tls *tls.Config // health checks' client config, for backends added later
+	// backends is the current list, replaced whole by SetBackends; pick
+	// reads it per connection without a lock.
+	backends atomic.Pointer[[]*backend]
 	rr       atomic.Uint64 // rotates the start of the least-connections scan
 	limit    *limiter      // connection caps (limit.go)
 
@@ -36,7 +41,8 @@ type Balancer struct {
 	closed  bool
 	stop    context.CancelFunc // set by Run
 	running bool
-	done    chan struct{} // closed by Close
+	runCtx  context.Context // Run's context, for health loops of backends added later
+	done    chan struct{}   // closed by Close
 
 	wg sync.WaitGroup // accept loop, health loops, proxied connections
 
@@ -48,6 +54,9 @@ type Balancer struct {
 type backend struct {
 	cfg     Backend
 	checker *checker
+	// stopCheck ends this backend's health loop (set under Balancer.mu when
+	// the loop starts; SetBackends calls it for a removed backend).
+	stopCheck context.CancelFunc
 	// up mirrors health.up for pick, which reads it without the lock; it
 	// is written only under mu.
 	up     atomic.Bool
@@ -113,25 +122,100 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Balancer, er
 		done:  make(chan struct{}),
 		limit: newLimiter(cfg.MaxConns, cfg.MaxConnsPerSource),
 	}
+	lb.tls = tc
+	list := make([]*backend, 0, len(cfg.Backends))
 	for _, bc := range cfg.Backends {
-		m.initBackend(bc.Name)
-		lb.backends = append(lb.backends, &backend{
-			cfg:        bc,
-			checker:    newChecker(bc, cfg.HealthCheck, tc),
-			mUp:        m.up.WithLabelValues(bc.Name),
-			mActive:    m.active.WithLabelValues(bc.Name),
-			mOK:        m.total.WithLabelValues(bc.Name, resultOK),
-			mDialErr:   m.total.WithLabelValues(bc.Name, resultDialError),
-			mToBackend: m.bytes.WithLabelValues(bc.Name, dirToBackend),
-			mToClient:  m.bytes.WithLabelValues(bc.Name, dirToClient),
-		})
+		list = append(list, lb.newBackend(bc))
 	}
+	lb.backends.Store(&list)
 	m.total.WithLabelValues(noBackend, resultNoBackend)
 	lb.ln, err = listenFreebind(context.Background(), cfg.Listen)
 	if err != nil {
 		return nil, err
 	}
 	return lb, nil
+}
+
+// newBackend is bc's live state, with its metric children.
+func (lb *Balancer) newBackend(bc Backend) *backend {
+	m := lb.m
+	m.initBackend(bc.Name)
+	return &backend{
+		cfg:        bc,
+		checker:    newChecker(bc, lb.cfg.HealthCheck, lb.tls),
+		mUp:        m.up.WithLabelValues(bc.Name),
+		mActive:    m.active.WithLabelValues(bc.Name),
+		mOK:        m.total.WithLabelValues(bc.Name, resultOK),
+		mDialErr:   m.total.WithLabelValues(bc.Name, resultDialError),
+		mToBackend: m.bytes.WithLabelValues(bc.Name, dirToBackend),
+		mToClient:  m.bytes.WithLabelValues(bc.Name, dirToClient),
+	}
+}
+
+// list is the current backends.
+func (lb *Balancer) list() []*backend { return *lb.backends.Load() }
+
+// startCheckLocked starts b's health loop under Run's context; lb.mu held,
+// Run active and not closed.
+func (lb *Balancer) startCheckLocked(b *backend) {
+	ctx, cancel := context.WithCancel(lb.runCtx)
+	b.stopCheck = cancel
+	lb.wg.Add(1)
+	go func() {
+		defer lb.wg.Done()
+		lb.healthLoop(ctx, b)
+	}()
+}
+
+// SetBackends replaces the backends (the masters changed: a member added,
+// removed or replaced). A backend whose name and address stay keeps its
+// state and connections; a new one starts down and comes up through its
+// health checks; a removed one gets no new connection, its health checks
+// stop, and the connections proxied to it run on until they end.
+func (lb *Balancer) SetBackends(bs []Backend) error {
+	seen := map[string]bool{}
+	for _, bc := range bs {
+		if bc.Name == "" || !bc.Address.IsValid() || seen[bc.Name] {
+			return fmt.Errorf("lb: backends: %q at %v: want a unique name and a valid address", bc.Name, bc.Address)
+		}
+		seen[bc.Name] = true
+	}
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return ErrClosed
+	}
+	cur := lb.list()
+	next := make([]*backend, 0, len(bs))
+	var added, removed []string
+	for _, bc := range bs {
+		i := slices.IndexFunc(cur, func(b *backend) bool { return b.cfg == bc })
+		if i >= 0 {
+			next = append(next, cur[i])
+			continue
+		}
+		b := lb.newBackend(bc)
+		if lb.running {
+			lb.startCheckLocked(b)
+		}
+		next = append(next, b)
+		added = append(added, bc.Name)
+	}
+	for _, b := range cur {
+		if !slices.Contains(next, b) {
+			if b.stopCheck != nil {
+				b.stopCheck()
+			}
+			b.up.Store(false)
+			b.mUp.Set(0)
+			removed = append(removed, b.cfg.Name)
+		}
+	}
+	lb.backends.Store(&next)
+	if len(added)+len(removed) > 0 {
+		lb.log.Info("backends changed", "added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "backends", len(next))
+	}
+	return nil
 }
 
 // Addr is the bound listen address (useful when Config.Listen had port 0).
@@ -156,18 +240,17 @@ func (lb *Balancer) Run(ctx context.Context) error {
 	lb.running = true
 	ctx, cancel := context.WithCancel(ctx)
 	lb.stop = cancel
+	lb.runCtx = ctx
 	// Counted under the lock, so a concurrent Close waits for them.
-	lb.wg.Add(len(lb.backends) + 1)
+	for _, b := range lb.list() {
+		lb.startCheckLocked(b)
+	}
+	lb.wg.Add(1)
+	n := len(lb.list())
 	lb.mu.Unlock()
 	defer cancel()
 
-	lb.log.Info("balancer started", "listen", lb.Addr().String(), "backends", len(lb.backends))
-	for _, b := range lb.backends {
-		go func() {
-			defer lb.wg.Done()
-			lb.healthLoop(ctx, b)
-		}()
-	}
+	lb.log.Info("balancer started", "listen", lb.Addr().String(), "backends", n)
 	go func() {
 		defer lb.wg.Done()
 		lb.acceptLoop(ctx)
@@ -242,8 +325,9 @@ func (lb *Balancer) shutdown() {
 
 // Status reports every backend, in configuration order.
 func (lb *Balancer) Status() []BackendStatus {
-	out := make([]BackendStatus, 0, len(lb.backends))
-	for _, b := range lb.backends {
+	list := lb.list()
+	out := make([]BackendStatus, 0, len(list))
+	for _, b := range list {
 		b.mu.Lock()
 		s := BackendStatus{
 			Name:       b.cfg.Name,
@@ -308,7 +392,7 @@ func (lb *Balancer) acceptLoop(ctx context.Context) {
 func (lb *Balancer) pick(tried []*backend) *backend {
 	var cands [8]*backend // masters are few; no allocation per connection
 	cs := cands[:0]
-	for _, b := range lb.backends {
+	for _, b := range lb.list() {
 		if b.up.Load() && !slices.Contains(tried, b) {
 			cs = append(cs, b)
 		}

@@ -153,7 +153,7 @@ const (
 // dead master. why says what was seen (logged and in Status). It reports
 // whether name is a backend of this balancer.
 func (lb *Balancer) MarkDown(name, why string) bool {
-	for _, b := range lb.backends {
+	for _, b := range lb.list() {
 		if b.cfg.Name == name {
 			lb.markDown(b, reasonDead, errors.New(why))
 			return true

@@ -17,7 +17,7 @@ func TestMarkDownVoidsRunningChecksAndNeedsRiseFreshOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lb.Close()
-	b := lb.backends[0]
+	b := lb.list()[0]
 	fail := errors.New("status 503")
 	step := func(what string, marks uint64, err error, wantUp, wantCounted bool) {
 		t.Helper()

@@ -15,14 +15,16 @@ func TestPickMatchesNaiveLeastConnections(t *testing.T) {
 	for iter := range 5000 {
 		n := 1 + rng.IntN(5)
 		lb := &Balancer{}
+		var list []*backend
 		for range n {
 			b := &backend{}
 			b.up.Store(rng.IntN(4) != 0)
 			b.active.Store(int64(rng.IntN(4)))
-			lb.backends = append(lb.backends, b)
+			list = append(list, b)
 		}
+		lb.backends.Store(&list)
 		var tried []*backend
-		for _, b := range lb.backends {
+		for _, b := range lb.list() {
 			if rng.IntN(4) == 0 {
 				tried = append(tried, b)
 			}
@@ -36,7 +38,7 @@ func TestPickMatchesNaiveLeastConnections(t *testing.T) {
 			return false
 		}
 		want := int64(-1) // reference: the minimum active count among candidates
-		for _, b := range lb.backends {
+		for _, b := range lb.list() {
 			if b.up.Load() && !isTried(b) && (want < 0 || b.active.Load() < want) {
 				want = b.active.Load()
 			}
@@ -62,21 +64,23 @@ func TestPickMatchesNaiveLeastConnections(t *testing.T) {
 // evenly between the other two, not 2:1 in favour of the down one's successor.
 func TestPickSpreadsEvenlyWithABackendDown(t *testing.T) {
 	lb := &Balancer{}
+	var list []*backend
 	for i := range 3 {
 		b := &backend{}
 		b.up.Store(i != 1)
-		lb.backends = append(lb.backends, b)
+		list = append(list, b)
 	}
+	lb.backends.Store(&list)
 	counts := map[*backend]int{}
 	for range 3000 {
 		b := lb.pick(nil)
 		counts[b]++
 		b.active.Add(-1) // the connection ends before the next one
 	}
-	if counts[lb.backends[1]] != 0 {
-		t.Fatalf("the down backend got %d connections", counts[lb.backends[1]])
+	if counts[lb.list()[1]] != 0 {
+		t.Fatalf("the down backend got %d connections", counts[lb.list()[1]])
 	}
-	if a, c := counts[lb.backends[0]], counts[lb.backends[2]]; a != 1500 || c != 1500 {
+	if a, c := counts[lb.list()[0]], counts[lb.list()[2]]; a != 1500 || c != 1500 {
 		t.Fatalf("split %d / %d between the two up backends, want 1500 / 1500", a, c)
 	}
 }
