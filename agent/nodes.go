@@ -76,7 +76,7 @@ func NodesServer(cfg Config, nc NodesConfig) (string, error) {
 		return s, nil
 	}
 	if !cfg.VIP.Enabled || !cfg.VIP.Address.IsValid() {
-		return "", errors.New("nodes.apiserverEndpoint: is required when vip.enabled is false (nodes must not depend on one master)")
+		return "", errNoNodesEndpoint
 	}
 	port := cfg.Kubernetes.APIServerPort
 	if cfg.VIP.Balancer.Enabled {
@@ -84,6 +84,11 @@ func NodesServer(cfg Config, nc NodesConfig) (string, error) {
 	}
 	return bootstrap.ServerURL(cfg.VIP.Address, uint16(port)), nil
 }
+
+// errNoNodesEndpoint: without the VIP, nodes need an endpoint that does not
+// depend on one master (an external load balancer). Not a config error:
+// masterd then publishes nothing for nodes and says so once.
+var errNoNodesEndpoint = errors.New("nodes.apiserverEndpoint: is required when vip.enabled is false (nodes must not depend on one master); nothing is published for nodes until it is set")
 
 // NodesCluster is what bootstrap.Publish tells joining nodes.
 func NodesCluster(cfg Config, nc NodesConfig, caPEM []byte) (bootstrap.Cluster, error) {
@@ -126,7 +131,9 @@ func ValidateNodes(cfg Config, nc NodesConfig) error {
 	var errs []error
 	server, err := NodesServer(cfg, nc)
 	if err != nil {
-		errs = append(errs, err)
+		if !errors.Is(err, errNoNodesEndpoint) {
+			errs = append(errs, err)
+		}
 		server = "https://127.0.0.1:6443" // checked above; the rest is judged alone
 	}
 	if nc.CgroupDriver != "systemd" && nc.CgroupDriver != "cgroupfs" {
@@ -199,6 +206,10 @@ func runNodes(ctx context.Context, n *node, nc NodesConfig) {
 		return
 	}
 	log := n.log.With("component", "nodes")
+	if _, err := NodesServer(n.cfg, nc); errors.Is(err, errNoNodesEndpoint) {
+		log.Warn("nothing published for nodes", "err", err)
+		return
+	}
 	t := time.NewTicker(nc.ReconcileInterval.D())
 	defer t.Stop()
 	for {

@@ -135,6 +135,13 @@ func configProblems(c *Config) []Problem {
 			Message: fmt.Sprintf("%d masters: an even number of voters tolerates no more failures than %d (quorum is %d of %d)", n, n-1, n/2+1, n),
 			Fix:     fmt.Sprintf("use an odd number of masters (%d or %d)", n-1, n+1)})
 	}
+	if c.Kubernetes.Mode == "managed" && c.Nodes.Enabled {
+		if _, err := NodesServer(*c, c.Nodes); errors.Is(err, errNoNodesEndpoint) {
+			probs = append(probs, Problem{Warning: true, Key: "nodes.apiserverEndpoint",
+				Message: "empty while vip.enabled is false: masterd publishes nothing for worker nodes (they must not depend on one master)",
+				Fix:     "set it to your load balancer's host:port, or set nodes.enabled: false"})
+		}
+	}
 	if self, ok := c.Self(); ok && c.Address.IsValid() && self.Address.IsValid() && c.Address != self.Address {
 		probs = append(probs, Problem{Key: "address",
 			Message: fmt.Sprintf("%s differs from this master's peers entry (%s, %s): the other masters would reach it at an address it does not listen on", c.Address, self.Name, self.Address),
