@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func newLab(t *testing.T) *lab {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces")
 	}
+	removeStaleNamespaces(t)
 	l := &lab{name: fmt.Sprintf("fw%d", os.Getpid())}
 	mk := func(suffix string) netns.NsHandle {
 		var h netns.NsHandle
@@ -249,5 +251,34 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{Table: "t"}).Validate(); err == nil || !strings.Contains(err.Error(), "at least one") {
 		t.Errorf("no ports: %v", err)
+	}
+}
+
+// removeStaleNamespaces deletes the namespaces a killed run of these tests
+// left behind (fw<pid>s, fw<pid>c of a process that no longer exists): a
+// killed test process never runs its cleanups.
+func removeStaleNamespaces(t *testing.T) {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "fw") || len(name) < 4 {
+			continue
+		}
+		suffix := name[len(name)-1]
+		pid, err := strconv.Atoi(name[2 : len(name)-1])
+		if err != nil || (suffix != 's' && suffix != 'c') || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its run is still going
+		}
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Logf("stale namespace %s: %v", name, err)
+		} else {
+			t.Logf("removed namespace %s of a run that is gone (pid %d)", name, pid)
+		}
 	}
 }
