@@ -152,3 +152,18 @@ func FindCoreDNS() string {
 	}
 	return p
 }
+
+// BuildForWorker builds the set's archives (Build) and the runc wrapper a
+// lab worker's containerd calls (integration/containerd/runcwrap) into
+// CacheDir/bin, and returns both: what lab.WorkerOptions needs.
+func (s Set) BuildForWorker(ctx context.Context) (archives map[string]string, runcWrap string, err error) {
+	archives, err = s.Build(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	runcWrap = filepath.Join(s.CacheDir, "bin", "runcwrap")
+	if err := GoBinary(ctx, s.ModuleDir, "github.com/masterd/masterd/integration/containerd/runcwrap", runcWrap); err != nil {
+		return nil, "", err
+	}
+	return archives, runcWrap, nil
+}

@@ -69,27 +69,12 @@ func TestWorkerRunsPods(t *testing.T) {
 	if set.CoreDNSBinary == "" {
 		t.Logf("no cached coredns binary (integration/images/coredns.sh): the CoreDNS image is not checked")
 	}
-	archives, err := set.Build(ctx)
+	archives, wrap, err := set.BuildForWorker(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrap := filepath.Join(set.CacheDir, "bin", "runcwrap")
-	if err := images.GoBinary(ctx, "", "github.com/masterd/masterd/integration/containerd/runcwrap", wrap); err != nil {
-		t.Fatal(err)
-	}
-
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	s := &scenarioLab{Lab: l, t: t}
-	s.dumpOnFailure(t)
-	s.waitReady(t, ctx, 5*time.Minute)
+	s := upLab(t, ctx, o, 5*time.Minute)
+	l := s.Lab
 
 	w, err := l.AddWorker(ctx, lab.WorkerOptions{
 		Index:            1,
@@ -460,26 +445,12 @@ func joinLab(t *testing.T, ctx context.Context, masters int, prefix string) (*sc
 	}
 	o.Masters = masters
 	o.Prefix = fmt.Sprintf("%s%d", prefix, os.Getpid()%1000000)
-	archives, err := set.Build(ctx)
+	archives, wrap, err := set.BuildForWorker(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrap := filepath.Join(set.CacheDir, "bin", "runcwrap")
-	if err := images.GoBinary(ctx, "", "github.com/masterd/masterd/integration/containerd/runcwrap", wrap); err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	s := &scenarioLab{Lab: l, t: t}
-	s.dumpOnFailure(t)
-	s.waitReady(t, ctx, 5*time.Minute)
+	s := upLab(t, ctx, o, 5*time.Minute)
+	l := s.Lab
 	out, err := l.Masters()[0].Exec(ctx, "masterd", "token", "create", "--print-join-command")
 	if err != nil {
 		if strings.Contains(string(out), "unknown command") {

@@ -38,13 +38,9 @@ func demoWorker(ctx context.Context, l *lab.Lab, kubeBin string) error {
 	}
 	fmt.Println("== worker: join a node through the VIP")
 	start := time.Now()
-	archives, err := set.Build(ctx)
+	archives, wrap, err := set.BuildForWorker(ctx)
 	if err != nil {
 		return fmt.Errorf("worker images: %w", err)
-	}
-	wrap := filepath.Join(set.CacheDir, "bin", "runcwrap")
-	if err := images.GoBinary(ctx, "", "github.com/masterd/masterd/integration/containerd/runcwrap", wrap); err != nil {
-		return err
 	}
 	out, err := l.Masters()[0].Exec(ctx, "masterd", "token", "create", "--print-join-command")
 	if err != nil {
