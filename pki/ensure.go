@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/masterd/masterd/internal/atomicfile"
@@ -120,6 +121,11 @@ func FilesIn(dir string) *Files {
 // p, or within p.RenewBefore of expiry; Files.Changes says which and why.
 // Ensure refuses to work with a CA that has expired at now.
 func Ensure(dir string, s *Secret, p Params, now time.Time) (*Files, error) {
+	return ensure(dir, s, p, now, nil)
+}
+
+// ensure is Ensure that also reissues the leaves named in force (Renew).
+func ensure(dir string, s *Secret, p Params, now time.Time, force map[string]bool) (*Files, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -148,7 +154,7 @@ func Ensure(dir string, s *Secret, p Params, now time.Time) (*Files, error) {
 			os.Remove(t)
 		}
 	}
-	e := &ensurer{f: FilesIn(dir), s: s, p: p, now: now}
+	e := &ensurer{f: FilesIn(dir), s: s, p: p, now: now, force: force}
 	if err := e.run(); err != nil {
 		return nil, err
 	}
@@ -156,10 +162,11 @@ func Ensure(dir string, s *Secret, p Params, now time.Time) (*Files, error) {
 }
 
 type ensurer struct {
-	f   *Files
-	s   *Secret
-	p   Params
-	now time.Time
+	f     *Files
+	s     *Secret
+	p     Params
+	now   time.Time
+	force map[string]bool // leaf names to reissue even when good (Renew)
 }
 
 func (e *ensurer) changed(path, reason string) {
@@ -339,6 +346,9 @@ func (e *ensurer) judgeLeaf(cert *x509.Certificate, key crypto.Signer, ca CA, sp
 // ensureLeaf keeps or reissues the certificate and key at pair.
 func (e *ensurer) ensureLeaf(pair Pair, ca CA, spec leafSpec) (*x509.Certificate, error) {
 	reason, cert := e.leafState(pair, ca, spec)
+	if reason == "" && e.force[strings.TrimSuffix(filepath.Base(pair.Cert), ".crt")] {
+		reason = renewRequested
+	}
 	if reason == "" {
 		if err := e.ensureMode(pair.Key, 0o600); err != nil {
 			return nil, err
@@ -401,6 +411,9 @@ func (e *ensurer) ensureKubeconfig(path, server string, caPEM []byte, spec leafS
 	default:
 		reason = e.judgeLeaf(kc.cert, kc.key, e.s.KubeCA, spec)
 		cert = kc.cert
+		if reason == "" && e.force[filepath.Base(path)] {
+			reason = renewRequested
+		}
 	}
 	if reason == "" {
 		return cert, e.ensureMode(path, 0o600)

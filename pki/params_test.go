@@ -29,8 +29,8 @@ func TestValidateReportsEveryProblemNamingTheField(t *testing.T) {
 		ServiceCIDR:        netip.MustParsePrefix("10.0.0.1/32"),
 		ClusterDomain:      "",
 		ExtraAPIServerSANs: []string{"not a name"},
-		LeafValidity:       time.Hour,
-		RenewBefore:        2 * time.Hour,
+		LeafValidity:       time.Minute,
+		RenewBefore:        2 * time.Minute,
 	}
 	err := p.Validate()
 	if err == nil {
