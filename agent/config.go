@@ -49,7 +49,9 @@ type Peer struct {
 
 // PKIConfig selects where certificates come from.
 type PKIConfig struct {
-	ExternalDir string `yaml:"externalDir" doc:"bring your own PKI: a directory holding every file in masterd's pki layout (see README); masterd checks them and generates nothing"`
+	ExternalDir  string   `yaml:"externalDir" doc:"bring your own PKI: a directory holding every file in masterd's pki layout (see README); masterd checks them and generates nothing"`
+	LeafValidity Duration `yaml:"leafValidity" doc:"lifetime of the certificates masterd issues (at least 2m; short values are for exercising renewal)"`
+	RenewBefore  Duration `yaml:"renewBefore" doc:"a running masterd renews a certificate that expires within this time (checked every renewBefore/10, at most daily) and makes its consumers load it"`
 }
 
 // GossipConfig configures memberlist.
@@ -194,6 +196,8 @@ func DefaultConfig() Config {
 		// 1000 ppm is ten times the worst crystal drift NTP tolerates (500 ppm),
 		// with room for VMs whose clocks run unevenly.
 		Election: ElectionConfig{ClockDriftPPM: 1000},
+		// kubeadm's one year, renewed 30 days ahead (pki.DefaultParams).
+		PKI: PKIConfig{LeafValidity: Duration(365 * 24 * time.Hour), RenewBefore: Duration(30 * 24 * time.Hour)},
 		VIP: VIPConfig{
 			Enabled: true,
 			Profile: election.ProfileDefault,

@@ -65,6 +65,7 @@ func pkiParams(cfg Config) pki.Params {
 	p.ServiceCIDR = cfg.Kubernetes.ServiceCIDR
 	p.ClusterDomain = cfg.Kubernetes.ClusterDomain
 	p.ExtraAPIServerSANs = cfg.Kubernetes.APIServerCertSANs
+	p.LeafValidity, p.RenewBefore = cfg.PKI.LeafValidity.D(), cfg.PKI.RenewBefore.D()
 	return p
 }
 

@@ -173,6 +173,11 @@ func (c *Config) Validate() error {
 	if c.PKI.ExternalDir != "" && !filepath.IsAbs(c.PKI.ExternalDir) {
 		bad("pki.externalDir", "%q must be an absolute path", c.PKI.ExternalDir)
 	}
+	if v := c.PKI.LeafValidity.D(); v < pki.MinLeafValidity {
+		bad("pki.leafValidity", "%s: must be at least %s", v, pki.MinLeafValidity)
+	} else if r := c.PKI.RenewBefore.D(); r <= 0 || r >= v {
+		bad("pki.renewBefore", "%s: must be more than 0 and less than pki.leafValidity %s", r, v)
+	}
 	if c.Priority < 0 || c.Priority > 1000 {
 		bad("priority", "%d is outside 0..1000", c.Priority)
 	}
