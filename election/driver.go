@@ -84,7 +84,8 @@ type Driver struct {
 	calls     chan func()
 	releasedC chan releaseDone
 	slack     map[string]time.Duration
-	live      *liveness // loop goroutine only
+	live      *liveness  // loop goroutine only
+	wire      *wireWatch // loop goroutine only (version.go)
 
 	metaMu    sync.Mutex
 	meta      []byte
@@ -122,6 +123,10 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	wire, err := newWireWatch(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("election: register metrics: %w", err)
+	}
 	st, err := loadState(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -147,6 +152,7 @@ func NewDriver(cfg DriverConfig, cb Callbacks) (*Driver, error) {
 		releasedC: make(chan releaseDone, 16),
 		slack:     map[string]time.Duration{},
 		live:      newLiveness(),
+		wire:      wire,
 		peerMeta:  map[string][]byte{},
 		metaDirty: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -307,6 +313,7 @@ func (d *Driver) receive(b []byte) {
 	if err != nil {
 		reason, _ := IsReject(err)
 		d.met.rejected.WithLabelValues(reason).Inc()
+		d.wire.observe(d, err, func(p string) bool { _, ok := d.addrs[p]; return ok })
 		return
 	}
 	d.met.messages.WithLabelValues(m.Type.String(), "in").Inc()

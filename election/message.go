@@ -109,6 +109,13 @@ func (m Message) String() string {
 //
 // Version 1 (no counter, no epoch) is refused with reason "version": its
 // messages cannot be checked for replay.
+//
+// Compatibility rule: the header "version u8 | type u8 | from str" stays
+// the same in every version, so a receiver can always name the sender and
+// the version of a message it refuses. A new wire version ships in a
+// release that still reads (and, until every master runs it, writes) the
+// previous one; a version it cannot read is refused with reason "version"
+// (VersionError), never decoded field by field.
 const (
 	wireVersion = 2
 	// MaxMessageSize bounds an encoded message; the decoder rejects anything
@@ -116,10 +123,19 @@ const (
 	MaxMessageSize = 512
 )
 
+// WireVersion is the wire version this build writes; it reads the same one
+// alone (version 1 has no replay protection).
+const WireVersion = wireVersion
+
 // DecodeError is a rejected message; Reason is a short label for metrics.
 type DecodeError struct {
 	Reason string
 	Detail string
+	// Version and From are set for Reason "version": the wire version the
+	// message carried and its sender as the fixed header names it ("" when
+	// the header is cut short or malformed).
+	Version uint8
+	From    string
 }
 
 func (e *DecodeError) Error() string { return "election: decode: " + e.Reason + ": " + e.Detail }
@@ -237,7 +253,13 @@ func Decode(b []byte) (Message, error) {
 	}
 	r := reader{b: b}
 	if v := r.u8("version"); r.err == nil && v != wireVersion {
-		return m, &DecodeError{Reason: "version", Detail: fmt.Sprintf("%d", v)}
+		// Only the header every version shares is read: nothing of
+		// another version's body is ever interpreted.
+		h := reader{b: r.b}
+		h.u8("type")
+		from := h.str("from", false)
+		return m, &DecodeError{Reason: "version", Version: v, From: from,
+			Detail: fmt.Sprintf("wire version %d from %q, this build reads %d", v, from, wireVersion)}
 	}
 	m.Type = MsgType(r.u8("type"))
 	if r.err == nil && (m.Type == 0 || m.Type >= msgTypeEnd) {
