@@ -110,6 +110,10 @@ func (c Config) embedConfig(state, initialCluster string, lg *zap.Logger) (*embe
 	}
 	ec.AdvertiseClientUrls = []url.URL{client}
 
+	clients, err := c.clientAllowedCNs(lg)
+	if err != nil {
+		return nil, err
+	}
 	ec.ClientTLSInfo = transport.TLSInfo{
 		CertFile:       c.TLS.ServerCertFile,
 		KeyFile:        c.TLS.ServerKeyFile,
@@ -117,6 +121,7 @@ func (c Config) embedConfig(state, initialCluster string, lg *zap.Logger) (*embe
 		ClientKeyFile:  c.TLS.ClientKeyFile,
 		TrustedCAFile:  c.TLS.CAFile,
 		ClientCertAuth: true,
+		AllowedCNs:     clients,
 	}
 	allowed, err := c.peerAllowedHostnames()
 	if err != nil {

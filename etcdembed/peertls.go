@@ -1,12 +1,6 @@
 package etcdembed
 
 import (
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 
 	"github.com/masterd/masterd/pki"
@@ -23,20 +17,9 @@ import (
 // etcd applies the same check to the certificate of the peer it dials, which
 // is that peer's own peer certificate: it carries the name too.
 func (c Config) peerAllowedHostnames() ([]string, error) {
-	data, err := os.ReadFile(c.TLS.PeerCertFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // etcd's own start names the missing file
-	}
-	if err != nil {
-		return nil, fmt.Errorf("etcdembed: peer certificate: %w", err)
-	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("etcdembed: peer certificate %s: no PEM CERTIFICATE block", c.TLS.PeerCertFile)
-	}
-	cert, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("etcdembed: peer certificate %s: %w", c.TLS.PeerCertFile, err)
+	cert, err := readLeaf("peer", c.TLS.PeerCertFile)
+	if err != nil || cert == nil {
+		return nil, err // a missing file: etcd's own start names it
 	}
 	if !slices.Contains(cert.DNSNames, pki.EtcdPeerName) {
 		return nil, nil
