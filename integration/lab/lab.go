@@ -30,6 +30,9 @@ type Lab struct {
 	clientNS string
 	vip      netip.Addr
 	masters  []*Master
+	// lastOctet is the highest last octet of a master's address so far
+	// (AddMaster gives the next one: a new master gets a new address).
+	lastOctet byte
 
 	mu       sync.Mutex
 	adminCfg string
@@ -85,6 +88,7 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 			lab:  l,
 		})
 	}
+	l.lastOctet = byte(10 + opts.Masters)
 	l.progress("cleaning leftovers of lab %q", opts.Prefix)
 	if err := Clean(opts.Prefix); err != nil {
 		return nil, fmt.Errorf("lab: clean leftovers: %w", err)
@@ -143,21 +147,11 @@ func (l *Lab) network(ctx context.Context) error {
 		{"ip", "-n", l.brNS, "link", "add", "br0", "type", "bridge", "forward_delay", "0"},
 		{"ip", "-n", l.brNS, "link", "set", "br0", "up"},
 	}
-	attach := func(ns, port string, addr netip.Addr) {
-		cmds = append(cmds,
-			[]string{"ip", "netns", "add", ns},
-			[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
-			[]string{"ip", "-n", l.brNS, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns},
-			[]string{"ip", "-n", l.brNS, "link", "set", port, "master", "br0", "up"},
-			[]string{"ip", "-n", ns, "addr", "add", netip.PrefixFrom(addr, 24).String(), "dev", "eth0"},
-			[]string{"ip", "-n", ns, "link", "set", "eth0", "up"},
-		)
-	}
 	base := l.opts.Subnet.Masked().Addr().As4()
 	base[3] = 100
-	attach(l.clientNS, "client", netip.AddrFrom4(base))
+	cmds = append(cmds, l.attachCmds(l.clientNS, "client", netip.AddrFrom4(base))...)
 	for _, m := range l.masters {
-		attach(m.Name, m.Port, m.Addr)
+		cmds = append(cmds, l.attachCmds(m.Name, m.Port, m.Addr)...)
 	}
 	for _, c := range cmds {
 		if _, err := run(ctx, c...); err != nil {
@@ -167,9 +161,29 @@ func (l *Lab) network(ctx context.Context) error {
 	return nil
 }
 
-// boot boots the master's host and provisions it; disk, when not nil, is a
-// directory with saved etc/masterd and var/lib/masterd to restore.
+// attachCmds are the commands that create network namespace ns with eth0
+// at addr, its peer port on the bridge.
+func (l *Lab) attachCmds(ns, port string, addr netip.Addr) [][]string {
+	return [][]string{
+		{"ip", "netns", "add", ns},
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		{"ip", "-n", l.brNS, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"ip", "-n", l.brNS, "link", "set", port, "master", "br0", "up"},
+		{"ip", "-n", ns, "addr", "add", netip.PrefixFrom(addr, 24).String(), "dev", "eth0"},
+		{"ip", "-n", ns, "link", "set", "eth0", "up"},
+	}
+}
+
+// boot boots the master's host, provisions it and starts masterd; disk,
+// when not nil, is a directory with saved etc/masterd and var/lib/masterd to
+// restore.
 func (m *Master) boot(ctx context.Context, disk *string) error {
+	return m.provision(ctx, disk, true)
+}
+
+// provision boots the master's host and provisions it (see boot); masterd
+// is enabled, and started only when start is set.
+func (m *Master) provision(ctx context.Context, disk *string, start bool) error {
 	l := m.lab
 	l.progress("%s: booting systemd", m.Name)
 	h, err := labhost.Boot(ctx, labhost.Options{Name: m.Name, NetNS: m.Name})
@@ -244,6 +258,11 @@ func (m *Master) boot(ctx context.Context, disk *string) error {
 		if _, err := h.Systemctl(ctx, "daemon-reload"); err != nil {
 			return err
 		}
+	}
+	if !start {
+		l.progress("%s: systemctl enable masterd (not started)", m.Name)
+		_, err := h.Systemctl(ctx, "enable", "masterd")
+		return err
 	}
 	l.progress("%s: systemctl enable --now masterd", m.Name)
 	// --no-block: a master's start waits for its peers (etcd quorum).

@@ -114,13 +114,17 @@ func (l *Lab) Statuses(ctx context.Context) (map[string]Status, error) {
 // vipProbe reads the VIP's presence on eth0 of every master namespace through
 // netlink handles opened once.
 type vipProbe struct {
-	l       *Lab
+	l *Lab
+	// masters are the lab's masters when the probe was opened (AddMaster
+	// and RetireMaster change the lab's list: a probe opened before sees
+	// the masters of then).
+	masters []*Master
 	handles []*netlink.Handle
 }
 
 func (l *Lab) newVIPProbe() (*vipProbe, error) {
-	p := &vipProbe{l: l}
-	for _, m := range l.masters {
+	p := &vipProbe{l: l, masters: l.Masters()}
+	for _, m := range p.masters {
 		ns, err := netns.GetFromName(m.Name)
 		if err != nil {
 			p.close()
@@ -148,11 +152,11 @@ func (p *vipProbe) holders() ([]string, error) {
 	for i, h := range p.handles {
 		addrs, err := h.AddrList(nil, unix.AF_INET)
 		if err != nil {
-			return nil, fmt.Errorf("lab: addresses of %s: %w", p.l.masters[i].Name, err)
+			return nil, fmt.Errorf("lab: addresses of %s: %w", p.masters[i].Name, err)
 		}
 		for _, a := range addrs {
 			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == p.l.vip {
-				out = append(out, p.l.masters[i].Name)
+				out = append(out, p.masters[i].Name)
 				break
 			}
 		}

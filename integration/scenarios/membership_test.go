@@ -83,11 +83,12 @@ func etcdFromClient(t *testing.T, l *lab.Lab, m *lab.Master, to ...*lab.Master) 
 	return cli
 }
 
-// writer puts a key every 20 ms and remembers the acknowledged ones and the
-// longest time between two acknowledgements.
+// writer puts a key every 20 ms and remembers the acknowledged ones, when
+// each was acknowledged and the longest time between two acknowledgements.
 type writer struct {
 	mu     sync.Mutex
 	acked  []string
+	at     []time.Time
 	maxGap time.Duration
 	stop   chan struct{}
 	done   chan struct{}
@@ -111,6 +112,7 @@ func startWriter(cli *clientv3.Client) *writer {
 			if err == nil {
 				w.mu.Lock()
 				w.acked = append(w.acked, k)
+				w.at = append(w.at, time.Now())
 				w.maxGap = max(w.maxGap, time.Since(last))
 				w.mu.Unlock()
 				last = time.Now()
@@ -124,6 +126,61 @@ func (w *writer) Stop() ([]string, time.Duration) {
 	close(w.stop)
 	<-w.done
 	return w.acked, w.maxGap
+}
+
+// Last is when the last write was acknowledged (zero: none).
+func (w *writer) Last() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.at) == 0 {
+		return time.Time{}
+	}
+	return w.at[len(w.at)-1]
+}
+
+// Gap is the longest time without an acknowledgement that overlaps
+// [from, to] (from the last acknowledgement before from, or from, to the
+// first one after to, or now).
+func (w *writer) Gap(from, to time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	prev := from
+	var g time.Duration
+	for _, a := range w.at {
+		if !a.After(from) {
+			prev = a
+			continue
+		}
+		g = max(g, a.Sub(prev))
+		prev = a
+		if a.After(to) {
+			return g
+		}
+	}
+	return max(g, time.Since(prev))
+}
+
+// missingWrites returns how many of the acknowledged keys the client does
+// not read back (one linearizable range read).
+func missingWrites(t *testing.T, ctx context.Context, cli *clientv3.Client, acked []string) int {
+	t.Helper()
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	resp, err := cli.Get(rctx, "/scenario/membership/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatalf("read the acknowledged writes back: %v", err)
+	}
+	have := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		have[string(kv.Key)] = true
+	}
+	missing := 0
+	for _, k := range acked {
+		if !have[k] {
+			missing++
+		}
+	}
+	return missing
 }
 
 // Replace a master on real systemd hosts with the membership commands: m3 is
@@ -219,23 +276,7 @@ func TestMembershipReplaceOnRealHosts(t *testing.T) {
 	}
 
 	// Every acknowledged write reads back through the fresh m3.
-	c3 := etcdFromClient(t, s.Lab, m1, m3)
-	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
-	defer rcancel()
-	resp, err := c3.Get(rctx, "/scenario/membership/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, kv := range resp.Kvs {
-		have[string(kv.Key)] = true
-	}
-	missing := 0
-	for _, k := range acked {
-		if !have[k] {
-			missing++
-		}
-	}
+	missing := missingWrites(t, ctx, etcdFromClient(t, s.Lab, m1, m3), acked)
 	if missing > 0 || len(acked) == 0 {
 		t.Errorf("%d of %d acknowledged writes missing through m3", missing, len(acked))
 	}
