@@ -35,6 +35,14 @@ type pkiComponent struct {
 	// servedAPIServer reads the certificate the local kube-apiserver serves
 	// (servedCert; nil in modes where masterd runs no apiserver).
 	servedAPIServer func(ctx context.Context) (*x509.Certificate, error)
+	// restartStale, when set (wire.go: kubeComponent.checkCredentials),
+	// restarts the leader-only units whose kubeconfig changed and returns
+	// them; waitRestarts waits for those restarts (renew.go).
+	restartStale func() []string
+	waitRestarts func(ctx context.Context)
+	// inUse is, from the last observe, the NotAfter of each certificate
+	// known as a running component uses it (runningExpiry).
+	inUse map[string]time.Time
 
 	mu    sync.Mutex
 	files *pki.Files // the last Ensure's result (n.files is the first's)
@@ -144,18 +152,27 @@ const observeInterval = time.Minute
 // certificate changed (kube.go, credentialLoop).
 func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params, renew bool) {
 	defer close(c.done)
-	renewT := time.NewTicker(renewInterval)
+	renewT := time.NewTicker(renewCheckInterval(p))
 	defer renewT.Stop()
-	observeT := time.NewTicker(observeInterval)
+	observeT := time.NewTicker(min(observeInterval, renewCheckInterval(p)))
 	defer observeT.Stop()
+	requestT := time.NewTicker(renewRequestPoll)
+	defer requestT.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-renewT.C:
 			if renew {
-				c.renew(p)
+				if f, err := c.renew(p); err == nil && len(f.Changes) > 0 && c.restartStale != nil {
+					c.restartStale() // at once, not at the kube component's next check
+				}
 			}
+		case <-requestT.C:
+			if renew {
+				c.serveRenewRequest(ctx, p)
+			}
+			continue
 		case <-observeT.C:
 		}
 		c.observe(ctx)
@@ -196,16 +213,19 @@ func (c *pkiComponent) runningExpiry(ctx context.Context) map[string]time.Time {
 		return map[string]time.Time{}
 	}
 	out := maps.Clone(f.Expiry)
+	known := map[string]time.Time{}
 	if c.servedAPIServer != nil {
 		if cert, err := c.servedAPIServer(ctx); err == nil {
-			out["apiserver"] = cert.NotAfter
+			known["apiserver"] = cert.NotAfter
 		}
 	}
 	if c.running != nil {
-		for name, t := range c.running() {
-			out[name] = t
-		}
+		maps.Copy(known, c.running())
 	}
+	maps.Copy(out, known)
+	c.mu.Lock()
+	c.inUse = known
+	c.mu.Unlock()
 	return out
 }
 
@@ -248,14 +268,18 @@ type certStatus = CertStatus
 
 func (c *pkiComponent) Status() any {
 	c.mu.Lock()
-	f := c.files
+	f, inUse := c.files, c.inUse
 	c.mu.Unlock()
 	if f == nil {
 		return []certStatus{}
 	}
 	out := make([]certStatus, 0, len(f.Expiry))
 	for name, t := range f.Expiry {
-		out = append(out, certStatus{Name: name, NotAfter: t, Days: int(time.Until(t).Hours() / 24)})
+		st := certStatus{Name: name, NotAfter: t, Days: int(time.Until(t).Hours() / 24)}
+		if u, ok := inUse[name]; ok {
+			st.InUseNotAfter = &u
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -74,6 +74,10 @@ type (
 		Name     string    `json:"name"`
 		NotAfter time.Time `json:"notAfter"`
 		Days     int       `json:"daysLeft"`
+		// InUseNotAfter is the NotAfter of the certificate the running
+		// component uses, where masterd knows it (the apiserver's served
+		// one, a leader-only unit's as of its start); nil elsewhere.
+		InUseNotAfter *time.Time `json:"inUseNotAfter,omitempty"`
 	}
 )
 

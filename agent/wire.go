@@ -54,6 +54,8 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		// The expiry metric reports the certificates the leader-only units
 		// started with, not only the files.
 		pkiC.running = kube.runningCerts
+		// A renewal restarts the leader-only units at once (renew.go).
+		pkiC.restartStale, pkiC.waitRestarts = kube.checkCredentials, kube.waitRestarts
 		n.Components = append(n.Components, kube)
 		fit = kube.Check
 		el.handlers[RoleScheduler] = &leaderUnit{c: kube, unit: func() string { return kube.scheduler }}

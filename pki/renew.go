@@ -1,7 +1,10 @@
 package pki
 
 import (
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -75,4 +78,44 @@ func Renew(dir string, s *Secret, p Params, now time.Time, names []string) (*Fil
 		force[n] = true
 	}
 	return ensure(dir, s, p, now, force)
+}
+
+// ReadCerts reads the certificate of every name in f's layout (CANames and
+// LeafNames; a kubeconfig's is its client certificate) from disk, without
+// judging them. A file that is missing or unreadable is left out and named
+// in the error; the others are returned.
+func (f *Files) ReadCerts() (map[string]*x509.Certificate, error) {
+	paths := map[string]string{
+		"etcd-ca": f.EtcdCA, "kube-ca": f.KubeCA.Cert, "front-proxy-ca": f.FrontProxyCA,
+		"etcd-server": f.EtcdServer.Cert, "etcd-peer": f.EtcdPeer.Cert, "etcd-client": f.EtcdClient.Cert,
+		"apiserver-etcd-client": f.APIServerEtcdClient.Cert, "apiserver": f.APIServer.Cert,
+		"apiserver-kubelet-client": f.APIServerKubeletClient.Cert, "front-proxy-client": f.FrontProxyClient.Cert,
+		"admin.conf": f.AdminConf, "scheduler.conf": f.SchedulerConf, "controller-manager.conf": f.ControllerManagerConf,
+	}
+	out := map[string]*x509.Certificate{}
+	var errs []error
+	for name, path := range paths {
+		if path == "" {
+			continue
+		}
+		if strings.HasSuffix(name, ".conf") {
+			kc, err := readKubeconfig(path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pki: %s: %w", name, err))
+				continue
+			}
+			out[name] = kc.cert
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err == nil {
+			var c *x509.Certificate
+			if c, err = parseCertPEM(data); err == nil {
+				out[name] = c
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("pki: %s: %w", name, err))
+	}
+	return out, errors.Join(errs...)
 }
