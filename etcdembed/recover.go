@@ -43,7 +43,13 @@ func Recover(ctx context.Context, cfg Config, opts RecoverOptions) error {
 		return fmt.Errorf("etcdembed: recover: %s holds no etcd data (no WAL): nothing to recover from; restore a snapshot instead", cfg.DataDir)
 	}
 	if !opts.Force {
-		running, err := RunningPeers(ctx, cfg)
+		// The data's own members too: masters added since the
+		// configuration's peers were written.
+		pc, err := cfg.withDataMembers()
+		if err != nil {
+			return fmt.Errorf("etcdembed: recover: %w", err)
+		}
+		running, err := RunningPeers(ctx, pc)
 		if err != nil {
 			return fmt.Errorf("etcdembed: recover: probe peers: %w", err)
 		}

@@ -156,7 +156,13 @@ func Restore(ctx context.Context, snapshotPath string, cfg Config, opts RestoreO
 	}
 	defer lock.unlock()
 	if !opts.Force {
-		running, err := RunningPeers(ctx, cfg)
+		// The data's own members too: masters added since the
+		// configuration's peers were written.
+		pc, err := cfg.withDataMembers()
+		if err != nil {
+			return "", fmt.Errorf("etcdembed: restore: %w", err)
+		}
+		running, err := RunningPeers(ctx, pc)
 		if err != nil {
 			return "", fmt.Errorf("etcdembed: restore: probe peers: %w", err)
 		}
