@@ -80,6 +80,7 @@ type Driver struct {
 	mustSave  bool
 	workers   map[string]*worker
 	ml        *memberlist.Memberlist
+	keyring   *memberlist.Keyring // changed live by SetKeys (keyring.go)
 	inbox     chan []byte
 	calls     chan func()
 	releasedC chan releaseDone
@@ -202,6 +203,7 @@ func (d *Driver) Start(ctx context.Context) error {
 		mc.AdvertisePort = d.cfg.BindPort
 	}
 	mc.Keyring = keyring
+	d.keyring = keyring
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
 	mc.Label = d.cfg.Label
