@@ -21,14 +21,15 @@ const KubernetesVersion = "v1.37.2"
 // reconciled from the controller-manager role's holder. (To be wired as
 // Config.Nodes, key `nodes`.)
 type NodesConfig struct {
-	Enabled           bool         `yaml:"enabled" doc:"publish what kubeadm join and plain kubelets need (cluster-info, kubeadm-config, kubelet-config, TLS-bootstrap RBAC and CSR auto-approval) and keep the addons reconciled, from the controller-manager role's holder"`
-	APIServerEndpoint string       `yaml:"apiserverEndpoint" doc:"host:port nodes reach the API at (default: vip.address and the balancer's port); required when vip.enabled is false"`
-	PodCIDR           netip.Prefix `yaml:"podCIDR" doc:"the pod range, kube-proxy's clusterCIDR and kubeadm-config's podSubnet (optional)"`
-	CgroupDriver      string       `yaml:"cgroupDriver" doc:"the kubelets' cgroup driver: systemd or cgroupfs"`
-	ImageRepository   string       `yaml:"imageRepository" doc:"the registry kubeadm-config names (a mirror for air-gapped clusters)"`
-	ReconcileInterval Duration     `yaml:"reconcileInterval" doc:"how often the controller-manager role's holder re-applies what nodes need and the addons"`
-	CoreDNS           CoreDNSAddon `yaml:"coreDNS" doc:"the cluster DNS addon"`
-	KubeProxy         ProxyAddon   `yaml:"kubeProxy" doc:"the Service proxy on every node"`
+	Enabled           bool          `yaml:"enabled" doc:"publish what kubeadm join and plain kubelets need (cluster-info, kubeadm-config, kubelet-config, TLS-bootstrap RBAC and CSR auto-approval) and keep the addons reconciled, from the controller-manager role's holder"`
+	APIServerEndpoint string        `yaml:"apiserverEndpoint" doc:"host:port nodes reach the API at (default: vip.address and the balancer's port); required when vip.enabled is false"`
+	PodCIDR           netip.Prefix  `yaml:"podCIDR" doc:"the pod range, kube-proxy's clusterCIDR and kubeadm-config's podSubnet (optional)"`
+	CgroupDriver      string        `yaml:"cgroupDriver" doc:"the kubelets' cgroup driver: systemd or cgroupfs"`
+	ImageRepository   string        `yaml:"imageRepository" doc:"the registry kubeadm-config names (a mirror for air-gapped clusters)"`
+	ReconcileInterval Duration      `yaml:"reconcileInterval" doc:"how often the controller-manager role's holder re-applies what nodes need and the addons"`
+	CoreDNS           CoreDNSAddon  `yaml:"coreDNS" doc:"the cluster DNS addon"`
+	KubeProxy         ProxyAddon    `yaml:"kubeProxy" doc:"the Service proxy on every node"`
+	MasterKubelet     MasterKubelet `yaml:"masterKubelet" doc:"a kubelet on this master (opt-in; may differ between masters), so webhooks and aggregated APIs can run in pods on the masters"`
 }
 
 // CoreDNSAddon configures CoreDNS.
@@ -58,6 +59,8 @@ func DefaultNodesConfig() NodesConfig {
 		ReconcileInterval: Duration(time.Minute),
 		CoreDNS:           CoreDNSAddon{Enabled: a.CoreDNS.Enabled, Image: a.CoreDNS.Image, Replicas: a.CoreDNS.Replicas},
 		KubeProxy:         ProxyAddon{Enabled: a.KubeProxy.Enabled, Image: a.KubeProxy.Image, Mode: a.KubeProxy.Mode},
+		// Opt-in: a master runs pods only when asked to.
+		MasterKubelet: MasterKubelet{ContainerRuntimeEndpoint: defaultRuntimeEndpoint},
 	}
 }
 
@@ -125,10 +128,18 @@ func nodesAddons(cfg Config, nc NodesConfig, server string) addons.Config {
 // ValidateNodes reports every problem of nc against cfg at once, each
 // naming its key.
 func ValidateNodes(cfg Config, nc NodesConfig) error {
-	if !nc.Enabled {
-		return nil
+	errs := validateMasterKubelet(nc.MasterKubelet)
+	if nc.MasterKubelet.Enabled {
+		if _, err := bootstrap.DNSIP(cfg.Kubernetes.ServiceCIDR); err != nil && !nc.Enabled {
+			errs = append(errs, fmt.Errorf("kubernetes.%w", err))
+		}
+		if nc.CgroupDriver != "systemd" && nc.CgroupDriver != "cgroupfs" && !nc.Enabled {
+			errs = append(errs, fmt.Errorf("nodes.cgroupDriver: %q is not systemd or cgroupfs", nc.CgroupDriver))
+		}
 	}
-	var errs []error
+	if !nc.Enabled {
+		return errors.Join(errs...)
+	}
 	server, err := NodesServer(cfg, nc)
 	if err != nil {
 		if !errors.Is(err, errNoNodesEndpoint) {

@@ -142,6 +142,7 @@ func configProblems(c *Config) []Problem {
 				Fix:     "set it to your load balancer's host:port, or set nodes.enabled: false"})
 		}
 	}
+	probs = append(probs, masterKubeletProblems(c)...)
 	if self, ok := c.Self(); ok && c.Address.IsValid() && self.Address.IsValid() && c.Address != self.Address {
 		probs = append(probs, Problem{Key: "address",
 			Message: fmt.Sprintf("%s differs from this master's peers entry (%s, %s): the other masters would reach it at an address it does not listen on", c.Address, self.Name, self.Address),

@@ -216,6 +216,8 @@ func (c *Config) Validate() error {
 		if err := ValidateNodes(*c, c.Nodes); err != nil {
 			errs = append(errs, unjoin(err)...)
 		}
+	} else if c.Nodes.MasterKubelet.Enabled {
+		bad("nodes.masterKubelet.enabled", "needs kubernetes.mode managed (masterd writes the kubelet's unit), not %s", c.Kubernetes.Mode)
 	}
 
 	if host, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
