@@ -24,7 +24,8 @@ type Unit struct {
 	// Health is checked after the unit is active; nil means active is enough.
 	Health Probe
 	// Definition makes the unit managed: masterd writes it under
-	// Config.UnitDir before each start. Nil: an installed unit (existing-units
+	// Config.UnitDir (with one daemon-reload for every changed file, see
+	// Install), not at every start. Nil: an installed unit (existing-units
 	// mode) that masterd only starts, stops and watches; it gets no
 	// MASTERD_TERM.
 	Definition *Definition
@@ -81,6 +82,10 @@ type Supervisor struct {
 
 	readSeq atomic.Uint64
 
+	installMu sync.Mutex        // serialises Install
+	loaded    map[string]string // unit file text systemd loaded, by name; guarded by installMu
+	reloads   atomic.Uint64     // daemon-reloads asked for
+
 	updates chan *sdbus.PropertiesUpdate
 	subErrs chan error
 	kick    chan struct{}
@@ -123,6 +128,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger, opts ...Option
 		log:     log.With("component", "units"),
 		m:       m,
 		units:   map[string]*unitState{},
+		loaded:  map[string]string{},
 		updates: make(chan *sdbus.PropertiesUpdate, 256),
 		subErrs: make(chan error, 16),
 		kick:    make(chan struct{}, 1),
