@@ -238,7 +238,7 @@ func planRemove(r MembershipRecord, cfg Config, name string, live map[string]boo
 	}
 	n := len(r.Voters)
 	if len(liveOld) < n/2+1 {
-		return r, fmt.Errorf("membership: remove %s refused: only %d of %d masters answer (%s), a change needs a quorum of %d; recover from a survivor instead (masterd etcd recover)",
+		return r, fmt.Errorf("membership: remove %s refused: only %d of %d masters answer (%s), a change needs a quorum of %d; recover from a survivor instead (masterd member recover)",
 			name, len(liveOld), n, strings.Join(slices.Sorted(slices.Values(liveOld)), ", "), n/2+1)
 	}
 	if len(liveNew) < (n-1)/2+1 {
