@@ -75,6 +75,12 @@ type Config struct {
 	// SnapshotDir receives automatic snapshots; empty means
 	// <DataDir>/../snapshots.
 	SnapshotDir string
+	// OnSnapshot, when set, is called after each automatic snapshot was
+	// written (whether or not pruning the old ones worked). It is called
+	// serially from the member's background loop and must return quickly
+	// (start slow work such as an upload elsewhere); the file may be
+	// pruned by a later snapshot.
+	OnSnapshot func(SavedSnapshot)
 	// ReadyTimeout bounds how long Start waits for the member to serve,
 	// when the context passed to Start has no earlier deadline.
 	ReadyTimeout time.Duration

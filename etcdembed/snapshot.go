@@ -77,16 +77,34 @@ func SaveSnapshot(ctx context.Context, cli *clientv3.Client, path string) (int64
 	return n, nil
 }
 
-// periodicSnapshot takes an automatic snapshot and prunes old ones.
+// SavedSnapshot is an automatic snapshot just written (Config.OnSnapshot).
+type SavedSnapshot struct {
+	// Path is the snapshot file.
+	Path string
+	// Taken is when the snapshot was started (UTC, second resolution: the
+	// time in its name).
+	Taken time.Time
+	// Leader is whether this member led the etcd cluster then.
+	Leader bool
+}
+
+// periodicSnapshot takes an automatic snapshot, prunes old ones and calls
+// Config.OnSnapshot.
 func (m *Member) periodicSnapshot(ctx context.Context) (string, error) {
 	dir := m.cfg.snapshotDir()
-	path := filepath.Join(dir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+snapshotSuffix)
+	taken := time.Now().UTC().Truncate(time.Second)
+	path := filepath.Join(dir, snapshotPrefix+taken.Format("20060102T150405Z")+snapshotSuffix)
+	leader := m.IsLeader()
 	if err := m.Snapshot(ctx, path); err != nil {
 		return "", err
 	}
 	m.log.Info("etcd snapshot saved", "path", path)
-	if err := pruneSnapshots(dir, m.cfg.SnapshotRetention); err != nil {
-		return path, fmt.Errorf("etcdembed: prune snapshots in %s: %w", dir, err)
+	perr := pruneSnapshots(dir, m.cfg.SnapshotRetention)
+	if m.cfg.OnSnapshot != nil {
+		m.cfg.OnSnapshot(SavedSnapshot{Path: path, Taken: taken, Leader: leader})
+	}
+	if perr != nil {
+		return path, fmt.Errorf("etcdembed: prune snapshots in %s: %w", dir, perr)
 	}
 	return path, nil
 }
