@@ -105,6 +105,10 @@ func New(cfg Config, opts Options) *Agent {
 	a.metrics = newMetrics(opts.Registry, opts.Build)
 	for _, c := range opts.Components {
 		a.states[c.Name()] = "pending"
+		// The versions component publishes the build (versions.go).
+		if b, ok := c.(interface{ setBuild(BuildInfo) }); ok {
+			b.setBuild(opts.Build)
+		}
 	}
 	return a
 }

@@ -39,6 +39,11 @@ type kubeComponent struct {
 	// versions are the kube binaries' versions by unit name, read at Start
 	// (managed mode); "" where unknown.
 	versions map[string]string
+	// skew is the version skew policy's decisions for this master (nil:
+	// none); apiWait ends a start of the apiserver that waits for it
+	// (versions_kube.go).
+	skew    *versionsComponent
+	apiWait func()
 
 	mu      sync.Mutex
 	leaders map[string]*leaderUnit // registered at their first acquire
@@ -176,7 +181,11 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 			units.SchedulerUnit:         n.files.SchedulerConf,
 			units.ControllerManagerUnit: n.files.ControllerManagerConf,
 		}
-		c.versions = readKubeVersions(ctx, n.cfg.Kubernetes.BinDir, n.log)
+		if c.skew != nil {
+			c.versions = c.skew.kubeVersions()
+		} else {
+			c.versions = readKubeVersions(ctx, n.cfg.Kubernetes.BinDir, n.log)
+		}
 		if err := observeKubeVersions(n.reg, c.versions); err != nil {
 			return err
 		}
@@ -211,7 +220,7 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 			return fmt.Errorf("kube: clean up %s: %w", name, err)
 		}
 	}
-	if err := sup.Start(ctx, c.apiserver, 0); err != nil {
+	if err := c.startAPIServer(ctx); err != nil {
 		return err
 	}
 	if len(c.kubeconfigs) > 0 {
@@ -225,6 +234,9 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 // Stop stops every unit masterd runs, leader-only units first (the election
 // already released their roles when it stopped).
 func (c *kubeComponent) Stop(ctx context.Context) error {
+	if c.apiWait != nil {
+		c.apiWait()
+	}
 	if c.cancel != nil {
 		c.cancel()
 		<-c.done
@@ -250,6 +262,9 @@ func (c *kubeComponent) Check(ctx context.Context) error {
 	if c.sup == nil || c.apiserver == "" {
 		return errors.New("not started")
 	}
+	if err := c.skew.refusal(skewAPIServer); err != nil {
+		return fmt.Errorf("%s not started: %w", c.apiserver, err)
+	}
 	return c.sup.Healthy(ctx, c.apiserver)
 }
 
@@ -263,7 +278,11 @@ func (c *kubeComponent) Status() any {
 	}
 	for _, name := range []string{c.apiserver, c.scheduler, c.controllerManager} {
 		if st, ok := c.sup.Status(name); ok {
-			out = append(out, unitStatus{Name: name, Active: st.ActiveState, Sub: st.SubState, PID: st.MainPID, Restarts: st.Restarts, Version: c.versions[name]})
+			u := unitStatus{Name: name, Active: st.ActiveState, Sub: st.SubState, PID: st.MainPID, Restarts: st.Restarts, Version: c.versions[name]}
+			if err := c.skew.refusal(unitComponent[name]); err != nil {
+				u.Refused = err.Error()
+			}
+			out = append(out, u)
 		}
 	}
 	return out
@@ -300,6 +319,9 @@ func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
 	l.c.addLeader(name, l)
 	go func() {
 		defer close(done)
+		if !l.allowed(ctx, name, term) {
+			return
+		}
 		t := time.Now()
 		if lease, ok := l.c.leases[name]; ok {
 			l.handOver(ctx, lease, name, term)

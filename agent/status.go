@@ -67,6 +67,9 @@ type (
 		// Version is what the unit's binary reports for --version
 		// ("v1.37.2"), read at start; empty where unknown (existing mode).
 		Version string `json:"version,omitempty"`
+		// Refused says why the version skew policy keeps the unit from
+		// running on this master (versions.go); empty when allowed.
+		Refused string `json:"refused,omitempty"`
 	}
 
 	// CertStatus is one certificate in the "pki" section.

@@ -49,8 +49,12 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	// A role's eligibility: the local apiserver ready when masterd runs it,
 	// else the etcd member healthy.
 	fit := healthSource(etcdC.Check)
+	// Versions and the skew policy (H4, issue 24): published before the
+	// kube units start, which it may refuse.
+	vc := newVersionsComponent(shared, etcdC)
+	n.Components = append(n.Components, vc)
 	if cfg.Kubernetes.Mode != "none" {
-		kube := &kubeComponent{n: shared}
+		kube := &kubeComponent{n: shared, skew: vc}
 		// The expiry metric reports the certificates the leader-only units
 		// started with, not only the files.
 		pkiC.running = kube.runningCerts
@@ -62,7 +66,7 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		el.handlers[RoleControllerManager] = &leaderUnit{c: kube, unit: func() string { return kube.controllerManager }}
 	}
 	for role := range cfg.RoleTimings() {
-		el.health[role] = fit
+		el.health[role] = roleFit(fit, vc, role)
 	}
 	if !cfg.VIP.Enabled || !cfg.VIP.Fence {
 		n.Components = append(n.Components, staleFence{n: shared})
