@@ -97,8 +97,10 @@ test: deps package-host
 unit:
 	$(GO) test -short -count=1 ./...
 
+# integration runs the lab scenarios verbosely, with the full 20 trials of
+# the wipe scenario (make test runs 4, one of each kind).
 integration: deps kube containerd package-host
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/...
+	MASTERD_WIPE_TRIALS=20 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/...
 
 # Build tools (staticcheck, nfpm) are pinned in their own module,
 # tools/go.mod, so the daemon's module graph holds only what it runs.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,23 @@ import (
 	"github.com/masterd/masterd/integration/lab"
 )
 
-// wipeTrials is the number of trials of TestWipeWhileHolderHalfPartitioned
-// (issue 21 asks for 20).
-const wipeTrials = 20
+// wipeTrials returns the number of trials of
+// TestWipeWhileHolderHalfPartitioned: $MASTERD_WIPE_TRIALS, else 4. Four
+// trials cover each combination once (all of /var/lib/masterd or the
+// election state only, on the new holder or on the other master), at about
+// 20 s a trial; `make integration` runs the 20 trials issue 21 asks for
+// (about 7 minutes), which `make test`'s 60-minute budget cannot carry.
+func wipeTrials(t *testing.T) int {
+	v := os.Getenv("MASTERD_WIPE_TRIALS")
+	if v == "" {
+		return 4
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("MASTERD_WIPE_TRIALS=%q: want a positive number of trials", v)
+	}
+	return n
+}
 
 // Timings of one trial.
 const (
@@ -136,7 +151,8 @@ func TestWipeWhileHolderHalfPartitioned(t *testing.T) {
 	figure(t, "lab up and ready in %.1fs (kube: %v)", time.Since(start).Seconds(), s.KubeEnabled())
 
 	var results []wipeResult
-	for trial := 1; trial <= wipeTrials; trial++ {
+	trials := wipeTrials(t)
+	for trial := 1; trial <= trials; trial++ {
 		r := wipeTrial(t, ctx, s, trial)
 		results = append(results, r)
 		if t.Failed() {
