@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/masterd/masterd/bootstrap"
@@ -42,9 +44,20 @@ type kubeLease struct {
 	kubeconfig      string
 }
 
-// leaseHandoverTimeout bounds the hand-over: past it the component starts
-// anyway and waits the Lease out itself (--leader-elect).
+// leaseHandoverTimeout bounds the hand-over before the unit starts: past
+// it the component starts anyway, and the hand-over goes on in the
+// background (retryHandOver).
 const leaseHandoverTimeout = 3 * time.Second
+
+// A hand-over that failed before the start (the apiserver not answering
+// yet: etcd electing a leader after the crash of a master) is retried every
+// leaseRetryEvery for up to leaseRetryFor while the term lasts; without it
+// the component, once the apiserver answers, would wait out the old
+// instance's whole Lease.
+const (
+	leaseRetryEvery = 500 * time.Millisecond
+	leaseRetryFor   = time.Minute
+)
 
 // componentLease is the Lease a component elects itself with: kube's default
 // kube-system/<component>, or what its extra args set.
@@ -64,34 +77,92 @@ func (l kubeLease) path() string {
 }
 
 // handOver releases the Lease for its dead previous holder (see above) and
-// returns that holder ("" when the Lease was absent or free).
+// returns that holder ("" when the Lease was absent or free). When it
+// fails within leaseHandoverTimeout it returns the error and, unless ctx
+// ended, goes on in the background until ctx ends (the term is lost).
+// The component has started by then, so the background releases only the
+// holder the first attempt read, or, when no read succeeded, a holder on
+// another host: never this host's new instance.
 func (l kubeLease) handOver(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, leaseHandoverTimeout)
-	defer cancel()
 	c, _, err := bootstrap.NewClientFromKubeconfig(l.kubeconfig)
 	if err != nil {
 		return "", fmt.Errorf("kube: lease %s/%s: %w", l.namespace, l.name, err)
 	}
-	defer c.Close()
+	hctx, cancel := context.WithTimeout(ctx, leaseHandoverTimeout)
+	defer cancel()
 	var errs []error
+	seen := ""
 	// A conflict means the Lease changed since it was read (a renewal of
 	// the dead instance landed late): read it again.
 	for range 3 {
-		holder, err := l.release(ctx, c)
+		holder, err := l.release(hctx, c, nil)
 		if err == nil {
+			c.Close()
 			return holder, nil
 		}
+		if holder != "" {
+			seen = holder
+		}
 		errs = append(errs, err)
-		if !bootstrap.IsConflict(err) || ctx.Err() != nil {
+		if !bootstrap.IsConflict(err) || hctx.Err() != nil {
 			break
 		}
 	}
-	return "", fmt.Errorf("kube: lease %s/%s: %w", l.namespace, l.name, errors.Join(errs...))
+	err = fmt.Errorf("kube: lease %s/%s: %w", l.namespace, l.name, errors.Join(errs...))
+	if ctx.Err() != nil {
+		c.Close()
+		return "", err
+	}
+	self, _ := os.Hostname()
+	go l.retryHandOver(ctx, c, previousHolder(seen, self))
+	return "", fmt.Errorf("%w (retrying in the background for up to %s)", err, leaseRetryFor)
 }
 
-// release reads the Lease and, if someone holds it, writes it back
-// released under the resourceVersion it read.
-func (l kubeLease) release(ctx context.Context, c *bootstrap.Client) (string, error) {
+// previousHolder is the rule of a background hand-over: the holder seen
+// before the start if any, else any holder whose client-go identity
+// (hostname_uuid) is of another host than self.
+func previousHolder(seen, self string) func(holder string) bool {
+	if seen != "" {
+		return func(h string) bool { return h == seen }
+	}
+	return func(h string) bool {
+		host := h
+		if i := strings.LastIndexByte(h, '_'); i > 0 {
+			host = h[:i]
+		}
+		return host != self
+	}
+}
+
+// errNotPrevious ends a background hand-over: the Lease is held by someone
+// the rule does not allow releasing (this host's new instance).
+var errNotPrevious = errors.New("held by an instance started after the hand-over began")
+
+// retryHandOver retries the release every leaseRetryEvery until it is done,
+// the Lease is free or held by another instance than the previous one, ctx
+// ends or leaseRetryFor passed. It closes c.
+func (l kubeLease) retryHandOver(ctx context.Context, c *bootstrap.Client, previous func(string) bool) {
+	defer c.Close()
+	deadline := time.Now().Add(leaseRetryFor)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(leaseRetryEvery):
+		}
+		rctx, cancel := context.WithTimeout(ctx, leaseHandoverTimeout)
+		_, err := l.release(rctx, c, previous)
+		cancel()
+		if err == nil || errors.Is(err, errNotPrevious) {
+			return
+		}
+	}
+}
+
+// release reads the Lease and, if someone holds it (and previous, when
+// set, allows it), writes it back released under the resourceVersion it
+// read. It returns the holder it read, also with an error after the read.
+func (l kubeLease) release(ctx context.Context, c *bootstrap.Client, previous func(string) bool) (string, error) {
 	var obj map[string]any
 	if err := c.Get(ctx, l.path(), &obj); err != nil {
 		if bootstrap.IsNotFound(err) {
@@ -104,8 +175,11 @@ func (l kubeLease) release(ctx context.Context, c *bootstrap.Client) (string, er
 	if holder == "" {
 		return "", nil
 	}
+	if previous != nil && !previous(holder) {
+		return holder, errNotPrevious
+	}
 	if meta, _ := obj["metadata"].(map[string]any); meta == nil || meta["resourceVersion"] == nil {
-		return "", errors.New("lease has no resourceVersion: refusing an unconditional write")
+		return holder, errors.New("lease has no resourceVersion: refusing an unconditional write")
 	}
 	now := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00")
 	delete(spec, "holderIdentity")
@@ -114,12 +188,12 @@ func (l kubeLease) release(ctx context.Context, c *bootstrap.Client) (string, er
 	spec["renewTime"] = now
 	body, err := json.Marshal(obj)
 	if err != nil {
-		return "", err
+		return holder, err
 	}
 	// PUT carries metadata.resourceVersion: the apiserver refuses it with
 	// 409 Conflict if the Lease changed since the read.
 	if err := c.Do(ctx, http.MethodPut, l.path(), "application/json", body, nil); err != nil {
-		return "", err
+		return holder, err
 	}
 	return holder, nil
 }
