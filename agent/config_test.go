@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -160,15 +161,37 @@ func TestYAMLAnchorsAndAliasesWork(t *testing.T) {
 	}
 }
 
+// FuzzDecodeConfig feeds DecodeConfig and Validate mutations of the shipped
+// example config and of small hand-made ones. The example is seeded without
+// its comment lines: every key and value stays, at a quarter of the bytes
+// (1.9 of 7.4 KB), and the fuzzer's cost per execution and per
+// minimization grows with the input's length (with the comments the
+// comment scanner took a fifth of the time).
 func FuzzDecodeConfig(f *testing.F) {
 	f.Add([]byte(validYAML))
 	f.Add([]byte("peers: [{name: a, address: ::1}]\nvip: {timings: {leaseDuration: 1h}}\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("peers: &x [*x]\n"))
 	f.Add([]byte("kubernetes: {apiserver: {extraArgs: {a: b, a: c}}}"))
-	if b, err := os.ReadFile("../deploy/masterd.yaml"); err == nil {
-		f.Add(b)
+	example, err := os.ReadFile("../deploy/masterd.yaml")
+	if err != nil {
+		f.Fatalf("seed: %v", err)
 	}
+	var keys []byte
+	for _, line := range bytes.SplitAfter(example, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			keys = append(keys, line...)
+		}
+	}
+	cfg, err := DecodeConfig(bytes.NewReader(keys))
+	if err == nil {
+		cfg.derive()
+		err = cfg.Validate()
+	}
+	if err != nil {
+		f.Fatalf("seed: the example without comments: %v", err)
+	}
+	f.Add(keys)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := DecodeConfig(strings.NewReader(string(data)))
 		if err != nil {
