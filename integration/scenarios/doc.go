@@ -43,10 +43,13 @@
 //     roles moved (graceful stop, SIGKILL, crash); the coordination Lease is
 //     handed over, its holderIdentity never goes back, a new instance acquires
 //     only after the old unit is dead.
-//   - TestWorkerRunsPods, TestWorkerKubeadmJoin, TestWorkerThroughVIPHolderCrash:
-//     a worker host with containerd and a real kubelet joins through the VIP
-//     (stock kubeadm join with a masterd token), runs pods, and keeps working
-//     while the VIP holder crashes.
+//   - TestWorkerJoinsAndSurvivesVIPHolderCrash: in one lab, a worker host
+//     with containerd and a real kubelet refuses bad joins, joins through the
+//     VIP (stock kubeadm join with a masterd token), runs pods and a Service
+//     found through CoreDNS, and keeps working while the VIP holder crashes.
+//   - TestMasterKubeletRegistersTaintedNode: nodes.masterKubelet on one
+//     master with containerd: its Node registers Ready with the control-plane
+//     taint, and only a pod tolerating it runs there.
 //
 // They need root, the package (`make package`, or MASTERD_DEB) and the kube
 // binaries (`make kube`, or KUBE_BIN_DIR); without the kube binaries the
