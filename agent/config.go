@@ -100,11 +100,12 @@ type RolesConfig struct {
 
 // EtcdConfig configures the embedded member.
 type EtcdConfig struct {
-	ClientPort        int      `yaml:"clientPort" doc:"client port (mutual TLS) on address and 127.0.0.1"`
-	PeerPort          int      `yaml:"peerPort" doc:"peer port (mutual TLS) on address"`
-	QuotaBytes        int64    `yaml:"quotaBytes" doc:"backend size quota in bytes"`
-	SnapshotInterval  Duration `yaml:"snapshotInterval" doc:"interval between automatic snapshots into dataDir/snapshots (0 disables)"`
-	SnapshotRetention int      `yaml:"snapshotRetention" doc:"automatic snapshots kept"`
+	ClientPort        int          `yaml:"clientPort" doc:"client port (mutual TLS) on address and 127.0.0.1"`
+	PeerPort          int          `yaml:"peerPort" doc:"peer port (mutual TLS) on address"`
+	QuotaBytes        int64        `yaml:"quotaBytes" doc:"backend size quota in bytes"`
+	SnapshotInterval  Duration     `yaml:"snapshotInterval" doc:"interval between automatic snapshots into dataDir/snapshots (0 disables)"`
+	SnapshotRetention int          `yaml:"snapshotRetention" doc:"automatic snapshots kept"`
+	Backup            BackupConfig `yaml:"backup" doc:"off-host copies of the automatic snapshots"`
 }
 
 // KubernetesConfig configures the supervised components.
@@ -226,6 +227,7 @@ func DefaultConfig() Config {
 			QuotaBytes:        8 << 30, // etcd's recommended maximum
 			SnapshotInterval:  Duration(12 * time.Hour),
 			SnapshotRetention: 5,
+			Backup:            defaultBackupConfig(),
 		},
 		Kubernetes: KubernetesConfig{
 			Mode:          "managed",

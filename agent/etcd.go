@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/masterd/masterd/backup"
 	"github.com/masterd/masterd/etcdembed"
 	"github.com/masterd/masterd/pki"
 )
@@ -20,6 +21,8 @@ type etcdComponent struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// backup uploads the automatic snapshots (etcd.backup.s3), or nil.
+	backup *backup.Uploader
 }
 
 // etcd's leader placement: the VIP holder should not also lead etcd, or one
@@ -143,11 +146,20 @@ func (c *etcdComponent) Start(ctx context.Context) error {
 	if c.n.files == nil {
 		return errors.New("etcd: no certificates (pki did not start)")
 	}
-	m, err := etcdembed.New(etcdConfig(c.n))
+	ec := etcdConfig(c.n)
+	up, hook, err := startBackup(c.n)
 	if err != nil {
 		return err
 	}
-	c.m = m
+	ec.OnSnapshot = hook
+	m, err := etcdembed.New(ec)
+	if err != nil {
+		if up != nil {
+			up.Close()
+		}
+		return err
+	}
+	c.m, c.backup = m, up
 	if err := m.Start(ctx); err != nil {
 		return err
 	}
@@ -167,7 +179,11 @@ func (c *etcdComponent) Stop(ctx context.Context) error {
 	if c.m == nil {
 		return nil
 	}
-	return c.m.Stop(ctx)
+	err := c.m.Stop(ctx)
+	if c.backup != nil {
+		c.backup.Close() // after the member: no snapshot arrives any more
+	}
+	return err
 }
 
 // Check is the member's health: a leader, no alarm, a linearizable read.

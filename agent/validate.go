@@ -209,6 +209,7 @@ func (c *Config) Validate() error {
 	if c.Etcd.SnapshotRetention < 1 || c.Etcd.SnapshotRetention > 1000 {
 		bad("etcd.snapshotRetention", "%d is outside 1..1000", c.Etcd.SnapshotRetention)
 	}
+	c.validateBackup(bad)
 
 	c.validateKubernetes(bad, &ports)
 	if c.Kubernetes.Mode == "managed" {
