@@ -322,8 +322,9 @@ func TestMembershipGrowReplaceShrinkOnRealHosts(t *testing.T) {
 		strings.Join(lines, "; "), len(acked), missing, gap.Seconds(), time.Since(start).Seconds())
 }
 
-// Lose two of three masters for good and recover from the survivor, then
-// grow back with two fresh masters; then restore a snapshot through the
+// Lose two of three masters for good (one stopped and wiped, then the etcd
+// leader crashed) and recover from the survivor, then grow back with two
+// fresh masters; then restore a snapshot through the
 // CLI. Checks: removing a master while another is down is refused (quorum);
 // every write acknowledged up to the loss is there after the recovery; the
 // recover and the restore are refused while masterd runs there (and the
@@ -357,9 +358,16 @@ func TestMembershipRecoverAndRestoreOnRealHosts(t *testing.T) {
 	}
 	wipe(m3)
 	refused(t, ctx, m1, "it would lose quorum", "remove", m2.Name)
-	// The second: m2 too. The cluster has lost quorum for good.
-	wipe(m2)
+	// The second: m2, the etcd leader, crashes (link cut, every process
+	// killed) while the client writes. The cluster has lost quorum for
+	// good; the last writes m2 acknowledged are in m1's log, but m1 may not
+	// yet have learned they were committed (it learns that with the
+	// leader's next message).
+	etcdLeaderTo(t, ctx, s, m2, m1, m2)
 	lost := time.Now()
+	if err := s.Crash(ctx, m2); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(2 * time.Second)
 	acked, _ := w.Stop()
 	for _, m := range []*lab.Master{m2, m3} {
@@ -388,7 +396,7 @@ func TestMembershipRecoverAndRestoreOnRealHosts(t *testing.T) {
 	if missing > 0 || len(acked) == 0 {
 		t.Errorf("after the recovery %d of the %d writes acknowledged up to the loss are missing", missing, len(acked))
 	}
-	figure(t, "lost m3 then m2 (stop, wipe); %d writes acknowledged up to the loss (the last %.2fs before m2 had stopped), %d missing after the recovery; recover on m1 to ready %.1fs",
+	figure(t, "lost m3 (stopped, wiped), then m2 (the etcd leader) crashed; %d writes acknowledged up to the loss (the last %.3fs before the crash), %d missing after the recovery; recover on m1 to ready %.1fs",
 		len(acked), lost.Sub(w.Last()).Seconds(), missing, recovered.Seconds())
 
 	// Grow back with two fresh masters, one at a time.
@@ -508,6 +516,40 @@ func TestMembershipRecoverAndRestoreOnRealHosts(t *testing.T) {
 	}
 	figure(t, "restore with the cluster stopped and both others added back: %.1fs (%s); total %.1fs",
 		restored.Seconds(), strings.Join(lines2, "; "), time.Since(start).Seconds())
+}
+
+// etcdLeaderTo makes master to the etcd leader of the members among ms
+// (with etcd's MoveLeader, sent to the current leader).
+func etcdLeaderTo(t *testing.T, ctx context.Context, s *scenarioLab, to *lab.Master, ms ...*lab.Master) {
+	t.Helper()
+	ids := map[uint64]*lab.Master{}
+	var leader, toID uint64
+	for _, m := range ms {
+		cli := etcdFromClient(t, s.Lab, m, m)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := cli.Status(sctx, fmt.Sprintf("https://%s:2379", m.Addr))
+		cancel()
+		if err != nil {
+			t.Fatalf("etcd status of %s: %v", m.Name, err)
+		}
+		id := st.Header.GetMemberId()
+		ids[id], leader = m, st.Leader
+		if m == to {
+			toID = id
+		}
+	}
+	if leader == toID {
+		return
+	}
+	from, ok := ids[leader]
+	if !ok {
+		t.Fatalf("etcd leader %x is none of the masters asked", leader)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := etcdFromClient(t, s.Lab, from, from).MoveLeader(mctx, toID); err != nil {
+		t.Fatalf("move the etcd leader from %s to %s: %v", from.Name, to.Name, err)
+	}
 }
 
 // waitAlone waits until m's membership lists m alone (a master restored
