@@ -74,7 +74,13 @@ func (c *electionComponent) driverConfig() election.DriverConfig {
 		dc.Peers = append(dc.Peers, election.Peer{Name: p.Name, Addr: net.JoinHostPort(p.Address.String(), strconv.Itoa(cfg.Gossip.Port))})
 	}
 	if c.n.secret != nil {
-		dc.Keys = c.n.secret.GossipKeys
+		// The keyring applied last (keys.go); etcd's record updates it.
+		keys, err := c.n.gossipKeys()
+		if err != nil {
+			c.n.log.Warn("gossip keyring state unusable; starting with the cluster secret's key", "component", "gossip-keys", "err", err)
+			keys = c.n.secret.GossipKeys
+		}
+		dc.Keys = keys
 	}
 	dc.Label = cfg.Gossip.ClusterName
 	dc.StateDir = c.n.electionDir()

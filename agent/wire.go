@@ -91,6 +91,8 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		mc.onRecord = lbC.setMasters
 	}
 	n.Components = append(n.Components, mc)
+	// The gossip keyring follows its record in etcd (keys.go, issue 24).
+	n.Components = append(n.Components, newGossipKeysComponent(shared, etcdC, el))
 	n.Liveness = el.Live
 	return n, nil
 }
