@@ -30,7 +30,7 @@ DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
 	runc containernetworking-plugins conntrack iptables bash-completion
 
 .PHONY: all build test unit integration lint package package-host demo demo-down bench bench-vip \
-	bench-etcd bench-lb deps kube kube-vip containerd clean fuzz mutants
+	bench-etcd bench-lb deps kube kube-vip containerd s3 clean fuzz mutants
 
 all: build
 
@@ -63,6 +63,11 @@ kube:
 containerd:
 	@integration/containerd/build.sh >/dev/null && integration/images/coredns.sh >/dev/null
 
+# s3 builds SeaweedFS's weed, the real S3-compatible server the backup tests
+# upload to, from the Go module proxy, cached by version (first run: minutes).
+s3:
+	@integration/s3/build.sh >/dev/null
+
 # Packages run one at a time (-p 1): several of them boot labs of real
 # systemd hosts with etcd and kube-apiserver, and two such labs at once on a
 # 2-core machine turn timing assertions of the scenarios into load tests.
@@ -79,7 +84,7 @@ EARLY_PKGS := ./election/... ./etcdembed/... ./fence/... ./firewall/... ./vip/..
 	./internal/... ./integration/labhost/... ./integration/containerd/... \
 	./integration/images/echo ./integration/images/pause \
 	./bench/etcd/... ./bench/lb/... ./bench/report/...
-BUILDS := kube containerd
+BUILDS := kube containerd s3
 
 test: deps package-host
 	$(GO) vet ./...
@@ -100,7 +105,7 @@ unit:
 
 # integration runs the lab scenarios verbosely, with the full 20 trials of
 # the wipe scenario (make test runs 4, one of each kind).
-integration: deps kube containerd package-host
+integration: deps kube containerd s3 package-host
 	MASTERD_WIPE_TRIALS=20 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/...
 
 # Build tools (staticcheck, nfpm) are pinned in their own module,
@@ -157,7 +162,7 @@ package: package-host
 package-host: build
 	deploy/package.sh
 
-demo: deps kube containerd package-host
+demo: deps kube containerd s3 package-host
 	$(GO) run ./integration/cmd/lab up
 
 demo-down:
