@@ -38,6 +38,17 @@
 // /var/lib/masterd) and Wipe removes the data directory; StopMasterd and
 // StartMasterd use systemctl.
 //
+// # Growing and shrinking
+//
+// AddMaster brings up the machine of a new master (<prefix>-m4, the next
+// address after the highest a master has had) provisioned as README's
+// procedure for a new master says — the package, the cluster key,
+// masterd.yaml with every master and itself as peers, an empty data dir —
+// with masterd enabled but not started: the test runs `masterd member add`
+// and starts it. RetireMaster takes a master's machine away (host off,
+// namespace deleted) once it is removed or lost for good. Down cleans added
+// hosts like the others.
+//
 // # Observing
 //
 // Status and Holders read `masterd status --json` in every host; VIPHolders
