@@ -110,3 +110,50 @@ func runEnv(ctx context.Context, env []string, argv ...string) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+// FakeKubeVersion replaces the kube binary bin (kube-apiserver,
+// kube-scheduler, ...) of m with a wrapper script whose --version prints
+// "Kubernetes <version>" and that otherwise runs the real binary: to
+// masterd, a binary of another release, without building one. The real
+// binary is bound read-only at /usr/local/lib/masterd-lab/<bin> in the host.
+func (m *Master) FakeKubeVersion(ctx context.Context, bin, version string) error {
+	kubeDir := m.lab.opts.KubeBinDir
+	if kubeDir == "" {
+		return fmt.Errorf("lab: fake %s version on %s: the lab runs no kube binaries", bin, m.Name)
+	}
+	h := m.Host()
+	realBin := "/usr/local/lib/masterd-lab/" + bin
+	if err := h.WriteFile(realBin, nil, 0o755); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{"mount", "--bind", "-o", "ro", filepath.Join(kubeDir, bin), realBin},
+		{"umount", "/usr/local/bin/" + bin},
+	}
+	for _, s := range steps {
+		if out, err := h.Exec(ctx, s...); err != nil {
+			return fmt.Errorf("lab: fake %s version on %s: %w: %s", bin, m.Name, err, out)
+		}
+	}
+	script := fmt.Sprintf("#!/bin/sh\n# written by integration/lab: %s reporting %s\nif [ \"${1:-}\" = --version ]; then echo 'Kubernetes %s'; exit 0; fi\nexec %s \"$@\"\n", bin, version, version, realBin)
+	return h.WriteFile("/usr/local/bin/"+bin, []byte(script), 0o755)
+}
+
+// RestoreKubeBinary undoes FakeKubeVersion: the real binary at
+// /usr/local/bin/<bin> again.
+func (m *Master) RestoreKubeBinary(ctx context.Context, bin string) error {
+	h := m.Host()
+	dst := "/usr/local/bin/" + bin
+	if err := h.WriteFile(dst, nil, 0o755); err != nil {
+		return err
+	}
+	for _, s := range [][]string{
+		{"mount", "--bind", "-o", "ro", "/usr/local/lib/masterd-lab/" + bin, dst},
+		{"umount", "/usr/local/lib/masterd-lab/" + bin},
+	} {
+		if out, err := h.Exec(ctx, s...); err != nil {
+			return fmt.Errorf("lab: restore %s on %s: %w: %s", bin, m.Name, err, out)
+		}
+	}
+	return nil
+}

@@ -78,6 +78,11 @@ type planInput struct {
 	// when the local agent did not answer (HoldersErr says why).
 	Holders    map[string]string
 	HoldersErr string
+	// Local is this master's name; LocalSettled whether its election has
+	// settled (false: restarted less than a longest lease ago, it cannot
+	// vote yet).
+	Local        string
+	LocalSettled bool
 }
 
 // readPlanInput reads the membership, the versions records and the etcd
@@ -121,6 +126,7 @@ func readPlanInput(ctx context.Context, cfg agent.Config) (planInput, error) {
 			return in, nil
 		}
 	}
+	in.Local, in.LocalSettled = st.Node, el.Settled
 	in.Holders = map[string]string{}
 	for role, ri := range el.Roles {
 		if ri.Holder != "" {
@@ -218,6 +224,9 @@ func makePlan(in planInput) plan {
 	for _, r := range skew.Check(agent.SkewMasters(in.Membership, in.Records)) {
 		p.Blockers = append(p.Blockers, "version skew: "+r.Error())
 	}
+	if in.Holders != nil && !in.LocalSettled {
+		p.Blockers = append(p.Blockers, in.Local+": its election has not settled yet (masterd restarted less than a longest lease ago, its promises may still bind: it cannot vote for a successor): wait, then plan again")
+	}
 	if in.Holders == nil {
 		p.Notes = append(p.Notes, "role holders unknown (the local agent did not answer: "+in.HoldersErr+"): the order does not put the holders last")
 	}
@@ -252,7 +261,7 @@ func printPlan(w io.Writer, in planInput, p plan) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, mv, wire, kube(skew.APIServer), kube(skew.Scheduler), kube(skew.ControllerManager), etcd, dash(strings.Join(s.Roles, ",")))
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "order (one master at a time: install the new package or kube binaries, wait for `masterd status` ready, then the next):")
+	fmt.Fprintln(w, "order (one master at a time: install the new package or kube binaries there, wait until `masterd status` says ready and settled, then the next):")
 	for i, s := range p.Order {
 		line := fmt.Sprintf("  %d. %s", i+1, s.Name)
 		if len(s.Roles) > 0 {
