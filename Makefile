@@ -124,9 +124,14 @@ lint:
 # input for up to 60 s by default, reporting no executions meanwhile (a
 # cluster secret of 4 KB took a worker for the whole 60 s): FUZZMINIMIZE
 # bounds it by a number of executions, cheap for every target, so a short
-# run goes to fuzzing.
-FUZZTIME     ?= 5s
-FUZZMINIMIZE ?= 200x
+# run goes to fuzzing. A target first runs its whole corpus (the baseline,
+# within FUZZTIME): one that made fewer than FUZZMINEXECS executions past it
+# in FUZZTIME (a busy machine) runs again for FUZZRETRYTIME, and fails if
+# it still did not.
+FUZZTIME      ?= 5s
+FUZZRETRYTIME ?= 20s
+FUZZMINEXECS  ?= 100
+FUZZMINIMIZE  ?= 200x
 
 fuzz:
 	@start=$$(date +%s); corpus=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list -m); report=""; \
@@ -135,16 +140,22 @@ fuzz:
 		pkg=$${pkg#./}; bin=$(CACHE)/fuzz/$${pkg//\//_}.test; \
 		$(GO) test -c -fuzz=. -o $$bin ./$$pkg || exit 1; \
 		for t in $$(cat $$pkg/*_test.go | grep -oE '^func Fuzz[A-Za-z0-9_]+' | sed 's/^func //' | sort); do \
-			echo "fuzz $$pkg $$t"; \
-			out=$$(cd $$pkg && $$bin -test.run='^$$' -test.fuzz="^$$t$$" -test.fuzztime=$(FUZZTIME) \
-				-test.fuzzminimizetime=$(FUZZMINIMIZE) -test.fuzzcachedir=$$corpus/$$pkg 2>&1) || \
-				{ echo "$$out"; echo "fuzz $$pkg $$t: FAIL"; exit 1; }; \
-			last=$$(grep -oE 'execs: [0-9]+ .*total: [0-9]+' <<<"$$out" | tail -1 | \
-				sed -E 's/execs: ([0-9]+) .*new interesting: ([0-9]+) \(total: ([0-9]+)/\1 execs, \2 new inputs, corpus \3/'); \
-			report+=$$(printf '\n  %-16s %-20s %s' $$pkg $$t "$${last:-no executions reported}"); \
+			for ft in $(FUZZTIME) $(FUZZRETRYTIME); do \
+				echo "fuzz $$pkg $$t ($$ft)"; \
+				out=$$(cd $$pkg && $$bin -test.run='^$$' -test.fuzz="^$$t$$" -test.fuzztime=$$ft \
+					-test.fuzzminimizetime=$(FUZZMINIMIZE) -test.fuzzcachedir=$$corpus/$$pkg 2>&1) || \
+					{ echo "$$out"; echo "fuzz $$pkg $$t: FAIL"; exit 1; }; \
+				read execs new total < <(grep -oE 'execs: [0-9]+ .*total: [0-9]+' <<<"$$out" | tail -1 | \
+					sed -E 's/execs: ([0-9]+) .*new interesting: ([0-9]+) \(total: ([0-9]+)/\1 \2 \3/'); \
+				base=$$(( $${total:-0} - $${new:-0} )); fuzzed=$$(( $${execs:-0} - base )); \
+				[ $$fuzzed -ge $(FUZZMINEXECS) ] && break; \
+			done; \
+			[ $$fuzzed -ge $(FUZZMINEXECS) ] || { echo "$$out"; echo "fuzz $$pkg $$t: FAIL: $$fuzzed executions past" \
+				"the baseline (its corpus of $$base) in $(FUZZRETRYTIME), fewer than $(FUZZMINEXECS)"; exit 1; }; \
+			report+=$$(printf '\n  %-16s %-20s %4s  %7d execs past a corpus of %d, %d new' $$pkg $$t $$ft $$fuzzed $$base $$new); \
 		done; \
 	done; \
-	echo "fuzz: $(FUZZTIME) a target, $$(( $$(date +%s) - start )) s in all, builds included:$$report"
+	echo "fuzz: $$(( $$(date +%s) - start )) s in all, builds included:$$report"
 
 # mutants applies each protocol mutation of election/testdata/mutants.txt
 # (through go test -overlay: the tree is not touched) and fails unless the
