@@ -188,35 +188,55 @@ func (w *Worker) up(ctx context.Context) error {
 	if _, err := h.WaitRunning(ctx); err != nil {
 		return err
 	}
-	if err := w.install(ctx); err != nil {
+	if err := installRuntime(ctx, h, w.Name, w.opts, workerKubeBinaries); err != nil {
 		return err
 	}
-	l.progress("%s: systemctl enable --now containerd", w.Name)
+	files := map[string]string{
+		"/etc/systemd/system/kubelet.service":                   kubeletUnit,
+		"/etc/systemd/system/kubelet.service.d/10-kubeadm.conf": kubeletKubeadmDropIn,
+		"/etc/default/kubelet":                                  fmt.Sprintf("KUBELET_EXTRA_ARGS=--node-ip=%s\n", w.Addr),
+	}
+	for p, content := range files {
+		if err := h.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return startRuntime(ctx, l, h, w.Name, w.opts)
+}
+
+// startRuntime reloads systemd, starts containerd, waits for its CRI plugin
+// and imports the images.
+func startRuntime(ctx context.Context, l *Lab, h *labhost.Host, name string, opts WorkerOptions) error {
+	if _, err := h.Systemctl(ctx, "daemon-reload"); err != nil {
+		return err
+	}
+	l.progress("%s: systemctl enable --now containerd", name)
 	if _, err := h.Systemctl(ctx, "enable", "--now", "containerd"); err != nil {
-		return fmt.Errorf("%w\n%s", err, w.Journal(ctx, "containerd", 40))
+		return fmt.Errorf("%w\n%s", err, journal(ctx, h, "containerd", 40))
 	}
-	if err := w.waitContainerd(ctx); err != nil {
+	if err := waitContainerd(ctx, h); err != nil {
 		return err
 	}
-	names := make([]string, 0, len(w.opts.Images))
-	for n := range w.opts.Images {
+	names := make([]string, 0, len(opts.Images))
+	for n := range opts.Images {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		l.progress("%s: import %s", w.Name, n)
+		l.progress("%s: import %s", name, n)
 		if _, err := h.Exec(ctx, "ctr", "--namespace", "k8s.io", "images", "import",
-			"--snapshotter", w.opts.Snapshotter, w.opts.Images[n]); err != nil {
+			"--snapshotter", opts.Snapshotter, opts.Images[n]); err != nil {
 			return fmt.Errorf("import %s: %w", n, err)
 		}
 	}
 	return nil
 }
 
-// install binds the binaries into the host, prepares what kubelet checks
-// and writes containerd's and kubelet's configuration and units.
-func (w *Worker) install(ctx context.Context) error {
-	h := w.host
+// installRuntime binds kubeBins and containerd's binaries into the host,
+// prepares what kubelet checks and writes containerd's configuration and
+// unit and the CNI network (a worker's, or a master's whose kubelet masterd
+// runs).
+func installRuntime(ctx context.Context, h *labhost.Host, name string, opts WorkerOptions, kubeBins []string) error {
 	bind := func(src, dst string) error {
 		if err := h.WriteFile(dst, nil, 0o755); err != nil {
 			return err
@@ -224,20 +244,20 @@ func (w *Worker) install(ctx context.Context) error {
 		_, err := h.Exec(ctx, "mount", "--bind", "-o", "ro", src, dst)
 		return err
 	}
-	for _, b := range workerKubeBinaries {
-		if err := bind(filepath.Join(w.opts.KubeBinDir, b), "/usr/local/bin/"+b); err != nil {
+	for _, b := range kubeBins {
+		if err := bind(filepath.Join(opts.KubeBinDir, b), "/usr/local/bin/"+b); err != nil {
 			return err
 		}
 	}
 	for _, b := range containerdBinaries {
-		if err := bind(filepath.Join(w.opts.ContainerdBinDir, b), "/usr/local/bin/"+b); err != nil {
+		if err := bind(filepath.Join(opts.ContainerdBinDir, b), "/usr/local/bin/"+b); err != nil {
 			return err
 		}
 	}
 	runc := "/usr/sbin/runc"
-	if w.opts.RuncWrap != "" {
+	if opts.RuncWrap != "" {
 		runc = "/usr/local/sbin/runc-lab"
-		if err := bind(w.opts.RuncWrap, runc); err != nil {
+		if err := bind(opts.RuncWrap, runc); err != nil {
 			return err
 		}
 	}
@@ -256,7 +276,7 @@ func (w *Worker) install(ctx context.Context) error {
 			return err
 		}
 	}
-	if w.opts.Snapshotter == "overlayfs" {
+	if opts.Snapshotter == "overlayfs" {
 		if _, err := h.Exec(ctx, "mkdir", "-p", "/var/lib/containerd"); err != nil {
 			return err
 		}
@@ -265,28 +285,24 @@ func (w *Worker) install(ctx context.Context) error {
 		}
 	}
 	files := map[string]string{
-		"/etc/containerd/config.toml":                           w.containerdConfig(runc),
-		"/etc/systemd/system/containerd.service":                containerdUnit,
-		"/etc/cni/net.d/10-lab.conflist":                        w.cniConfig(),
-		"/etc/systemd/system/kubelet.service":                   kubeletUnit,
-		"/etc/systemd/system/kubelet.service.d/10-kubeadm.conf": kubeletKubeadmDropIn,
-		"/etc/default/kubelet":                                  fmt.Sprintf("KUBELET_EXTRA_ARGS=--node-ip=%s\n", w.Addr),
-		"/etc/crictl.yaml":                                      "runtime-endpoint: unix:///run/containerd/containerd.sock\n",
+		"/etc/containerd/config.toml":            containerdConfig(name, opts, runc),
+		"/etc/systemd/system/containerd.service": containerdUnit,
+		"/etc/cni/net.d/10-lab.conflist":         cniConfig(opts.PodCIDR),
+		"/etc/crictl.yaml":                       "runtime-endpoint: unix:///run/containerd/containerd.sock\n",
 	}
 	for p, content := range files {
 		if err := h.WriteFile(p, []byte(content), 0o644); err != nil {
 			return err
 		}
 	}
-	_, err := h.Systemctl(ctx, "daemon-reload")
-	return err
+	return nil
 }
 
 // containerdConfig is containerd 2.x's configuration (version 3) for the
-// worker: the CRI plugin with the chosen snapshotter, the lab's pause image
-// pinned, runc through cgroupfs (kubelet's driver here, see KubeletConfig)
-// and the Debian CNI plugins.
-func (w *Worker) containerdConfig(runc string) string {
+// host name: the CRI plugin with the chosen snapshotter, the lab's pause
+// image pinned, runc through cgroupfs (kubelet's driver here, see
+// KubeletConfig) and the Debian CNI plugins.
+func containerdConfig(name string, opts WorkerOptions, runc string) string {
 	return fmt.Sprintf(`# written by integration/lab for %s
 version = 3
 root = "/var/lib/containerd"
@@ -323,15 +339,15 @@ state = "/run/containerd"
     platform = "linux/%s"
     snapshotter = %q
     differ = "walking"
-`, w.Name, w.opts.Snapshotter, w.opts.PauseImage, runc, runtime.GOARCH, w.opts.Snapshotter)
+`, name, opts.Snapshotter, opts.PauseImage, runc, runtime.GOARCH, opts.Snapshotter)
 }
 
-// cniConfig is a bridge network (cni0, the worker the gateway) with
+// cniConfig is a bridge network (cni0, the host the gateway) with
 // host-local addresses from the pod CIDR. No masquerading: pod traffic
-// never leaves the lab's namespaces, and the masters route the pod range to
-// the worker (see up).
-func (w *Worker) cniConfig() string {
-	gw := w.PodCIDR.Addr().Next()
+// never leaves the lab's namespaces, and the masters route a worker's pod
+// range to it (see up).
+func cniConfig(podCIDR netip.Prefix) string {
+	gw := podCIDR.Addr().Next()
 	return fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "lab",
@@ -350,7 +366,7 @@ func (w *Worker) cniConfig() string {
     }
   ]
 }
-`, w.PodCIDR.String(), gw.String())
+`, podCIDR.String(), gw.String())
 }
 
 const containerdUnit = `[Unit]
@@ -401,17 +417,17 @@ ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $
 
 // waitContainerd waits until the CRI plugin answers (ctr plugins ls shows
 // it ok).
-func (w *Worker) waitContainerd(ctx context.Context) error {
+func waitContainerd(ctx context.Context, h *labhost.Host) error {
 	var last []byte
 	for {
-		out, err := w.host.Exec(ctx, "ctr", "plugins", "ls")
+		out, err := h.Exec(ctx, "ctr", "plugins", "ls")
 		if err == nil && bytes.Contains(out, []byte("io.containerd.grpc.v1")) && criOK(out) {
 			return nil
 		}
 		last = out
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("containerd not ready: %w: %s\n%s", ctx.Err(), bytes.TrimSpace(last), w.Journal(context.Background(), "containerd", 40))
+			return fmt.Errorf("containerd not ready: %w: %s\n%s", ctx.Err(), bytes.TrimSpace(last), journal(context.Background(), h, "containerd", 40))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -508,7 +524,12 @@ func (w *Worker) Journal(ctx context.Context, unit string, lines int) string {
 	if w.host == nil {
 		return ""
 	}
-	out, _ := w.host.Exec(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", unit, "-n", fmt.Sprint(lines))
+	return journal(ctx, w.host, unit, lines)
+}
+
+// journal returns the last lines of unit's journal in host h.
+func journal(ctx context.Context, h *labhost.Host, unit string, lines int) string {
+	out, _ := h.Exec(ctx, "journalctl", "--no-pager", "-o", "cat", "-u", unit, "-n", fmt.Sprint(lines))
 	return string(out)
 }
 
