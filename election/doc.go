@@ -197,6 +197,8 @@
 //	masterd_election_messages_total{type,direction}  in, out
 //	masterd_election_rejected_messages_total{reason} decode reasons, config_hash,
 //	                                                 stale_incarnation, decrypt, label, ...
+//	masterd_election_wire_version_mismatch_total{peer,version}
+//	                                                 messages of another wire version (version.go)
 //	masterd_election_renew_latency_seconds{role}     lease-start age at renewal
 //	masterd_election_loop_latency_seconds            timer lateness of the loop
 //	masterd_role_release_failures_total{role,reason} releases that failed or overran
