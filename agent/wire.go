@@ -61,6 +61,9 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		// A renewal restarts the leader-only units at once (renew.go).
 		pkiC.restartStale, pkiC.waitRestarts = kube.checkCredentials, kube.waitRestarts
 		n.Components = append(n.Components, kube)
+		if cfg.Kubernetes.Mode == "managed" && cfg.Nodes.MasterKubelet.Enabled {
+			n.Components = append(n.Components, newKubeletComponent(shared, kube)) // H7, issue 23
+		}
 		fit = kube.Check
 		el.handlers[RoleScheduler] = &leaderUnit{c: kube, unit: func() string { return kube.scheduler }}
 		el.handlers[RoleControllerManager] = &leaderUnit{c: kube, unit: func() string { return kube.controllerManager }}
