@@ -30,9 +30,9 @@ func TestPKIValidityKeysAreValidatedAndSetTheRenewalCadence(t *testing.T) {
 		t.Errorf("default params %s/%s, want kubeadm's year and 30 days", p.LeafValidity, p.RenewBefore)
 	}
 	for before, want := range map[time.Duration]time.Duration{
-		30 * 24 * time.Hour: 24 * time.Hour, // at most daily
+		30 * 24 * time.Hour:             24 * time.Hour, // at most daily
 		10*time.Minute + 30*time.Second: 63 * time.Second,
-		5 * time.Second:                  time.Second,
+		5 * time.Second:                 time.Second,
 	} {
 		if got := renewCheckInterval(pki.Params{RenewBefore: before}); got != want {
 			t.Errorf("renewBefore %s: checked every %s, want %s", before, got, want)
