@@ -80,5 +80,10 @@ func startBackup(n *node) (*backup.Uploader, func(etcdembed.SavedSnapshot), erro
 	if err != nil {
 		return nil, nil, err
 	}
+	// Said now rather than at the first upload, hours later; not fatal (the
+	// file is read again at each upload).
+	if _, err := backup.ReadCredentials(cfg.Etcd.Backup.S3.CredentialsFile); err != nil && n.log != nil {
+		n.log.Warn("etcd snapshot uploads will fail until the credentials file is fixed", "component", "backup", "error", err)
+	}
 	return up, func(s etcdembed.SavedSnapshot) { up.Saved(s.Path, s.Taken, s.Leader) }, nil
 }
