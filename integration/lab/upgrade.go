@@ -111,11 +111,12 @@ func runEnv(ctx context.Context, env []string, argv ...string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// FakeKubeVersion replaces the kube binary bin (kube-apiserver,
-// kube-scheduler, ...) of m with a wrapper script whose --version prints
+// FakeKubeVersion puts over the kube binary bin (kube-apiserver,
+// kube-scheduler, ...) of m a wrapper script whose --version prints
 // "Kubernetes <version>" and that otherwise runs the real binary: to
-// masterd, a binary of another release, without building one. The real
-// binary is bound read-only at /usr/local/lib/masterd-lab/<bin> in the host.
+// masterd, a binary of another release, without building one. The wrapper
+// is bind-mounted over /usr/local/bin/<bin> (a unit running the binary
+// keeps it); the real binary is bound at /usr/local/lib/masterd-lab/<bin>.
 func (m *Master) FakeKubeVersion(ctx context.Context, bin, version string) error {
 	kubeDir := m.lab.opts.KubeBinDir
 	if kubeDir == "" {
@@ -123,37 +124,30 @@ func (m *Master) FakeKubeVersion(ctx context.Context, bin, version string) error
 	}
 	h := m.Host()
 	realBin := "/usr/local/lib/masterd-lab/" + bin
+	wrapper := realBin + ".wrapper"
+	script := fmt.Sprintf("#!/bin/sh\n# written by integration/lab: %s reporting %s\nif [ \"${1:-}\" = --version ]; then echo 'Kubernetes %s'; exit 0; fi\nexec %s \"$@\"\n", bin, version, version, realBin)
 	if err := h.WriteFile(realBin, nil, 0o755); err != nil {
 		return err
 	}
-	steps := [][]string{
-		{"mount", "--bind", "-o", "ro", filepath.Join(kubeDir, bin), realBin},
-		{"umount", "/usr/local/bin/" + bin},
+	if err := h.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		return err
 	}
-	for _, s := range steps {
+	for _, s := range [][]string{
+		{"mount", "--bind", "-o", "ro", filepath.Join(kubeDir, bin), realBin},
+		{"mount", "--bind", "-o", "ro", wrapper, "/usr/local/bin/" + bin},
+	} {
 		if out, err := h.Exec(ctx, s...); err != nil {
 			return fmt.Errorf("lab: fake %s version on %s: %w: %s", bin, m.Name, err, out)
 		}
 	}
-	script := fmt.Sprintf("#!/bin/sh\n# written by integration/lab: %s reporting %s\nif [ \"${1:-}\" = --version ]; then echo 'Kubernetes %s'; exit 0; fi\nexec %s \"$@\"\n", bin, version, version, realBin)
-	return h.WriteFile("/usr/local/bin/"+bin, []byte(script), 0o755)
+	return nil
 }
 
 // RestoreKubeBinary undoes FakeKubeVersion: the real binary at
-// /usr/local/bin/<bin> again.
+// /usr/local/bin/<bin> again (the wrapper's mount removed).
 func (m *Master) RestoreKubeBinary(ctx context.Context, bin string) error {
-	h := m.Host()
-	dst := "/usr/local/bin/" + bin
-	if err := h.WriteFile(dst, nil, 0o755); err != nil {
-		return err
-	}
-	for _, s := range [][]string{
-		{"mount", "--bind", "-o", "ro", "/usr/local/lib/masterd-lab/" + bin, dst},
-		{"umount", "/usr/local/lib/masterd-lab/" + bin},
-	} {
-		if out, err := h.Exec(ctx, s...); err != nil {
-			return fmt.Errorf("lab: restore %s on %s: %w: %s", bin, m.Name, err, out)
-		}
+	if out, err := m.Host().Exec(ctx, "umount", "/usr/local/bin/"+bin); err != nil {
+		return fmt.Errorf("lab: restore %s on %s: %w: %s", bin, m.Name, err, out)
 	}
 	return nil
 }
