@@ -64,9 +64,16 @@ func kubeConfig(n *node) units.KubeConfig {
 	// balancer on the VIP holder.
 	k.BindAddress = cfg.Address.String()
 	k.SecurePort = cfg.Kubernetes.APIServerPort
-	for _, p := range cfg.Peers {
-		k.EtcdServers = append(k.EtcdServers, (&url.URL{Scheme: "https", Host: net.JoinHostPort(p.Address.String(), strconv.Itoa(cfg.Etcd.ClientPort))}).String())
-	}
+	// The local etcd member only (kubeadm's stacked etcd does the same): an
+	// apiserver given every master's member keeps idle per-resource client
+	// connections to a crashed master's member open, which gRPC finds dead
+	// only after a request is sent on one (its keepalive pings only
+	// connections with a stream open): in the worker failover test the
+	// first request of a resource through a survivor after the crash hung
+	// past kubectl's 10 s, and the node Lease missed a renewal. With the local member,
+	// a master's apiserver fails with its own etcd and readyz (the
+	// balancer, role eligibility) says so.
+	k.EtcdServers = []string{(&url.URL{Scheme: "https", Host: net.JoinHostPort(cfg.Address.String(), strconv.Itoa(cfg.Etcd.ClientPort))}).String()}
 	k.EtcdCAFile = f.EtcdCA
 	k.EtcdCertFile, k.EtcdKeyFile = f.APIServerEtcdClient.Cert, f.APIServerEtcdClient.Key
 	k.ServiceClusterIPRange = cfg.Kubernetes.ServiceCIDR.String()
