@@ -201,7 +201,12 @@ func (s *Store) Fetch(ctx context.Context, name, dst string) (Object, error) {
 	if err != nil {
 		return Object{}, s.explain(what, name, err)
 	}
-	want := strings.ToLower(info.UserMetadata[sumKey])
+	var want string
+	for k, v := range info.UserMetadata {
+		if strings.EqualFold(k, sumKey) {
+			want = strings.ToLower(v)
+		}
+	}
 	if len(want) != sha256.Size*2 {
 		return Object{}, fmt.Errorf("backup: %s: the object has no sha256 metadata (not uploaded by masterd?); refusing an unverifiable snapshot", what)
 	}
