@@ -164,8 +164,10 @@ func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params, renew bool) 
 			return
 		case <-renewT.C:
 			if renew {
-				if f, err := c.renew(p); err == nil && len(f.Changes) > 0 && c.restartStale != nil {
-					c.restartStale() // at once, not at the kube component's next check
+				if f, err := c.renew(p); err == nil && len(f.Changes) > 0 {
+					// At once, not at the kube component's next check;
+					// observe (below) then sees what the units run.
+					c.loadRenewed(ctx)
 				}
 			}
 		case <-requestT.C:
