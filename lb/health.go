@@ -59,7 +59,11 @@ func newChecker(b Backend, h HealthCheck, base *tls.Config) *checker {
 		// Always the configured address, whatever the URL says, and never
 		// a proxy from the environment.
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
+			// net/http lets a dial outlive the request that started it
+			// (to pool the connection): without its own timeout, a dial to
+			// a dead master hangs for the kernel's SYN retries, one more
+			// per probe.
+			d := net.Dialer{Timeout: h.Timeout}
 			return d.DialContext(ctx, "tcp", addr)
 		},
 		TLSClientConfig:        tc,
