@@ -127,7 +127,7 @@ is kept in DATADIR/etcd.before-restore-TIME.`,
 				if name, ok := strings.CutPrefix(args[0], "s3://"); ok {
 					return etcdRestoreS3(ctx, cfg, *configPath, name, *force, out)
 				}
-				return etcdRestore(ctx, cfg, args[0], *force, out)
+				return etcdRestore(ctx, cfg, args[0], args[0], *force, out)
 			}),
 		},
 		&cobra.Command{
@@ -177,10 +177,10 @@ func etcdSnapshot(ctx context.Context, cfg agent.Config, path string, stdout io.
 }
 
 // etcdRestore makes this master's data dir a new one-member cluster from a
-// snapshot, with the member configuration the daemon itself would run
+// snapshot (path; shown is how the output names it), with the member configuration the daemon itself would run
 // (agent.EtcdMemberConfig). etcdembed.Restore checks everything before it touches
 // the data: the daemon's lock, the other masters, the snapshot.
-func etcdRestore(ctx context.Context, cfg agent.Config, path string, force bool, stdout io.Writer) error {
+func etcdRestore(ctx context.Context, cfg agent.Config, path, shown string, force bool, stdout io.Writer) error {
 	ec := agent.EtcdMemberConfig(cfg, agent.EtcdFiles(cfg))
 	aside, err := etcdembed.Restore(ctx, path, ec, etcdembed.RestoreOptions{Force: force, MoveAside: true})
 	var inUse *etcdembed.DataDirInUseError
@@ -209,7 +209,7 @@ Then add the other masters back one at a time: here, masterd member add NAME
 ADDRESS; on that master, stop masterd, move its dataDir/etcd and
 dataDir/election aside and start it again: it joins as a learner and is
 promoted.
-`, path, ec.DataDir, cfg.Name)
+`, shown, ec.DataDir, cfg.Name)
 	return nil
 }
 
@@ -346,5 +346,5 @@ func etcdRestoreS3(ctx context.Context, cfg agent.Config, configPath, name strin
 		return err
 	}
 	fmt.Fprintf(stdout, "fetched %s%s (%d bytes, sha256 verified)\n", st.Where(), o.Name, o.Size)
-	return etcdRestore(ctx, cfg, file, force, stdout)
+	return etcdRestore(ctx, cfg, file, "s3://"+o.Name, force, stdout)
 }
