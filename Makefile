@@ -68,35 +68,12 @@ containerd:
 s3:
 	@integration/s3/build.sh >/dev/null
 
-# Packages run one at a time (-p 1): several of them boot labs of real
-# systemd hosts with etcd and kube-apiserver, and two such labs at once on a
-# 2-core machine turn timing assertions of the scenarios into load tests.
-#
-# The expensive builds (Kubernetes, containerd, CoreDNS: about 30 minutes on
-# a cold machine, nothing once cached) run in the background at the lowest
-# CPU priority while the packages that need none of them are tested
-# (EARLY_PKGS: the election, etcd, VIP, fence and firewall code, mostly
-# waiting on timers and etcd); the other packages are tested once the builds
-# are done. The build's output goes to $(CACHE)/build.log and is printed if it
-# fails. A package in EARLY_PKGS must not look for the kube binaries: its
-# tests would skip instead of running.
-EARLY_PKGS := ./election/... ./etcdembed/... ./fence/... ./firewall/... ./vip/... \
-	./internal/... ./integration/labhost/... ./integration/containerd/... \
-	./integration/images/echo ./integration/images/pause \
-	./bench/etcd/... ./bench/lb/... ./bench/report/...
-BUILDS := kube containerd s3
-
-test: deps package-host
-	$(GO) vet ./...
-	@mkdir -p $(CACHE); \
-	echo "test: building $(BUILDS) in the background (log: $(CACHE)/build.log)"; \
-	nice -n 19 $(MAKE) --no-print-directory $(BUILDS) >$(CACHE)/build.log 2>&1 & build=$$!; \
-	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $(EARLY_PKGS); early=$$?; \
-	echo "test: waiting for the background build"; \
-	if ! wait $$build; then echo "test: build of $(BUILDS) failed:"; cat $(CACHE)/build.log; exit 1; fi; \
-	late=$$(comm -23 <($(GO) list ./... | sort) <($(GO) list $(EARLY_PKGS) | sort)); \
-	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) $$late; rest=$$?; \
-	[ $$early -eq 0 ] && [ $$rest -eq 0 ]
+# test runs every package's tests (integration/test.sh: the Kubernetes,
+# containerd and S3-server builds run in the background while the packages
+# that need none of them are tested; each other package waits only for what
+# it needs), then a short fuzz of every fuzz target.
+test: deps
+	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) integration/test.sh
 	$(MAKE) --no-print-directory fuzz
 
 # unit runs the tests that need neither root nor the kube binaries.

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The body of `make test`: every package's tests, staged around the expensive
+# builds so that on a cold machine the tests do not wait for all of them.
+#
+#   integration/test.sh        (from `make test`, which installs the Debian
+#                               packages first and exports the cache and kube
+#                               variables)
+#
+# The builds (Kubernetes, then containerd and CoreDNS, then the S3 server:
+# about 40 minutes on a cold 2-core machine, nothing once cached) run one
+# after the other in the background at the lowest CPU priority, while
+#
+#   1. the packages that need none of them are tested (early: the election,
+#      etcd, VIP, fence and firewall code, mostly waiting on timers);
+#   2. once the Kubernetes binaries are there, the packages that need only
+#      them (the default: every package not listed in stage 1 or 3);
+#   3. once everything is built, the packages that need containerd or the S3
+#      server (late).
+#
+# A package must not look for a binary before its stage: its tests would
+# skip instead of running. Packages run one at a time (-p 1): several boot
+# labs of real systemd hosts with etcd and kube-apiserver, and two such labs
+# at once on a 2-core machine turn the scenarios into load tests.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+GO="${GO:-go}"
+CACHE="${CACHE:-${MASTERD_CACHE:-$HOME/.cache/masterd}}"
+TEST_TIMEOUT="${TEST_TIMEOUT:-60m}"
+
+early=(./election/... ./etcdembed/... ./fence/... ./firewall/... ./vip/...
+	./internal/... ./integration/labhost/... ./integration/containerd/...
+	./integration/images/echo ./integration/images/pause
+	./bench/etcd/... ./bench/lb/... ./bench/report/...)
+late=(./backup/... ./cmd/masterd/... ./integration/images ./integration/scenarios/...)
+
+mkdir -p "$CACHE"
+log="$CACHE/build.log"
+state="$(mktemp -d)"
+trap 'rm -rf "$state"' EXIT
+
+# One build after the other; each leaves a file named after it when done,
+# "failed" when one fails (the rest are not tried).
+(
+	for b in kube containerd s3; do
+		if ! nice -n 19 make --no-print-directory "$b" >>"$log" 2>&1; then
+			echo "$b" >"$state/failed"
+			exit 1
+		fi
+		touch "$state/$b"
+	done
+) &
+builder=$!
+: >"$log"
+echo "test: building kube, containerd and s3 in the background (log: $log)"
+
+# await waits until build $1 is done; it fails when a build failed.
+await() {
+	while [[ ! -e "$state/$1" ]]; do
+		if [[ -e "$state/failed" ]]; then
+			echo "test: build of $(cat "$state/failed") failed:"
+			cat "$log"
+			return 1
+		fi
+		sleep 2
+	done
+}
+
+run() {
+	echo "test: $1"
+	shift
+	"$GO" test -p 1 -count=1 -timeout "$TEST_TIMEOUT" "$@"
+}
+
+# The package the labs install, and vet, while the builds start.
+make --no-print-directory package-host || exit 1
+"$GO" vet ./... || exit 1
+
+rc=0
+run "packages that need no build" "${early[@]}" || rc=1
+
+await kube || exit 1
+mapfile -t middle < <(comm -23 <("$GO" list ./... | sort) \
+	<("$GO" list "${early[@]}" "${late[@]}" | sort))
+run "packages that need the Kubernetes binaries" "${middle[@]}" || rc=1
+
+await s3 || exit 1
+wait "$builder" || exit 1
+run "packages that need containerd or the S3 server" "${late[@]}" || rc=1
+exit $rc
