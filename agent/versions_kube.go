@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/masterd/masterd/internal/skew"
 )
@@ -11,7 +12,8 @@ import (
 const skewAPIServer = skew.APIServer
 
 // startAPIServer starts kube-apiserver, or, while the policy refuses it
-// here, leaves it stopped and starts it in the background once allowed
+// here, stops it (if a previous run left it running) and starts it in the
+// background once allowed
 // (Check reports the refusal meanwhile; Stop ends the wait).
 func (c *kubeComponent) startAPIServer(ctx context.Context) error {
 	if err := c.skew.refusal(skew.APIServer); err == nil {
@@ -20,6 +22,11 @@ func (c *kubeComponent) startAPIServer(ctx context.Context) error {
 		}
 		c.skew.markAPIServerStarted()
 		return nil
+	}
+	// One a previous run left running (its stop cut short) must not serve
+	// while the policy refuses the binary here.
+	if err := c.sup.Stop(ctx, c.apiserver); err != nil {
+		return fmt.Errorf("kube: stop %s, refused by the version skew policy: %w", c.apiserver, err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

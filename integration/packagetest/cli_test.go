@@ -39,7 +39,7 @@ func TestDebInstallsManPagesAndCompletions(t *testing.T) {
 			t.Errorf("man -l %s: %v\n%s", path, err, out)
 		}
 	}
-	out := labExec(t, ctx, h, "sh", "-c", "MANWIDTH=80 LANG=C man -l /usr/share/man/man8/masterd.8.gz")
+	out := labExec(t, ctx, h, "sh", "-c", "MANWIDTH=1000 LANG=C man -l /usr/share/man/man8/masterd.8.gz")
 	for _, want := range []string{"FILES", "/etc/masterd/cluster.key", "EXIT STATUS", "masterd-etcd(8)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("masterd(8) lacks %q:\n%s", want, out)
