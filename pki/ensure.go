@@ -192,10 +192,14 @@ func (e *ensurer) run() error {
 	if err := e.ensureKey(f.KubeCA.Key, s.KubeCA.Key); err != nil {
 		return err
 	}
-	if err := e.ensureKey(f.ServiceAccountKey, s.ServiceAccountKey); err != nil {
+	sa, err := s.ServiceAccountKeyGen(p.ServiceAccountSigner)
+	if err != nil {
 		return err
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(s.ServiceAccountKey.Public())
+	if err := e.ensureKey(f.ServiceAccountKey, sa); err != nil {
+		return err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(sa.Public())
 	if err != nil {
 		return fmt.Errorf("pki: encode service-account public key: %w", err)
 	}

@@ -51,6 +51,10 @@ type Params struct {
 	LeafValidity time.Duration
 	// RenewBefore: a certificate that expires sooner than this is regenerated.
 	RenewBefore time.Duration
+	// ServiceAccountSigner is the service-account key generation sa.key and
+	// sa.pub hold (Secret.ServiceAccountKeyGen): the one that signs. 0, the
+	// cluster secret's own key, until a rotation.
+	ServiceAccountSigner int
 }
 
 // MinLeafValidity is the shortest leaf lifetime Params accept: short
