@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -36,6 +38,11 @@ type kubeComponent struct {
 	// kubeconfigs are the leader-only units' kubeconfigs, by unit name
 	// (managed mode): the credential each unit starts with (credentialLoop).
 	kubeconfigs map[string]string
+	// keyFiles are further credential files by unit name (managed mode:
+	// the controller-manager's service-account key, sa.key, which a
+	// rotation rewrites): a unit restarts when one changes, as for its
+	// kubeconfig.
+	keyFiles map[string]string
 	// versions are the kube binaries' versions by unit name, read at Start
 	// (managed mode); "" where unknown.
 	versions map[string]string
@@ -81,6 +88,9 @@ func kubeConfig(n *node) units.KubeConfig {
 	k.APIServerCertFile, k.APIServerKeyFile = f.APIServer.Cert, f.APIServer.Key
 	k.KubeletClientCertFile, k.KubeletClientKeyFile = f.APIServerKubeletClient.Cert, f.APIServerKubeletClient.Key
 	k.ServiceAccountKeyFile, k.ServiceAccountSigningKeyFile = f.ServiceAccountPub, f.ServiceAccountKey
+	if externalSigner(cfg) {
+		k.ServiceAccountSigningEndpoint = n.signerSocket()
+	}
 	k.ServiceAccountIssuer = "https://kubernetes.default.svc." + cfg.Kubernetes.ClusterDomain
 	k.SchedulerKubeconfig, k.ControllerManagerKubeconfig = f.SchedulerConf, f.ControllerManagerConf
 	// Written by the pki component (writeAPIServerFiles) beside the certificates.
@@ -188,6 +198,7 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 			units.SchedulerUnit:         n.files.SchedulerConf,
 			units.ControllerManagerUnit: n.files.ControllerManagerConf,
 		}
+		c.keyFiles = map[string]string{units.ControllerManagerUnit: n.files.ServiceAccountKey}
 		if c.skew != nil {
 			c.versions = c.skew.kubeVersions()
 		} else {
@@ -314,6 +325,9 @@ type leaderUnit struct {
 	// startedWith is the client certificate in the unit's kubeconfig when
 	// it last started (nil: not started by this term, or no kubeconfig).
 	startedWith *x509.Certificate
+	// startedKey is the digest of the unit's key file (kubeComponent.
+	// keyFiles) when it last started; "" without one.
+	startedKey string
 }
 
 func (l *leaderUnit) acquire(ctx context.Context, term uint64) {
@@ -512,9 +526,25 @@ func (l *leaderUnit) noteCredential(name string) {
 		l.c.n.log.Warn("kubeconfig unreadable before start", "component", "kube", "unit", name, "err", err)
 		return
 	}
+	key := l.keyDigest(name)
 	l.mu.Lock()
-	l.startedWith = cert
+	l.startedWith, l.startedKey = cert, key
 	l.mu.Unlock()
+}
+
+// keyDigest is the SHA-256 of the unit's key file, "" without one (or
+// unreadable: the unit's own start then fails and says why).
+func (l *leaderUnit) keyDigest(name string) string {
+	path, ok := l.c.keyFiles[name]
+	if !ok {
+		return ""
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // restartIfStale restarts the unit when this master holds its role and its
@@ -531,8 +561,9 @@ func (l *leaderUnit) restartIfStale() bool {
 		l.c.n.log.Warn("kubeconfig unreadable", "component", "kube", "unit", name, "err", err)
 		return false
 	}
+	key := l.keyDigest(name)
 	l.mu.Lock()
-	if !l.held || l.ctx.Err() != nil || l.startedWith == nil || cur.Equal(l.startedWith) {
+	if !l.held || l.ctx.Err() != nil || l.startedWith == nil || (cur.Equal(l.startedWith) && key == l.startedKey) {
 		l.mu.Unlock()
 		return false
 	}
@@ -551,7 +582,11 @@ func (l *leaderUnit) restartIfStale() bool {
 		}
 		t := time.Now()
 		log := l.c.n.log.With("component", "kube", "unit", name, "term", term)
-		log.Info("restarting leader unit for its renewed certificate", "old_not_after", old.NotAfter, "new_not_after", cur.NotAfter)
+		if cur.Equal(old) {
+			log.Info("restarting leader unit for its new service-account key")
+		} else {
+			log.Info("restarting leader unit for its renewed certificate", "old_not_after", old.NotAfter, "new_not_after", cur.NotAfter)
+		}
 		if err := l.c.sup.Stop(ctx, name); err != nil {
 			log.Error("leader unit restart: stop failed", "err", err)
 			return

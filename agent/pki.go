@@ -74,6 +74,7 @@ func pkiParams(cfg Config) pki.Params {
 	p.ClusterDomain = cfg.Kubernetes.ClusterDomain
 	p.ExtraAPIServerSANs = cfg.Kubernetes.APIServerCertSANs
 	p.LeafValidity, p.RenewBefore = cfg.PKI.LeafValidity.D(), cfg.PKI.RenewBefore.D()
+	p.ServiceAccountSigner = savedServiceAccountSigner(cfg.DataDir)
 	return p
 }
 
@@ -183,6 +184,7 @@ func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params, renew bool) 
 
 // renew re-runs ensurePKI at c.now and reports what it wrote.
 func (c *pkiComponent) renew(p pki.Params) (*pki.Files, error) {
+	p.ServiceAccountSigner = savedServiceAccountSigner(c.n.cfg.DataDir) // rotated since the start?
 	files, err := ensurePKI(c.n.pkiDir(), c.n.secret, p, c.now())
 	if err != nil {
 		c.n.log.Error("certificate renewal failed", "component", "pki", "err", err)

@@ -225,6 +225,7 @@ func (c *pkiComponent) renewNow(ctx context.Context, p pki.Params, names []strin
 		res.Error = err.Error()
 		return res
 	}
+	p.ServiceAccountSigner = savedServiceAccountSigner(c.n.cfg.DataDir) // rotated since the start?
 	files, err := pki.Renew(c.n.pkiDir(), c.n.secret, p, c.now(), names)
 	if err != nil {
 		c.n.log.Error("certificate renewal failed", "component", "pki", "err", err)

@@ -82,6 +82,7 @@ type secLab struct {
 	dir    string
 	base   string
 	admin  *http.Client
+	signer *signerComponent
 }
 
 func newSecLab(t *testing.T, ctx context.Context) *secLab {
@@ -133,6 +134,24 @@ func newSecLab(t *testing.T, ctx context.Context) *secLab {
 		t.Fatal(err)
 	}
 	l.member = m
+	// The token signer the apiserver calls (sakeys.go), as the daemon
+	// starts it before the kube component.
+	if _, _, err := EnsureMembership(ctx, m.Client(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := newSignerComponent(n, &etcdComponent{n: n, m: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = sc.Stop(sctx)
+	})
+	l.signer = sc
 
 	k := kubeConfig(n)
 	if err := k.Validate(); err != nil {

@@ -55,6 +55,16 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 	n.Components = append(n.Components, vc)
 	if cfg.Kubernetes.Mode != "none" {
 		kube := &kubeComponent{n: shared, skew: vc}
+		if externalSigner(cfg) {
+			// The apiserver's token signer serves before it starts
+			// (sakeys.go, issue 24).
+			sc, err := newSignerComponent(shared, etcdC)
+			if err != nil {
+				return nil, err
+			}
+			sc.changed = func() { kube.checkCredentials() }
+			n.Components = append(n.Components, sc)
+		}
 		// The expiry metric reports the certificates the leader-only units
 		// started with, not only the files.
 		pkiC.running = kube.runningCerts

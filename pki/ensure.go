@@ -192,18 +192,7 @@ func (e *ensurer) run() error {
 	if err := e.ensureKey(f.KubeCA.Key, s.KubeCA.Key); err != nil {
 		return err
 	}
-	sa, err := s.ServiceAccountKeyGen(p.ServiceAccountSigner)
-	if err != nil {
-		return err
-	}
-	if err := e.ensureKey(f.ServiceAccountKey, sa); err != nil {
-		return err
-	}
-	pubDER, err := x509.MarshalPKIXPublicKey(sa.Public())
-	if err != nil {
-		return fmt.Errorf("pki: encode service-account public key: %w", err)
-	}
-	if err := e.ensureBytes(f.ServiceAccountPub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+	if err := e.ensureServiceAccount(p.ServiceAccountSigner); err != nil {
 		return err
 	}
 
@@ -271,6 +260,23 @@ func (e *ensurer) ensureBytes(path string, want []byte, perm fs.FileMode) error 
 
 // ensureKey makes path hold the private key want (0600). An existing file
 // holding the same key in another encoding is kept.
+// ensureServiceAccount writes generation gen's key pair to sa.key and
+// sa.pub unless they hold it.
+func (e *ensurer) ensureServiceAccount(gen int) error {
+	sa, err := e.s.ServiceAccountKeyGen(gen)
+	if err != nil {
+		return err
+	}
+	if err := e.ensureKey(e.f.ServiceAccountKey, sa); err != nil {
+		return err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(sa.Public())
+	if err != nil {
+		return fmt.Errorf("pki: encode service-account public key: %w", err)
+	}
+	return e.ensureBytes(e.f.ServiceAccountPub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644)
+}
+
 func (e *ensurer) ensureKey(path string, want crypto.Signer) error {
 	k, reason := readKey(path)
 	if k != nil {

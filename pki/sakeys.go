@@ -68,3 +68,14 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 	sum := sha256.Sum256(der)
 	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
+
+// WriteServiceAccountKey makes sa.key and sa.pub in the pki directory dir
+// hold generation gen (what the controller-manager signs legacy token
+// Secrets with) and reports whether it changed them.
+func WriteServiceAccountKey(dir string, s *Secret, gen int) (bool, error) {
+	e := &ensurer{f: FilesIn(dir), s: s}
+	if err := e.ensureServiceAccount(gen); err != nil {
+		return false, err
+	}
+	return len(e.f.Changes) > 0, nil
+}

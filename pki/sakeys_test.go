@@ -85,3 +85,17 @@ func TestEnsureWritesTheSigningGeneration(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteServiceAccountKeyReportsAChange(t *testing.T) {
+	s, dir := testSecret(t), t.TempDir()
+	mustEnsure(t, dir, s, testParams(), t0)
+	for _, tc := range []struct {
+		gen  int
+		want bool
+	}{{0, false}, {1, true}, {1, false}, {0, true}} {
+		changed, err := WriteServiceAccountKey(dir, s, tc.gen)
+		if err != nil || changed != tc.want {
+			t.Fatalf("generation %d: changed %v, %v; want %v", tc.gen, changed, err, tc.want)
+		}
+	}
+}

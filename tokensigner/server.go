@@ -52,9 +52,10 @@ const (
 	// kubelets' projected tokens (an hour, extended for old clients) fit,
 	// and a key that stopped signing can be dropped a day later.
 	DefaultMaxTokenLifetime = 24 * time.Hour
-	// DefaultRefreshHint: the apiservers see a new verification key at most
-	// a minute late, and at once when a token names it.
-	DefaultRefreshHint = time.Minute
+	// DefaultRefreshHint: the apiservers see a removed key gone at most
+	// 10 s late (a new one at once, when a token names it); a fetch is one
+	// local call.
+	DefaultRefreshHint = 10 * time.Second
 	// minTokenLifetime is the apiserver's own lower bound.
 	minTokenLifetime = 10 * time.Minute
 )

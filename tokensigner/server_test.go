@@ -110,8 +110,8 @@ func kids(t *testing.T, c externaljwtv1.ExternalJWTSignerClient) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.RefreshHintSeconds != 60 {
-		t.Errorf("refresh hint %ds, want 60", resp.RefreshHintSeconds)
+	if resp.RefreshHintSeconds != 10 {
+		t.Errorf("refresh hint %ds, want 10", resp.RefreshHintSeconds)
 	}
 	var out []string
 	for _, k := range resp.Keys {

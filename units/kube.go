@@ -61,8 +61,14 @@ type KubeConfig struct {
 	// apiserver reach kubelets.
 	KubeletClientCertFile, KubeletClientKeyFile string
 	// ServiceAccountKeyFile verifies and ServiceAccountSigningKeyFile signs
-	// service-account tokens.
+	// service-account tokens (the controller-manager signs legacy token
+	// Secrets with the latter in either case).
 	ServiceAccountKeyFile, ServiceAccountSigningKeyFile string
+	// ServiceAccountSigningEndpoint, when set, is the Unix socket of the
+	// external token signer (package tokensigner) the apiserver signs and
+	// verifies with instead of the two files, whose keys it reads only at
+	// start (--service-account-signing-endpoint).
+	ServiceAccountSigningEndpoint string
 	// ServiceAccountIssuer is the tokens' issuer.
 	ServiceAccountIssuer string
 	// SchedulerKubeconfig and ControllerManagerKubeconfig are the
@@ -154,7 +160,9 @@ func (k KubeConfig) Validate() error {
 	req("ca_key_file", k.CAKeyFile)
 	req("apiserver_cert_file", k.APIServerCertFile)
 	req("apiserver_key_file", k.APIServerKeyFile)
-	req("service_account_key_file", k.ServiceAccountKeyFile)
+	if k.ServiceAccountSigningEndpoint == "" {
+		req("service_account_key_file", k.ServiceAccountKeyFile)
+	}
 	req("service_account_signing_key_file", k.ServiceAccountSigningKeyFile)
 	req("service_account_issuer", k.ServiceAccountIssuer)
 	req("scheduler_kubeconfig", k.SchedulerKubeconfig)
@@ -217,8 +225,12 @@ func (k KubeConfig) APIServer() (Definition, error) {
 	// kubeadm's choice: the apiserver reaches kubelets (logs, exec) by the
 	// Node's InternalIP, so node names need not resolve through DNS.
 	f.set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
-	f.set("service-account-key-file", k.ServiceAccountKeyFile)
-	f.set("service-account-signing-key-file", k.ServiceAccountSigningKeyFile)
+	if k.ServiceAccountSigningEndpoint != "" {
+		f.set("service-account-signing-endpoint", k.ServiceAccountSigningEndpoint)
+	} else {
+		f.set("service-account-key-file", k.ServiceAccountKeyFile)
+		f.set("service-account-signing-key-file", k.ServiceAccountSigningKeyFile)
+	}
 	f.set("service-account-issuer", k.ServiceAccountIssuer)
 	f.set("authorization-mode", "Node,RBAC")
 	// NodeRestriction limits a kubelet to its own Node and its pods (the
