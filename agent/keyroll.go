@@ -164,7 +164,7 @@ type KeyRollStep struct {
 
 // errRollPaused is returned by a beforeRemove hook that leaves the roll at
 // its use step (safe) for a later run to finish.
-var errRollPaused = errors.New("roll paused before the remove step")
+var errRollPaused = errors.New("old key kept")
 
 // rotate rolls the cluster to a new key generation, or finishes a roll an
 // earlier run left (the steps are idempotent). Each step waits, at most

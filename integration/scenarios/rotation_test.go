@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -30,7 +31,10 @@ import (
 // renewed certificate, checked by a TLS handshake on each port, and the
 // leader-only units run with theirs. Then, under the same traffic, the
 // gossip key is rotated (masterd keys rotate-gossip) with every role
-// holder unchanged, sampled every 100 ms, and `masterd certs renew all` on
+// holder unchanged, sampled every 100 ms, then the service-account key
+// (masterd keys rotate-service-account, then --remove-now: no apiserver
+// restarted, an old-key token verifies on every apiserver after the switch
+// and is refused after the removal), and `masterd certs renew all` on
 // the holders of the leader-only roles restarts their units in place.
 func TestRotationUnderTraffic(t *testing.T) {
 	o := options(t)
@@ -121,6 +125,63 @@ func TestRotationUnderTraffic(t *testing.T) {
 		t.Fatalf("rotate-gossip: %v", err)
 	}
 	figure(t, "gossip key rotated (install, use, remove on 3 masters) in %.1fs", time.Since(rotStart).Seconds())
+
+	// 2b. Service-account key rotation under the same traffic: no
+	// apiserver restarts (masterd serves their token signer), the roles
+	// stay; a token of the old key verifies after the switch and not after
+	// the removal, one of the new key throughout.
+	saStart := time.Now()
+	s.kubectl(t, ctx, "create", "serviceaccount", "robot", "-n", "default")
+	tok0 := strings.TrimSpace(s.kubectl(t, ctx, "create", "token", "robot", "-n", "default", "--duration", "1h"))
+	m0 := s.Masters()[0]
+	apiPIDs := map[string]string{}
+	for _, m := range s.Masters() {
+		out, _ := m.Exec(ctx, "systemctl", "show", "-P", "MainPID", "kube-apiserver")
+		apiPIDs[m.Name] = strings.TrimSpace(string(out))
+	}
+	out, err = m0.Exec(ctx, "masterd", "keys", "rotate-service-account")
+	t.Logf("masterd keys rotate-service-account:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "service-account key switched: generations [0 1], primary 1") ||
+		!strings.Contains(string(out), "run the command again after") {
+		t.Fatalf("rotate-service-account (switch): %v", err)
+	}
+	figure(t, "service-account key switched (install, use on 3 masters) in %.1fs", time.Since(saStart).Seconds())
+	tok1 := strings.TrimSpace(s.kubectl(t, ctx, "create", "token", "robot", "-n", "default", "--duration", "1h"))
+	if tokenKID(t, tok1) == tokenKID(t, tok0) {
+		t.Fatalf("a token made after the switch names the old key %s", tokenKID(t, tok0))
+	}
+	for _, m := range s.Masters() { // every apiserver, each asked directly
+		for i, tok := range []string{tok0, tok1} {
+			if who := whoami(ctx, m, tok); who != "system:serviceaccount:default:robot" {
+				t.Errorf("token %d on %s's apiserver after the switch: %q", i, m.Name, who)
+			}
+		}
+	}
+	removeStart := time.Now()
+	out, err = m0.Exec(ctx, "masterd", "keys", "rotate-service-account", "--remove-now")
+	t.Logf("masterd keys rotate-service-account --remove-now:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "service-account key rotated: generations [1], primary 1") {
+		t.Fatalf("rotate-service-account --remove-now: %v", err)
+	}
+	for _, m := range s.Masters() {
+		poll("the old token refused by "+m.Name, time.Minute, func() string {
+			if who := whoami(ctx, m, tok0); who != "401" {
+				return "answers " + who
+			}
+			return ""
+		})
+		if who := whoami(ctx, m, tok1); who != "system:serviceaccount:default:robot" {
+			t.Errorf("new token on %s after the removal: %q", m.Name, who)
+		}
+		out, _ := m.Exec(ctx, "systemctl", "show", "-P", "MainPID", "kube-apiserver")
+		if pid := strings.TrimSpace(string(out)); pid != apiPIDs[m.Name] {
+			t.Errorf("%s's kube-apiserver was restarted (PID %s, was %s)", m.Name, pid, apiPIDs[m.Name])
+		}
+	}
+	figure(t, "service-account old key removed; refused by every apiserver %.1fs after --remove-now", time.Since(removeStart).Seconds())
+	if out, err := m0.Exec(ctx, "masterd", "keys", "status"); err != nil || !strings.Contains(string(out), "service-account keys: generations [1], primary 1") {
+		t.Errorf("keys status: %v\n%s", err, out)
+	}
 
 	// 3. certs renew all where the leader-only units run: restarted in place.
 	renewed := map[string]bool{}
@@ -416,4 +477,47 @@ func (c *vipClient) Stop() (int, []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ok, c.failures
+}
+
+// tokenKID is the key id in a JWT's header.
+func tokenKID(t *testing.T, tok string) string {
+	t.Helper()
+	h, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	if err != nil {
+		t.Fatalf("token header: %v", err)
+	}
+	var hdr struct{ Kid string }
+	if err := json.Unmarshal(h, &hdr); err != nil || hdr.Kid == "" {
+		t.Fatalf("token header %s: %v", h, err)
+	}
+	return hdr.Kid
+}
+
+// whoami asks m's own apiserver (from m's namespace) who tok is: the user
+// name, or the HTTP status when the review was not created.
+func whoami(ctx context.Context, m *lab.Master, tok string) string {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := m.Exec(cctx, "curl", "-sS", "--max-time", "5", "--cacert", "/var/lib/masterd/pki/ca.crt",
+		"-H", "Authorization: Bearer "+tok, "-H", "Content-Type: application/json", "-w", "\n%{http_code}",
+		"-d", `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`,
+		"https://"+m.Addr.String()+":6443/apis/authentication.k8s.io/v1/selfsubjectreviews")
+	if err != nil {
+		return "curl: " + err.Error()
+	}
+	text := strings.TrimSpace(string(out))
+	i := strings.LastIndex(text, "\n")
+	body, code := text[:max(i, 0)], text[i+1:]
+	if code != "201" {
+		return code
+	}
+	var r struct {
+		Status struct {
+			UserInfo struct{ Username string } `json:"userInfo"`
+		} `json:"status"`
+	}
+	if json.Unmarshal([]byte(body), &r) != nil {
+		return "undecodable: " + body
+	}
+	return r.Status.UserInfo.Username
 }
