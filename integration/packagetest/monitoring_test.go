@@ -123,6 +123,8 @@ func TestAlertRulesCoverTheIssue(t *testing.T) {
 		{"no recent snapshot", "MasterdEtcdSnapshotStale", `masterd_etcd_snapshots_total{result="ok"}`},
 		{"role release failed", "MasterdRoleReleaseFailed", "masterd_role_release_failures_total"},
 		{"certificate not renewed", "MasterdCertificateExpiringSoon", "< 28 * 86400"},
+		{"snapshot upload failed", "MasterdBackupUploadFailed", "masterd_backup_upload_failures_total"},
+		{"no recent off-host snapshot", "MasterdBackupStale", "increase(masterd_backup_uploads_total[25h])"},
 	}
 	for _, r := range required {
 		expr, ok := exprs[r.alert]

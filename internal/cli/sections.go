@@ -72,6 +72,11 @@ func printSections(w io.Writer, st agent.Status) {
 			fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\t%s\n", u.Name, u.Active, u.Sub, u.PID, u.Restarts, dash(u.Version))
 		}
 		tw.Flush()
+		for _, u := range us {
+			if u.Refused != "" {
+				fmt.Fprintf(w, "%s not run here: refused by the version skew policy: %s\n", u.Name, u.Refused)
+			}
+		}
 	}
 	var certs []agent.CertStatus
 	if section("pki", &certs) && len(certs) > 0 {

@@ -50,3 +50,21 @@ func TestStatusShowsTheMembershipEpochAndAChangeInProgress(t *testing.T) {
 		})
 	}
 }
+
+// A unit the version skew policy refuses says why under the unit table.
+func TestStatusSaysWhyAUnitIsRefused(t *testing.T) {
+	raw, err := json.Marshal([]agent.UnitStatus{
+		{Name: "kube-apiserver.service", Active: "active", Sub: "running", Version: "v1.37.2"},
+		{Name: "kube-scheduler.service", Active: "inactive", Sub: "dead", Version: "v1.38.0",
+			Refused: "kube-scheduler v1.38.0 on m1: newer than the oldest kube-apiserver, v1.37.2 on m2"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	printSections(&b, agent.Status{Sections: map[string]json.RawMessage{"kube": raw}})
+	want := "kube-scheduler.service not run here: refused by the version skew policy: kube-scheduler v1.38.0 on m1: newer than the oldest kube-apiserver, v1.37.2 on m2"
+	if !strings.Contains(b.String(), want) || strings.Contains(b.String(), "kube-apiserver.service not run here") {
+		t.Errorf("status:\n%s\nwant the scheduler's refusal only", b.String())
+	}
+}
