@@ -15,6 +15,8 @@ SHELL        := /bin/bash
 GO           ?= go
 CACHE        ?= $(HOME)/.cache/masterd
 KUBE_VERSION ?= v1.37.2
+# The previous minor: the Kubernetes upgrade scenario starts from it.
+KUBE_PREV_VERSION ?= v1.36.3
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION     ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS      := -X main.version=$(VERSION) -X main.revision=$(REVISION)
@@ -23,13 +25,14 @@ TEST_TIMEOUT ?= 60m
 export MASTERD_CACHE := $(CACHE)
 export KUBE_VERSION
 export KUBE_BIN_DIR := $(CACHE)/kube/$(KUBE_VERSION)/bin
+export KUBE_PREV_BIN_DIR := $(CACHE)/kube/$(KUBE_PREV_VERSION)/bin
 
 # Debian packages the tests, the lab and the benchmarks use.
 DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
 	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux procps \
 	runc containernetworking-plugins conntrack iptables bash-completion
 
-.PHONY: all build test unit integration lint package package-host demo demo-down bench bench-vip \
+.PHONY: all build test unit integration kube-prev lint package package-host demo demo-down bench bench-vip \
 	bench-etcd bench-lb deps kube kube-vip containerd s3 clean fuzz mutants
 
 all: build
@@ -56,6 +59,12 @@ deps:
 # kubectl from the Go module proxy, cached by version (first run: minutes).
 kube:
 	@integration/kube/build.sh $(KUBE_VERSION) >/dev/null
+
+# kube-prev builds the previous minor's kube-apiserver, kube-scheduler and
+# kube-controller-manager (the upgrade scenario's starting point), cached by
+# version.
+kube-prev:
+	@KUBE_BINS="kube-apiserver kube-scheduler kube-controller-manager" integration/kube/build.sh $(KUBE_PREV_VERSION) >/dev/null
 
 # containerd builds containerd v2, ctr and containerd-shim-runc-v2 (the lab's
 # workers; Debian's containerd 1.6 is too old for kubelet v1.37) and the

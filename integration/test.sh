@@ -6,8 +6,8 @@
 #                               packages first and exports the cache and kube
 #                               variables)
 #
-# The builds (Kubernetes, then containerd and CoreDNS, then the S3 server:
-# about 40 minutes on a cold 2-core machine, nothing once cached) run one
+# The builds (Kubernetes, then containerd and CoreDNS, the S3 server and the
+# previous Kubernetes minor's control plane; nothing once cached) run one
 # after the other in the background at the lowest CPU priority, while
 #
 #   1. the packages that need none of them are tested (early: the election,
@@ -36,9 +36,10 @@ early=(./election/... ./etcdembed/... ./fence/... ./firewall/... ./vip/...
 	./integration/images/echo ./integration/images/pause
 	./bench/etcd/... ./bench/lb/... ./bench/report/...)
 late=(./backup/... ./integration/images)
-# Tests of stage-2 packages that need containerd (the worker scenarios) or
-# the S3 server (the daemon's off-host backups).
-late_tests='^(TestWorkerJoinsAndSurvivesVIPHolderCrash|TestMasterKubeletRegistersTaintedNode|TestBackupToS3ThroughTheDaemonAndTheCLI)$'
+# Tests of stage-2 packages that need containerd (the worker scenarios),
+# the S3 server (the daemon's off-host backups) or the previous Kubernetes
+# minor (the upgrade scenario).
+late_tests='^(TestWorkerJoinsAndSurvivesVIPHolderCrash|TestMasterKubeletRegistersTaintedNode|TestBackupToS3ThroughTheDaemonAndTheCLI|TestRollingKubeUpgradeFromThePreviousMinor)$'
 late_test_pkgs=(./integration/scenarios/... ./cmd/masterd/...)
 
 mkdir -p "$CACHE"
@@ -49,7 +50,7 @@ trap 'rm -rf "$state"' EXIT
 # One build after the other; each leaves a file named after it when done,
 # "failed" when one fails (the rest are not tried).
 (
-	for b in kube containerd s3; do
+	for b in kube containerd s3 kube-prev; do
 		if ! nice -n 19 make --no-print-directory "$b" >>"$log" 2>&1; then
 			echo "$b" >"$state/failed"
 			exit 1
@@ -99,7 +100,7 @@ mapfile -t middle < <(comm -23 <("$GO" list ./... | sort) \
 	<("$GO" list "${early[@]}" "${late[@]}" | sort))
 run "packages that need the Kubernetes binaries" -skip "$late_tests" "${middle[@]}" || rc=1
 
-await s3 || exit 1
+await kube-prev || exit 1
 wait "$builder" || exit 1
 run "packages that need containerd or the S3 server" "${late[@]}" || rc=1
 run "tests that need containerd or the S3 server" -run "$late_tests" "${late_test_pkgs[@]}" || rc=1

@@ -5,6 +5,9 @@
 #
 #   integration/kube/build.sh [VERSION]   -> prints the cache bin directory
 #
+# KUBE_BINS (space-separated) limits the binaries: the previous minor, used
+# only by the upgrade scenario, needs the control plane's three.
+#
 # Only the binaries missing from the cache are built, so a cache made before a
 # binary joined the list is completed rather than rebuilt.
 #
@@ -17,6 +20,9 @@ set -euo pipefail
 version="${1:-${KUBE_VERSION:-v1.37.2}}"
 cache="${MASTERD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/masterd}/kube/${version}"
 bins=(kube-apiserver kube-scheduler kube-controller-manager kubectl kubelet kube-proxy kubeadm)
+if [[ -n "${KUBE_BINS:-}" ]]; then
+	read -ra bins <<<"$KUBE_BINS"
+fi
 
 missing=()
 for b in "${bins[@]}"; do

@@ -151,3 +151,17 @@ func (m *Master) RestoreKubeBinary(ctx context.Context, bin string) error {
 	}
 	return nil
 }
+
+// UseKubeBinary puts the kube binary at path (on the machine, e.g. another
+// version's cache) at /usr/local/bin/<bin> on m, over what is there: the
+// binary update of a Kubernetes upgrade. The running component keeps its
+// old binary until masterd restarts it.
+func (m *Master) UseKubeBinary(ctx context.Context, bin, path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("lab: use %s on %s: %w", bin, m.Name, err)
+	}
+	if out, err := m.Host().Exec(ctx, "mount", "--bind", "-o", "ro", path, "/usr/local/bin/"+bin); err != nil {
+		return fmt.Errorf("lab: use %s on %s: %w: %s", path, m.Name, err, out)
+	}
+	return nil
+}

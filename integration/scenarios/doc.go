@@ -50,14 +50,23 @@
 //     masters added, no acknowledged write lost; `etcd restore` refused on a
 //     running cluster with the data untouched, then done with every master
 //     stopped.
-//   - TestRotationUnderTraffic: short-lived certificates renewed and the
-//     gossip key rolled while a client reads and writes through the VIP;
-//     the new certificates checked on the wire, no role holder changed.
+//   - TestRotationUnderTraffic: short-lived certificates renewed, the
+//     gossip key and the service-account key rolled while a client reads
+//     and writes through the VIP; the new certificates checked on the wire,
+//     tokens of the old and new keys checked on every apiserver, no
+//     apiserver restarted, no role holder changed.
 //   - TestRollingMasterdUpgradeFromAnEarlierCommit (kube-less): the package
 //     of an earlier commit (built once, cached by hash) upgraded to this
 //     one master at a time with dpkg -i; never two VIP holders, every role
 //     held except during its hand-over, `masterd upgrade plan` on the mixed
 //     cluster.
+//   - TestRollingKubeUpgradeFromThePreviousMinor: Kubernetes v1.36.3 (`make
+//     kube-prev`) upgraded to v1.37.2 one master at a time (binaries
+//     replaced, masterd restarted, the VIP holder last) under a client
+//     through the VIP: the skew policy refuses the new scheduler and
+//     controller-manager while an old apiserver runs, the roles stay with a
+//     master that can run them, and after the last step a Deployment is
+//     scheduled by the upgraded components.
 //   - TestSkewPolicyRefusesNewerBinariesOnRealHosts: a scheduler binary
 //     reporting a newer minor than the apiservers is refused, and the role
 //     stays with a master that can run it.
