@@ -194,7 +194,12 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 	// The rejected-flag path with the real binary.
 	bad := apiDef
 	bad.ExecStart = append(append([]string{}, apiDef.ExecStart...), "--no-such-flag=1")
-	if err := s.Register(Unit{Name: "unitst-badapi.service", Definition: &bad}); err != nil {
+	// Its probe never passes, as the real apiserver's probe would not for a
+	// process that never serves: without one, a binary slower to reject its
+	// flags than Config.Settle (a loaded host) would count as started, and
+	// the running apiserver's port would answer a probe of it.
+	never := ProbeFunc(func(context.Context) error { return fmt.Errorf("the bad apiserver serves nothing") })
+	if err := s.Register(Unit{Name: "unitst-badapi.service", Definition: &bad, Health: never}); err != nil {
 		t.Fatal(err)
 	}
 	err = s.Start(ctx, "unitst-badapi.service", 1)
