@@ -19,8 +19,7 @@ type etcdComponent struct {
 	// leadership is then moved to another member (see leaderAway).
 	vipHeld func() bool
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	leader bgLoop // placeLeader
 	// backup uploads the automatic snapshots (etcd.backup.s3), or nil.
 	backup *backup.Uploader
 }
@@ -66,7 +65,6 @@ func (h *leaderAway) observe(now time.Time, coincide bool) bool {
 // placeLeader moves etcd's leadership off this node while it holds the VIP,
 // until ctx ends.
 func (c *etcdComponent) placeLeader(ctx context.Context) {
-	defer close(c.done)
 	t := time.NewTicker(leaderAwayPoll)
 	defer t.Stop()
 	var h leaderAway
@@ -164,18 +162,13 @@ func (c *etcdComponent) Start(ctx context.Context) error {
 		return err
 	}
 	if c.vipHeld != nil {
-		pctx, cancel := context.WithCancel(context.Background())
-		c.cancel, c.done = cancel, make(chan struct{})
-		go c.placeLeader(pctx)
+		c.leader.start(c.placeLeader)
 	}
 	return nil
 }
 
 func (c *etcdComponent) Stop(ctx context.Context) error {
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
+	c.leader.stop()
 	if c.m == nil {
 		return nil
 	}

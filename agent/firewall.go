@@ -25,8 +25,7 @@ type firewallComponent struct {
 	fw      *firewall.Firewall
 	mu      sync.Mutex
 	allowed []netip.Addr
-	cancel  context.CancelFunc
-	done    chan struct{}
+	bg      bgLoop // loop
 }
 
 // firewallRefresh is how often the record is re-read besides the watch.
@@ -68,9 +67,7 @@ func (c *firewallComponent) Start(ctx context.Context) error {
 	if err := c.apply(rec); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	c.cancel, c.done = cancel, make(chan struct{})
-	go c.loop(runCtx)
+	c.bg.start(c.loop)
 	return nil
 }
 
@@ -131,7 +128,6 @@ func (c *firewallComponent) apply(rec *MembershipRecord) error {
 }
 
 func (c *firewallComponent) loop(ctx context.Context) {
-	defer close(c.done)
 	cli := c.client()
 	if cli == nil {
 		return
@@ -166,10 +162,7 @@ func (c *firewallComponent) Stop(ctx context.Context) error {
 	if c.fw == nil {
 		return nil
 	}
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
+	c.bg.stop()
 	return c.fw.Remove()
 }
 

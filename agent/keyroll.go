@@ -302,8 +302,7 @@ type keyRingComponent struct {
 	// lenient lets Start go on when that read fails (the loop retries).
 	atStart, lenient bool
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg bgLoop // loop
 
 	mu      sync.Mutex
 	st      keyRingState
@@ -338,27 +337,16 @@ func (c *keyRingComponent) Start(ctx context.Context) error {
 		c.lastErr = err.Error()
 		c.mu.Unlock()
 	}
-	bg, stop := context.WithCancel(context.Background())
-	c.cancel, c.done = stop, make(chan struct{})
-	go c.loop(bg, cli)
+	c.bg.start(func(ctx context.Context) { c.loop(ctx, cli) })
 	return nil
 }
 
 func (c *keyRingComponent) Stop(ctx context.Context) error {
-	if c.cancel == nil {
-		return nil
-	}
-	c.cancel()
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%s: stop: %w", c.roll.what, ctx.Err())
-	}
+	c.bg.stop()
+	return nil
 }
 
 func (c *keyRingComponent) loop(ctx context.Context, cli *clientv3.Client) {
-	defer close(c.done)
 	t := time.NewTicker(keyRingPoll)
 	defer t.Stop()
 	for {

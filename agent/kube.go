@@ -52,10 +52,9 @@ type kubeComponent struct {
 	skew    *versionsComponent
 	apiWait func()
 
-	mu      sync.Mutex
-	leaders map[string]*leaderUnit // registered at their first acquire
-	cancel  context.CancelFunc     // the credential loop's
-	done    chan struct{}
+	mu          sync.Mutex
+	leaders     map[string]*leaderUnit // registered at their first acquire
+	credentials bgLoop                 // credentialLoop
 }
 
 func (c *kubeComponent) Name() string { return "kube" }
@@ -242,9 +241,7 @@ func (c *kubeComponent) Start(ctx context.Context) error {
 		return err
 	}
 	if len(c.kubeconfigs) > 0 {
-		loopCtx, cancel := context.WithCancel(context.Background())
-		c.cancel, c.done = cancel, make(chan struct{})
-		go c.credentialLoop(loopCtx)
+		c.credentials.start(c.credentialLoop)
 	}
 	return nil
 }
@@ -255,10 +252,7 @@ func (c *kubeComponent) Stop(ctx context.Context) error {
 	if c.apiWait != nil {
 		c.apiWait()
 	}
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
+	c.credentials.stop()
 	if c.sup == nil {
 		return nil
 	}
@@ -451,7 +445,6 @@ func (l *leaderUnit) renewed(uint64, time.Time) {}
 const credentialCheckInterval = time.Minute
 
 func (c *kubeComponent) credentialLoop(ctx context.Context) {
-	defer close(c.done)
 	t := time.NewTicker(credentialCheckInterval)
 	defer t.Stop()
 	for {

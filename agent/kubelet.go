@@ -332,8 +332,7 @@ type kubeletComponent struct {
 	now func() time.Time
 
 	files  kubeletFiles
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg     bgLoop // run
 	mu     sync.Mutex
 	notAft time.Time // the client certificate's NotAfter
 }
@@ -386,16 +385,13 @@ func (c *kubeletComponent) Start(ctx context.Context) error {
 	if err := c.kube.sup.Register(units.Unit{Name: units.KubeletUnit, Definition: &def, Health: health}); err != nil {
 		return err
 	}
-	loopCtx, cancel := context.WithCancel(context.Background())
-	c.cancel, c.done = cancel, make(chan struct{})
-	go c.run(loopCtx)
+	c.bg.start(c.run)
 	return nil
 }
 
 // run starts the unit, then checks the client certificate every
 // renewBefore/10 (1 minute to 1 day) and renews it in place.
 func (c *kubeletComponent) run(ctx context.Context) {
-	defer close(c.done)
 	log := c.n.log.With("component", "kubelet")
 	t0 := time.Now()
 	if err := c.kube.sup.Start(ctx, units.KubeletUnit, 0); err != nil {
@@ -466,10 +462,7 @@ func (c *kubeletComponent) setNotAfter(t time.Time) {
 // Stop stops the kubelet (its pods keep running in the runtime) before
 // the kube component stops the apiserver.
 func (c *kubeletComponent) Stop(ctx context.Context) error {
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
+	c.bg.stop()
 	if c.kube.sup == nil {
 		return nil
 	}

@@ -37,8 +37,7 @@ type membershipComponent struct {
 	etcd func() *clientv3.Client
 	el   func() membershipElection
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg bgLoop // loop
 	// onRecord, if set, follows every record applied (the balancer's
 	// backends: wire.go).
 	onRecord func(MembershipRecord)
@@ -99,23 +98,13 @@ func (c *membershipComponent) Start(ctx context.Context) error {
 	if err := c.apply(r); err != nil {
 		return err
 	}
-	bg, stop := context.WithCancel(context.Background())
-	c.cancel, c.done = stop, make(chan struct{})
-	go c.loop(bg, cli)
+	c.bg.start(func(ctx context.Context) { c.loop(ctx, cli) })
 	return nil
 }
 
 func (c *membershipComponent) Stop(ctx context.Context) error {
-	if c.cancel == nil {
-		return nil
-	}
-	c.cancel()
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("membership: stop: %w", ctx.Err())
-	}
+	c.bg.stop()
+	return nil
 }
 
 // apply feeds r to the election; an older epoch is ignored there.
@@ -137,7 +126,6 @@ func (c *membershipComponent) apply(r MembershipRecord) error {
 }
 
 func (c *membershipComponent) loop(ctx context.Context, cli *clientv3.Client) {
-	defer close(c.done)
 	log := c.n.log.With("component", "membership")
 	wch := cli.Watch(clientv3.WithRequireLeader(ctx), MembershipKey)
 	t := time.NewTicker(advanceInterval)

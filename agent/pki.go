@@ -26,8 +26,7 @@ type pkiComponent struct {
 	n       *node
 	metrics *pki.Metrics
 	now     func() time.Time
-	cancel  context.CancelFunc
-	done    chan struct{}
+	bg      bgLoop // renewLoop
 	// running, when set (wire.go: kubeComponent.runningCerts), returns the
 	// NotAfter of the certificate each running kubeconfig-based unit
 	// started with, by certificate name ("scheduler.conf").
@@ -113,10 +112,8 @@ func (c *pkiComponent) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	c.done = make(chan struct{})
-	go c.renewLoop(runCtx, p, n.cfg.PKI.ExternalDir == "")
+	renew := n.cfg.PKI.ExternalDir == ""
+	c.bg.start(func(ctx context.Context) { c.renewLoop(ctx, p, renew) })
 	return nil
 }
 
@@ -152,7 +149,6 @@ const observeInterval = time.Minute
 // not, and the kube component restarts them when their kubeconfig's
 // certificate changed (kube.go, credentialLoop).
 func (c *pkiComponent) renewLoop(ctx context.Context, p pki.Params, renew bool) {
-	defer close(c.done)
 	renewT := time.NewTicker(renewCheckInterval(p))
 	defer renewT.Stop()
 	observeT := time.NewTicker(min(observeInterval, renewCheckInterval(p)))
@@ -260,10 +256,7 @@ func servedCert(ctx context.Context, addr string) (*x509.Certificate, error) {
 }
 
 func (c *pkiComponent) Stop(ctx context.Context) error {
-	if c.cancel != nil {
-		c.cancel()
-		<-c.done
-	}
+	c.bg.stop()
 	return nil
 }
 

@@ -134,8 +134,7 @@ type versionsComponent struct {
 	changed    chan struct{}     // closed and replaced at every decision
 	lastErr    string
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg bgLoop // loop
 }
 
 func newVersionsComponent(n *node, etcdC *etcdComponent) *versionsComponent {
@@ -189,20 +188,17 @@ func (c *versionsComponent) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	bg, stop := context.WithCancel(context.Background())
-	c.cancel, c.done = stop, make(chan struct{})
-	go c.loop(bg, cli)
+	c.bg.start(func(ctx context.Context) { c.loop(ctx, cli) })
 	return nil
 }
 
 // Stop marks the record not running (best effort: the others then no
 // longer compare with this master's apiserver, stopped before).
 func (c *versionsComponent) Stop(ctx context.Context) error {
-	if c.cancel == nil {
+	if !c.bg.running() {
 		return nil
 	}
-	c.cancel()
-	<-c.done
+	c.bg.stop()
 	cli := c.etcd()
 	if cli == nil {
 		return nil
@@ -225,7 +221,6 @@ func (c *versionsComponent) Stop(ctx context.Context) error {
 
 // loop re-decides at every change of a record or of the membership.
 func (c *versionsComponent) loop(ctx context.Context, cli *clientv3.Client) {
-	defer close(c.done)
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		vw := cli.Watch(wctx, VersionsPrefix, clientv3.WithPrefix())
