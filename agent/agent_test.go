@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/masterd/masterd/internal/freeport"
 )
 
 // fakeComponent records Start/Stop calls into a shared journal.
@@ -102,13 +105,7 @@ func runAgent(t *testing.T, a *Agent) (stop func() error) {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", freeport.TCP(t))
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,11 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/masterd/masterd/pki"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/masterd/masterd/internal/freeport"
+	"github.com/masterd/masterd/pki"
 )
 
 // testSecret is one cluster secret (etcd CA) from package pki, as masterd
@@ -53,12 +54,7 @@ func nodeTLS(t testing.TB, s *pki.Secret, dir, name string, addr netip.Addr) TLS
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) uint16 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
+	return uint16(freeport.TCP(t))
 }
 
 var loopback = netip.MustParseAddr("127.0.0.1")
