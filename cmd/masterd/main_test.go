@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/masterd/masterd/internal/cli"
+	"github.com/masterd/masterd/internal/freeport"
 )
 
 // buildBinary compiles masterd once per test binary run.
@@ -41,9 +43,7 @@ func TestOneNodeDaemonStartsAndStopsOnSIGTERM(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.TCP(t))
 	cfgPath := filepath.Join(dir, "masterd.yaml")
 	os.WriteFile(cfgPath, []byte(`name: solo
 peers: [{name: solo, address: 127.0.0.1}]

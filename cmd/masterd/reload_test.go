@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masterd/masterd/internal/freeport"
 )
 
 // A one-node daemon (real pki, embedded etcd and election; no VIP, no kube
@@ -27,14 +29,7 @@ func TestSIGHUPReloadsWithoutDroppingARole(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	freePort := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
+	freePort := func() string { return fmt.Sprintf("127.0.0.1:%d", freeport.TCPAndUDP(t)) }
 	addr, gossip := freePort(), freePort()
 	_, gossipPort, _ := net.SplitHostPort(gossip)
 	cfgPath := filepath.Join(dir, "masterd.yaml")
