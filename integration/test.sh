@@ -16,12 +16,15 @@
 #      them (every package not listed in stage 1, without the late tests):
 #      the lab scenarios run while containerd and the S3 server build at
 #      nice 19 in the CPU the labs leave idle;
-#   3. once everything is built, what needs containerd or the S3 server
-#      (the late packages and the late tests, by name).
+#   3. once containerd and the S3 server are built, what needs them (the
+#      late packages and the late tests, by name), while the previous
+#      Kubernetes minor builds;
+#   4. once that is built, the Kubernetes upgrade scenario.
 #
 # A test must not look for a binary before its stage: it would skip instead
 # of running. A new test that needs containerd or the S3 server goes into
-# late_tests (or its package into late). Packages run one at a time (-p 1): several boot
+# late_tests (or its package into late), one that needs the previous
+# Kubernetes minor into prev_tests. Packages run one at a time (-p 1): several boot
 # labs of real systemd hosts with etcd and kube-apiserver, and two such labs
 # at once on a 2-core machine turn the scenarios into load tests.
 set -uo pipefail
@@ -36,10 +39,11 @@ early=(./election/... ./etcdembed/... ./fence/... ./firewall/... ./vip/...
 	./integration/images/echo ./integration/images/pause
 	./bench/etcd/... ./bench/lb/... ./bench/report/...)
 late=(./backup/... ./integration/images)
-# Tests of stage-2 packages that need containerd (the worker scenarios),
-# the S3 server (the daemon's off-host backups) or the previous Kubernetes
-# minor (the upgrade scenario).
-late_tests='^(TestWorkerJoinsAndSurvivesVIPHolderCrash|TestMasterKubeletRegistersTaintedNode|TestBackupToS3ThroughTheDaemonAndTheCLI|TestRollingKubeUpgradeFromThePreviousMinor)$'
+# Tests of stage-2 packages that need containerd (the worker scenarios) or
+# the S3 server (the daemon's off-host backups), and those that need the
+# previous Kubernetes minor (the upgrade scenario).
+late_tests='^(TestWorkerJoinsAndSurvivesVIPHolderCrash|TestMasterKubeletRegistersTaintedNode|TestBackupToS3ThroughTheDaemonAndTheCLI)$'
+prev_tests='^(TestRollingKubeUpgradeFromThePreviousMinor)$'
 late_test_pkgs=(./integration/scenarios/... ./cmd/masterd/...)
 
 mkdir -p "$CACHE"
@@ -60,7 +64,7 @@ trap 'rm -rf "$state"' EXIT
 ) &
 builder=$!
 : >"$log"
-echo "test: building kube, containerd and s3 in the background (log: $log)"
+echo "test: building kube, containerd, s3 and kube-prev in the background (log: $log)"
 
 # await waits until build $1 is done; it fails when a build failed.
 await() {
@@ -85,12 +89,14 @@ make --no-print-directory package-host || exit 1
 "$GO" vet ./... || exit 1
 
 # A renamed late test would silently run in stage 2, before its binaries.
-names=$(tr '|' '\n' <<<"$late_tests" | wc -l)
-n=$("$GO" test -list "$late_tests" "${late_test_pkgs[@]}" | grep -c '^Test')
-if [[ $n -ne $names ]]; then
-	echo "test: late_tests in $0 names $names tests, $n found: update it" >&2
-	exit 1
-fi
+for list in late_tests prev_tests; do
+	names=$(tr '|' '\n' <<<"${!list}" | wc -l)
+	n=$("$GO" test -list "${!list}" "${late_test_pkgs[@]}" | grep -c '^Test')
+	if [[ $n -ne $names ]]; then
+		echo "test: $list in $0 names $names tests, $n found: update it" >&2
+		exit 1
+	fi
+done
 
 rc=0
 run "packages that need no build" "${early[@]}" || rc=1
@@ -98,10 +104,13 @@ run "packages that need no build" "${early[@]}" || rc=1
 await kube || exit 1
 mapfile -t middle < <(comm -23 <("$GO" list ./... | sort) \
 	<("$GO" list "${early[@]}" "${late[@]}" | sort))
-run "packages that need the Kubernetes binaries" -skip "$late_tests" "${middle[@]}" || rc=1
+run "packages that need the Kubernetes binaries" -skip "$late_tests|$prev_tests" "${middle[@]}" || rc=1
+
+await s3 || exit 1
+run "packages that need containerd or the S3 server" "${late[@]}" || rc=1
+run "tests that need containerd or the S3 server" -run "$late_tests" "${late_test_pkgs[@]}" || rc=1
 
 await kube-prev || exit 1
 wait "$builder" || exit 1
-run "packages that need containerd or the S3 server" "${late[@]}" || rc=1
-run "tests that need containerd or the S3 server" -run "$late_tests" "${late_test_pkgs[@]}" || rc=1
+run "tests that need the previous Kubernetes minor" -run "$prev_tests" "${late_test_pkgs[@]}" || rc=1
 exit $rc
