@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -89,8 +90,14 @@ func (o Options) Validate() error {
 	}
 	if o.KubeBinDir != "" {
 		for _, b := range kubeBinaries {
-			if _, err := os.Stat(filepath.Join(o.KubeBinDir, b)); err != nil {
+			p, err := filepath.EvalSymlinks(filepath.Join(o.KubeBinDir, b))
+			if err != nil {
 				errs = append(errs, fmt.Errorf("kubeBinDir: %w (build them with `make kube`)", err))
+				continue
+			}
+			if hostPrivate(p) {
+				errs = append(errs, fmt.Errorf("kubeBinDir: %s is under /tmp or /run, which every lab host has of its own: keep the cache elsewhere (MASTERD_CACHE)", p))
+				break
 			}
 		}
 	}
@@ -104,6 +111,18 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("vipProfile: %q: want default or fast", o.VIPProfile))
 	}
 	return errors.Join(errs...)
+}
+
+// hostPrivate reports whether path is in a directory each lab host mounts
+// afresh (its own tmpfs /tmp and /run), where a host does not see the
+// machine's file.
+func hostPrivate(path string) bool {
+	for _, d := range []string{"/tmp", "/run"} {
+		if path == d || strings.HasPrefix(path, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 var kubeBinaries = []string{"kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubectl"}
