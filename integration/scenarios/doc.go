@@ -40,6 +40,7 @@
 //   - TestMembershipReplaceOnRealHosts (kube-less): bad membership changes
 //     refused with nothing changed, m3 removed, wiped and added back while
 //     the VIP is sampled and a client writes; never two holders, no write lost.
+//     In make integration only: the recover and grow scenarios cover it.
 //   - TestMembershipGrowReplaceShrinkOnRealHosts (kube-less): 3→5 with
 //     `masterd member add` on hosts added as the README says, m3 replaced by
 //     a master of a new name and address (`member replace`), 5→3, bad input
