@@ -151,27 +151,35 @@ func FindDeb(dir string) string {
 	}
 }
 
-// FindKubeBinDir returns $KUBE_BIN_DIR, or the cache integration/kube/build.sh
-// fills (~/.cache/masterd/kube/<version>/bin), if it holds every binary.
-func FindKubeBinDir() string {
-	cands := []string{os.Getenv("KUBE_BIN_DIR")}
-	cache := os.Getenv("MASTERD_CACHE")
-	if cache == "" {
-		if h, err := os.UserHomeDir(); err == nil {
-			cache = filepath.Join(h, ".cache", "masterd")
-		}
+// CacheDir is where the builds keep their results: $MASTERD_CACHE, else
+// ~/.cache/masterd ("" when there is no home directory either).
+func CacheDir() string {
+	if c := os.Getenv("MASTERD_CACHE"); c != "" {
+		return c
 	}
-	v := os.Getenv("KUBE_VERSION")
-	if v == "" {
-		v = "v1.37.2"
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "masterd")
 	}
-	cands = append(cands, filepath.Join(cache, "kube", v, "bin"))
+	return ""
+}
+
+// findBinDir returns $dirEnv, or the cache directory <CacheDir>/<name>/
+// <version>/bin a build script fills for $versionEnv (default version), if
+// it holds every one of bins; else "".
+func findBinDir(dirEnv, name, versionEnv, version string, bins []string) string {
+	if v := os.Getenv(versionEnv); v != "" {
+		version = v
+	}
+	cands := []string{os.Getenv(dirEnv)}
+	if cache := CacheDir(); cache != "" {
+		cands = append(cands, filepath.Join(cache, name, version, "bin"))
+	}
 	for _, c := range cands {
 		if c == "" {
 			continue
 		}
 		ok := true
-		for _, b := range kubeBinaries {
+		for _, b := range bins {
 			if _, err := os.Stat(filepath.Join(c, b)); err != nil {
 				ok = false
 			}
@@ -181,4 +189,21 @@ func FindKubeBinDir() string {
 		}
 	}
 	return ""
+}
+
+// FindKubeBinDir returns $KUBE_BIN_DIR, or the cache integration/kube/build.sh
+// fills (~/.cache/masterd/kube/<version>/bin), if it holds every binary.
+func FindKubeBinDir() string {
+	return findBinDir("KUBE_BIN_DIR", "kube", "KUBE_VERSION", "v1.37.2", kubeBinaries)
+}
+
+// ControlPlaneBinaries are the binaries a Kubernetes upgrade replaces on a
+// master.
+var ControlPlaneBinaries = []string{"kube-apiserver", "kube-scheduler", "kube-controller-manager"}
+
+// FindPrevKubeBinDir returns $KUBE_PREV_BIN_DIR, or the cache `make
+// kube-prev` fills for $KUBE_PREV_VERSION (default v1.36.3, the previous
+// minor), if it holds the control-plane binaries; else "".
+func FindPrevKubeBinDir() string {
+	return findBinDir("KUBE_PREV_BIN_DIR", "kube", "KUBE_PREV_VERSION", "v1.36.3", ControlPlaneBinaries)
 }

@@ -61,3 +61,49 @@ func TestKubeBinDirUnderTmpIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// findBinDir takes the directory the environment names, else the cache's
+// directory of the version (the environment's, else the default), and only
+// one that holds every binary.
+func TestFindBinDir(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("MASTERD_CACHE", cache)
+	t.Setenv("LABT_DIR", "")
+	t.Setenv("LABT_VERSION", "")
+	bins := []string{"a", "b"}
+	mk := func(dir string, names ...string) string {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(dir, n), nil, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	if got := findBinDir("LABT_DIR", "thing", "LABT_VERSION", "v1", bins); got != "" {
+		t.Errorf("nothing built: %q, want \"\"", got)
+	}
+	mk(filepath.Join(cache, "thing", "v1", "bin"), "a")
+	if got := findBinDir("LABT_DIR", "thing", "LABT_VERSION", "v1", bins); got != "" {
+		t.Errorf("a binary missing: %q, want \"\"", got)
+	}
+	v1 := mk(filepath.Join(cache, "thing", "v1", "bin"), "b")
+	if got := findBinDir("LABT_DIR", "thing", "LABT_VERSION", "v1", bins); got != v1 {
+		t.Errorf("default version: %q, want %q", got, v1)
+	}
+	v2 := mk(filepath.Join(cache, "thing", "v2", "bin"), "a", "b")
+	t.Setenv("LABT_VERSION", "v2")
+	if got := findBinDir("LABT_DIR", "thing", "LABT_VERSION", "v1", bins); got != v2 {
+		t.Errorf("version from the environment: %q, want %q", got, v2)
+	}
+	own := mk(filepath.Join(t.TempDir(), "own"), "a", "b")
+	t.Setenv("LABT_DIR", own)
+	if got := findBinDir("LABT_DIR", "thing", "LABT_VERSION", "v1", bins); got != own {
+		t.Errorf("directory from the environment: %q, want %q", got, own)
+	}
+	if got := CacheDir(); got != cache {
+		t.Errorf("CacheDir() = %q, want $MASTERD_CACHE %q", got, cache)
+	}
+}

@@ -553,33 +553,7 @@ func (w *Worker) Close() error {
 // integration/containerd/build.sh fills for $CONTAINERD_VERSION (default
 // v2.4.2), if it holds the binaries; else "".
 func FindContainerdBinDir() string {
-	cands := []string{os.Getenv("CONTAINERD_BIN_DIR")}
-	cache := os.Getenv("MASTERD_CACHE")
-	if cache == "" {
-		if h, err := os.UserHomeDir(); err == nil {
-			cache = filepath.Join(h, ".cache", "masterd")
-		}
-	}
-	v := os.Getenv("CONTAINERD_VERSION")
-	if v == "" {
-		v = "v2.4.2"
-	}
-	cands = append(cands, filepath.Join(cache, "containerd", v, "bin"))
-	for _, c := range cands {
-		if c == "" {
-			continue
-		}
-		ok := true
-		for _, b := range containerdBinaries {
-			if _, err := os.Stat(filepath.Join(c, b)); err != nil {
-				ok = false
-			}
-		}
-		if ok {
-			return c
-		}
-	}
-	return ""
+	return findBinDir("CONTAINERD_BIN_DIR", "containerd", "CONTAINERD_VERSION", "v2.4.2", containerdBinaries)
 }
 
 // kubeletPatch is the patch kubeadm join applies to the KubeletConfiguration

@@ -45,13 +45,9 @@ func TestRollingMasterdUpgradeFromAnEarlierCommit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	newDeb := o.Deb
-	cache := os.Getenv("MASTERD_CACHE")
+	cache := lab.CacheDir()
 	if cache == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(h, ".cache", "masterd")
+		t.Fatal("no cache directory: set MASTERD_CACHE")
 	}
 	wd, err := os.Getwd()
 	if err != nil {
