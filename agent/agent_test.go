@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -327,4 +328,28 @@ func hasPrefix(m map[string]bool, p string) bool {
 		}
 	}
 	return false
+}
+
+func TestPprofIsServedOnlyWhenAskedAndOnlyOnLoopback(t *testing.T) {
+	off := New(testConfig(t), Options{})
+	rec := httptest.NewRecorder()
+	off.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("pprof off: /debug/pprof/ answered %d, want 404", rec.Code)
+	}
+	cfg := testConfig(t)
+	cfg.Metrics.Pprof = true
+	rec = httptest.NewRecorder()
+	New(cfg, Options{}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("pprof on: /debug/pprof/ answered %d, want 200", rec.Code)
+	}
+	for listen, ok := range map[string]bool{"127.0.0.1:9990": true, "[::1]:9990": true, "0.0.0.0:9990": false, ":9990": false, "10.0.0.5:9990": false} {
+		c := DefaultConfig()
+		c.Metrics.Listen, c.Metrics.Pprof = listen, true
+		err := c.Validate()
+		if got := err == nil || !strings.Contains(err.Error(), "metrics.pprof"); got != ok {
+			t.Errorf("metrics.pprof with listen %s: accepted %v, want %v (%v)", listen, got, ok, err)
+		}
+	}
 }

@@ -148,6 +148,9 @@ type ComponentConfig struct {
 // MetricsConfig configures the HTTP endpoint.
 type MetricsConfig struct {
 	Listen string `yaml:"listen" doc:"host:port of /metrics, /healthz, /readyz and /status; 'masterd status' reads it"`
+	// Pprof is off by default: profiles show internals and cost CPU while
+	// taken; the validator allows it on a loopback listen address only.
+	Pprof bool `yaml:"pprof" doc:"serve Go's /debug/pprof/ on metrics.listen too (loopback addresses only)"`
 }
 
 // LogConfig configures logging.

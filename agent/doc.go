@@ -33,5 +33,6 @@
 // On metrics.listen: /metrics (one registry for the whole process, Go and
 // process collectors, masterd_build_info), /healthz (the process is alive and
 // not a stale leader), /readyz (every component check; the body lists the
-// failing ones), /status (JSON for `masterd status`).
+// failing ones), /status (JSON for `masterd status`), and with metrics.pprof
+// (off by default, loopback addresses only) Go's /debug/pprof/.
 package agent

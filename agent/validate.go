@@ -228,8 +228,13 @@ func (c *Config) Validate() error {
 	} else {
 		if a, err := netip.ParseAddr(host); host != "" && err != nil {
 			bad("metrics.listen", "%q: host must be an IP address", c.Metrics.Listen)
-		} else if host == "" || a.IsUnspecified() || a == c.Address || a.IsLoopback() {
-			ports.add("metrics.listen", n)
+		} else {
+			if host == "" || a.IsUnspecified() || a == c.Address || a.IsLoopback() {
+				ports.add("metrics.listen", n)
+			}
+			if c.Metrics.Pprof && (host == "" || !a.IsLoopback()) {
+				bad("metrics.pprof", "needs a loopback metrics.listen, not %q", c.Metrics.Listen)
+			}
 		}
 	}
 	switch c.Log.Format {
