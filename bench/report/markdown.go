@@ -12,23 +12,6 @@ type Named struct {
 	Name, Description string
 }
 
-// Footprint is the memory and idle CPU of one process group (a systemd unit)
-// on one host.
-type Footprint struct {
-	// Stack is what the process group belongs to: "masterd" or
-	// "etcd+keepalived+haproxy".
-	Stack     string
-	Component string
-	Host      string
-	// RSS is the summed resident set size of the unit's processes.
-	RSS int64
-	// CPU is the unit's CPU time per second of wall time while idle.
-	CPU time.Duration
-	// Window is how long CPU was measured.
-	Window time.Duration
-	Err    string
-}
-
 // Meta describes a run for the note.
 type Meta struct {
 	Title       string
@@ -41,8 +24,10 @@ type Meta struct {
 	TrialsAsked int
 	Systems     []Named
 	Scenarios   []Named
-	Notes       []string
-	Footprint   []Footprint
+	// Notes are printed at the top, except those starting with
+	// FootprintNotePrefix, which go under the footprint tables.
+	Notes     []string
+	Footprint []Footprint
 	// Plots maps a scenario to its SVG file name (relative to the note).
 	Plots map[string]string
 	// Appendix holds other notes (Markdown) copied in at the end, headings
@@ -60,8 +45,15 @@ func fmtMS(d time.Duration) string {
 func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 	var b strings.Builder
 	sysNames := names(meta.Systems)
-	scNames := names(meta.Scenarios)
-	cells := Cells(trials, sysNames, scNames)
+	allSc := names(meta.Scenarios)
+	cells := Cells(trials, sysNames, allSc)
+	// The VIP tables leave the takeover scenarios out (no VIP outage).
+	var scNames []string
+	for _, sc := range allSc {
+		if !TakeoverScenario(sc) {
+			scNames = append(scNames, sc)
+		}
+	}
 	cell := func(sys, sc string) *Cell {
 		for i := range cells {
 			if cells[i].System == sys && cells[i].Scenario == sc {
@@ -87,7 +79,11 @@ func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 	}
 	fmt.Fprintf(&b, "Trials: %d per cell asked (-trials); cells ran %s (see each table's n). ", meta.TrialsAsked, strings.Join(sortStrings(counts), ", "))
 	b.WriteString("Every system ran in this one run, on the same lab (three masters with real systemd in network namespaces on one bridge) and the same client namespace.\n\n")
-	for _, n := range meta.Notes {
+	notes, footNotes := splitFootprintNotes(meta.Notes)
+	if len(meta.Footprint) == 0 {
+		notes = meta.Notes
+	}
+	for _, n := range notes {
 		fmt.Fprintf(&b, "%s\n\n", n)
 	}
 
@@ -130,9 +126,14 @@ func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n\"dual N\": the number of trials in which two holders were seen at least once, in `ip addr` of the master namespaces on the wire (sampled every 10 ms) or as two MACs answering ARP for the VIP at the client (every 20 ms).\n\n")
+	b.WriteString(apiTable(cells, sysNames, scNames))
+	b.WriteString(takeoverTable(cells))
 
 	// Per scenario.
 	for _, sc := range meta.Scenarios {
+		if TakeoverScenario(sc.Name) {
+			continue
+		}
 		fmt.Fprintf(&b, "## %s\n\n%s\n\n", sc.Name, sc.Description)
 		if p, ok := meta.Plots[sc.Name]; ok {
 			fmt.Fprintf(&b, "![outage CDF, %s](%s)\n\n", sc.Name, p)
@@ -217,33 +218,7 @@ func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 	}
 
 	if len(meta.Footprint) > 0 {
-		b.WriteString("## Footprint (idle)\n\nRSS summed over the unit's processes; CPU is utime+stime over the window, per second. The kube components are not counted on either side.\n\n")
-		b.WriteString("| stack | component | host | RSS (MiB) | idle CPU (ms/s) | window |\n|---|---|---|---:|---:|---:|\n")
-		totals := map[string][2]float64{}
-		hosts := map[string]map[string]bool{}
-		var order []string
-		for _, f := range meta.Footprint {
-			if f.Err != "" {
-				fmt.Fprintf(&b, "| %s | %s | %s | error: %s | | |\n", f.Stack, f.Component, f.Host, f.Err)
-				continue
-			}
-			rss := float64(f.RSS) / (1 << 20)
-			cpu := float64(f.CPU) / float64(time.Millisecond)
-			fmt.Fprintf(&b, "| %s | %s | %s | %.1f | %.1f | %s |\n", f.Stack, f.Component, f.Host, rss, cpu, f.Window)
-			if _, ok := totals[f.Stack]; !ok {
-				order = append(order, f.Stack)
-				hosts[f.Stack] = map[string]bool{}
-			}
-			t := totals[f.Stack]
-			totals[f.Stack] = [2]float64{t[0] + rss, t[1] + cpu}
-			hosts[f.Stack][f.Host] = true
-		}
-		b.WriteString("\nPer host (mean over hosts):\n\n| stack | RSS (MiB) | idle CPU (ms/s) |\n|---|---:|---:|\n")
-		for _, s := range order {
-			n := float64(len(hosts[s]))
-			fmt.Fprintf(&b, "| %s | %.1f | %.1f |\n", s, totals[s][0]/n, totals[s][1]/n)
-		}
-		b.WriteString("\n")
+		writeFootprint(&b, meta.Footprint, footNotes)
 	}
 
 	b.WriteString("## Systems\n\n")

@@ -33,11 +33,14 @@ func TestPercentileIsNearestRank(t *testing.T) {
 func sample() []Trial {
 	return []Trial{
 		{System: "masterd-default", Scenario: "linkcut", N: 1, Victim: "m1", NewHolder: "m2", Outage: 912 * time.Millisecond,
-			Moved: 850 * time.Millisecond, Samples: 300, ARPRounds: 150, API: -1},
+			Moved: 850 * time.Millisecond, Samples: 300, ARPRounds: 150, API: 1071 * time.Millisecond, APIWrite: 1103 * time.Millisecond,
+			PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "takeover-crash", N: 1, Victim: "m2", Moved: -1, API: -1, APIWrite: -1,
+			PodBound: 4200 * time.Millisecond, PodsCreated: 5100 * time.Millisecond, VictimRoles: "scheduler,controller-manager"},
 		{System: "keepalived-default", Scenario: "partition", N: 1, Victim: "m1", NewHolder: "m1", Outage: 5 * time.Second,
-			Moved: -1, Samples: 800, DualSamples: 400, ARPRounds: 400, DualARP: 200, PostHeal: 3 * time.Second, API: -1,
+			Moved: -1, Samples: 800, DualSamples: 400, ARPRounds: 400, DualARP: 200, PostHeal: 3 * time.Second, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1,
 			StaleNeighbour: true},
-		{System: "keepalived-default", Scenario: "partition", N: 2, Err: "VIP never stable, \"quoted\""},
+		{System: "keepalived-default", Scenario: "partition", N: 2, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1, Err: "VIP never stable, \"quoted\""},
 	}
 }
 
@@ -125,5 +128,53 @@ func TestMarkdownHasMainTableRowPerSystemAndListsErrors(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+func TestReadCSVAcceptsResultsWrittenBeforeTheAPIWriteColumns(t *testing.T) {
+	v1 := strings.Join(csvHeaderV1, ",") + "\nmasterd-default,linkcut,1,m1,m2,800.0,803.0,300,0,150,0,0.0,0,1071.0,false,\n"
+	got, err := ReadCSV(strings.NewReader(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].API != 1071*time.Millisecond || got[0].APIWrite != -1 || got[0].PodBound != -1 || got[0].PodsCreated != -1 {
+		t.Errorf("read %+v, want API 1.071s and the new columns unmeasured (-1)", got)
+	}
+}
+
+func TestAPIAndTakeoverTables(t *testing.T) {
+	trials := []Trial{
+		{System: "masterd-default", Scenario: "crash", N: 1, API: 900 * time.Millisecond, APIWrite: 1200 * time.Millisecond, PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "crash", N: 2, API: 1100 * time.Millisecond, APIWrite: -1, PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "crash", N: 3, API: 5 * time.Second, Err: "undo: not stable"},
+		{System: "masterd-default", Scenario: "stress", N: 1, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "takeover-crash", N: 1, API: -1, APIWrite: -1, PodBound: 4 * time.Second, PodsCreated: 6 * time.Second, VictimRoles: "scheduler"},
+		{System: "masterd-default", Scenario: "takeover-crash", N: 2, API: -1, APIWrite: -1, PodBound: 3 * time.Second, PodsCreated: 5 * time.Second, VictimRoles: "controller-manager"},
+	}
+	cells := Cells(trials, []string{"masterd-default"}, []string{"crash", "stress", "takeover-crash"})
+	api := apiTable(cells, []string{"masterd-default"}, []string{"crash", "stress"})
+	// The failed trial is left out; the trial whose write never succeeded
+	// is counted as never; stress has no API figure and no column.
+	for _, want := range []string{"| crash readyz | crash write |", "| masterd-default | 900 / 1100 (n=2) | 1200 / 1200 (n=1, 1 never) |"} {
+		if !strings.Contains(api, want) {
+			t.Errorf("API table lacks %q:\n%s", want, api)
+		}
+	}
+	if strings.Contains(api, "stress") {
+		t.Errorf("API table has a column for stress, which measured none:\n%s", api)
+	}
+	// Pod bound only from the trial whose victim held the scheduler, the
+	// Deployment's pod only from the controller-manager's.
+	to := takeoverTable(cells)
+	if want := "| takeover-crash | masterd-default | 2 (0) | 4000 / 4000 (n=1) | 5000 / 5000 (n=1) |"; !strings.Contains(to, want) {
+		t.Errorf("takeover table lacks %q:\n%s", want, to)
+	}
+	var md bytes.Buffer
+	meta := Meta{Systems: []Named{{Name: "masterd-default"}}, Scenarios: []Named{{Name: "crash"}, {Name: "stress"}, {Name: "takeover-crash"}}}
+	if err := Markdown(&md, meta, trials); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(md.String(), "## takeover-crash") || strings.Contains(md.String(), " takeover-crash |\n|---|") {
+		t.Errorf("the VIP tables show the takeover scenario:\n%s", md.String())
 	}
 }

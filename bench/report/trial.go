@@ -45,6 +45,19 @@ type Trial struct {
 	// API is the time from the fault to the first successful Kubernetes API
 	// call through the VIP; negative when not measured.
 	API time.Duration
+	// APIWrite is the time from the fault to the first successful write (a
+	// ConfigMap patch) through the VIP; negative when not measured.
+	APIWrite time.Duration
+	// PodBound and PodsCreated (takeover scenarios): the time from the
+	// fault until a Pod created after it was bound to a node (the
+	// scheduler's work) and until a Deployment scaled up after it had its
+	// new pod (the controller-manager's); negative when not measured or
+	// never seen.
+	PodBound    time.Duration
+	PodsCreated time.Duration
+	// VictimRoles lists the kube roles the victim held at the fault
+	// (takeover scenarios), e.g. "scheduler,controller-manager".
+	VictimRoles string
 	// StaleNeighbour is true when, after the trial's fault was undone, the
 	// client's neighbour entry stayed on a MAC that no longer held the VIP
 	// and the harness had to flush it to go on.
@@ -55,9 +68,13 @@ type Trial struct {
 
 var csvHeader = []string{"system", "scenario", "trial", "victim", "new_holder", "outage_ms", "moved_ms",
 	"samples", "dual_samples", "arp_rounds", "dual_arp", "post_heal_ms", "false_failovers", "api_ms",
-	"stale_neighbour", "error"}
+	"stale_neighbour", "error", "api_write_ms", "pod_bound_ms", "pods_created_ms", "victim_roles"}
 
-func ms(d time.Duration) string {
+// csvHeaderV1 is the header of results written before the API write and
+// takeover columns (read with those unmeasured).
+var csvHeaderV1 = csvHeader[:16]
+
+func csvMS(d time.Duration) string {
 	if d < 0 {
 		return "-1"
 	}
@@ -72,9 +89,10 @@ func WriteCSV(w io.Writer, trials []Trial) error {
 		return fmt.Errorf("report: write csv: %w", err)
 	}
 	for _, t := range trials {
-		rec := []string{t.System, t.Scenario, strconv.Itoa(t.N), t.Victim, t.NewHolder, ms(t.Outage), ms(t.Moved),
+		rec := []string{t.System, t.Scenario, strconv.Itoa(t.N), t.Victim, t.NewHolder, csvMS(t.Outage), csvMS(t.Moved),
 			strconv.Itoa(t.Samples), strconv.Itoa(t.DualSamples), strconv.Itoa(t.ARPRounds), strconv.Itoa(t.DualARP),
-			ms(t.PostHeal), strconv.Itoa(t.FalseFailovers), ms(t.API), strconv.FormatBool(t.StaleNeighbour), t.Err}
+			csvMS(t.PostHeal), strconv.Itoa(t.FalseFailovers), csvMS(t.API), strconv.FormatBool(t.StaleNeighbour), t.Err,
+			csvMS(t.APIWrite), csvMS(t.PodBound), csvMS(t.PodsCreated), t.VictimRoles}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("report: write csv: %w", err)
 		}
@@ -96,8 +114,8 @@ func ReadCSV(r io.Reader) ([]Trial, error) {
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("report: read csv: empty")
 	}
-	if len(recs[0]) != len(csvHeader) {
-		return nil, fmt.Errorf("report: read csv: header has %d columns, want %d", len(recs[0]), len(csvHeader))
+	if len(recs[0]) != len(csvHeader) && len(recs[0]) != len(csvHeaderV1) {
+		return nil, fmt.Errorf("report: read csv: header has %d columns, want %d (or %d, before the API write column)", len(recs[0]), len(csvHeader), len(csvHeaderV1))
 	}
 	var out []Trial
 	for i, rec := range recs[1:] {
@@ -130,6 +148,11 @@ func ReadCSV(r io.Reader) ([]Trial, error) {
 		t.API = dur(rec[13])
 		t.StaleNeighbour = rec[14] == "true"
 		t.Err = rec[15]
+		t.APIWrite, t.PodBound, t.PodsCreated = -1, -1, -1
+		if len(rec) == len(csvHeader) {
+			t.APIWrite, t.PodBound, t.PodsCreated = dur(rec[16]), dur(rec[17]), dur(rec[18])
+			t.VictimRoles = rec[19]
+		}
 		if len(errs) > 0 {
 			return nil, fmt.Errorf("report: read csv: row %d: %v", i+2, errs[0])
 		}

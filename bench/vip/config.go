@@ -18,6 +18,9 @@ type Config struct {
 	// TrialsFor overrides Trials for some systems, by name (e.g. a slow
 	// system measured with fewer trials in the same run).
 	TrialsFor map[string]int
+	// TakeoverTrials is the number of trials of each takeover scenario (in
+	// the masterd-default system only); each crash trial reboots a master.
+	TakeoverTrials int
 	// Systems and Scenarios to run, by name (see AllSystems, AllScenarios).
 	Systems   []string
 	Scenarios []string
@@ -59,9 +62,10 @@ func DefaultConfig() Config {
 	}
 	return Config{
 		// Issue 11 asks for at least 30 trials per scenario (issue 5: 20).
-		Trials:    30,
-		Systems:   systems,
-		Scenarios: AllScenarios(),
+		Trials:         30,
+		TakeoverTrials: 10,
+		Systems:        systems,
+		Scenarios:      AllScenarios(),
 		// Four systems, five scenarios, 30 trials of ~10 s each is about
 		// 1.7 h, kube-vip's slower failover (windows up to 36 s) about 1 h
 		// more; the budget leaves room for the lab and the switches.
@@ -85,6 +89,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Trials < 1 {
 		errs = append(errs, fmt.Errorf("trials: %d: want at least 1", c.Trials))
+	}
+	if c.TakeoverTrials < 1 {
+		errs = append(errs, fmt.Errorf("takeoverTrials: %d: want at least 1", c.TakeoverTrials))
 	}
 	if len(c.Systems) == 0 {
 		errs = append(errs, errors.New("systems: empty"))
@@ -145,5 +152,18 @@ func (c Config) trials(name string) int {
 // duration of one trial (fault, observation, undo and settling), so that
 // the budget is split by the work each system has, not evenly.
 func (c Config) cost(s System) time.Duration {
-	return time.Duration(c.trials(s.Name)*len(c.Scenarios)) * max(10*time.Second, 2*s.Expect+6*time.Second)
+	var d time.Duration
+	for _, sc := range c.Scenarios {
+		switch {
+		case takeoverScenario(sc) && s.Name != takeoverSystem:
+		case takeoverScenario(sc):
+			// The fault's window, then a reboot or a heal and the rejoin.
+			d += time.Duration(c.TakeoverTrials) * 90 * time.Second
+		case sc == Crash:
+			d += time.Duration(c.trials(s.Name)) * 60 * time.Second
+		default:
+			d += time.Duration(c.trials(s.Name)) * max(10*time.Second, 2*s.Expect+6*time.Second)
+		}
+	}
+	return d
 }

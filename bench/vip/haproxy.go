@@ -2,6 +2,7 @@ package vip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -52,26 +53,28 @@ backend masters
 // startHAProxy writes haproxyConf into every master and starts it as the
 // transient unit bench-haproxy.
 func startHAProxy(ctx context.Context, l *lab.Lab) error {
-	var names []string
-	var addrs []netip.Addr
+	var errs []error
 	for _, m := range l.Masters() {
-		names, addrs = append(names, m.Name), append(addrs, m.Addr)
+		errs = append(errs, startHAProxyOn(ctx, l, m))
 	}
-	cfg := []byte(haproxyConf(l.VIP(), names, addrs, l.KubeEnabled()))
-	var errs []string
-	for _, m := range l.Masters() {
-		if err := m.Host().WriteFile("/etc/haproxy/bench.cfg", cfg, 0o644); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", m.Name, err))
-			continue
-		}
-		if err := startUnit(ctx, m, haproxyUnit, nil, "/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/bench.cfg"); err != nil {
-			errs = append(errs, err.Error())
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("vip bench: start haproxy: %s", strings.Join(errs, "; "))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vip bench: start haproxy: %w", err)
 	}
 	return nil
+}
+
+// startHAProxyOn writes haproxyConf into m and starts bench-haproxy there.
+func startHAProxyOn(ctx context.Context, l *lab.Lab, m *lab.Master) error {
+	var names []string
+	var addrs []netip.Addr
+	for _, o := range l.Masters() {
+		names, addrs = append(names, o.Name), append(addrs, o.Addr)
+	}
+	cfg := []byte(haproxyConf(l.VIP(), names, addrs, l.KubeEnabled()))
+	if err := m.Host().WriteFile("/etc/haproxy/bench.cfg", cfg, 0o644); err != nil {
+		return fmt.Errorf("%s: %w", m.Name, err)
+	}
+	return startUnit(ctx, m, haproxyUnit, nil, "/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/bench.cfg")
 }
 
 // stopHAProxy stops bench-haproxy in every master.

@@ -76,6 +76,20 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 		return res, err
 	}
 	b := &bench{cfg: cfg, l: l, vip: net.IP(l.VIP().AsSlice()), progress: progress}
+	if l.KubeEnabled() {
+		kc, err := l.AdminKubeconfig()
+		if err == nil {
+			b.api, err = newAPIClient(kc, l.ClientNS())
+		}
+		if err == nil {
+			actx, cancel := context.WithTimeout(ctx, time.Minute)
+			err = b.api.ensureWriteTarget(actx)
+			cancel()
+		}
+		if err != nil {
+			return res, err
+		}
+	}
 	macs, err := l.MACs()
 	if err != nil {
 		return res, err
@@ -154,7 +168,15 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 					cut = true
 					break trials
 				}
-				t := b.trial(ctx, s, sc, n)
+				if takeoverScenario(sc) && (s.Name != takeoverSystem || n > cfg.TakeoverTrials) {
+					continue
+				}
+				var t report.Trial
+				if takeoverScenario(sc) {
+					t = b.takeoverTrial(ctx, s, sc, n)
+				} else {
+					t = b.trial(ctx, s, sc, n)
+				}
 				res.Trials = append(res.Trials, t)
 				progress("%s %s %d/%d: %s", s.Name, sc, n, trials, describe(t))
 				if strings.Contains(t.Err, "undo:") || strings.HasPrefix(t.Err, "before the fault") {
@@ -180,6 +202,11 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 	return res, nil
 }
 
+// takeoverSystem is the one system the takeover scenarios run in: the kube
+// components' roles are masterd's whoever holds the VIP, and the default
+// profile is what users run.
+const takeoverSystem = "masterd-default"
+
 func countSystem(ts []report.Trial, sys string) int {
 	n := 0
 	for _, t := range ts {
@@ -204,7 +231,19 @@ func describe(t report.Trial) string {
 		s += fmt.Sprintf(", false failovers %d", t.FalseFailovers)
 	}
 	if t.API >= 0 {
-		s += fmt.Sprintf(", API %.3fs", t.API.Seconds())
+		s += fmt.Sprintf(", readyz %.3fs", t.API.Seconds())
+	}
+	if t.APIWrite >= 0 {
+		s += fmt.Sprintf(", write %.3fs", t.APIWrite.Seconds())
+	}
+	if t.VictimRoles != "" {
+		s += ", victim held " + t.VictimRoles
+	}
+	if t.PodBound >= 0 {
+		s += fmt.Sprintf(", pod bound %.3fs", t.PodBound.Seconds())
+	}
+	if t.PodsCreated >= 0 {
+		s += fmt.Sprintf(", deployment's pod %.3fs", t.PodsCreated.Seconds())
 	}
 	if t.StaleNeighbour {
 		s += ", client neighbour stale after undo (flushed)"

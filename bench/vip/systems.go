@@ -84,19 +84,44 @@ const (
 	SIGTERM   = "sigterm"
 	Partition = "partition"
 	Stress    = "stress"
+	// Crash cuts the holder's link and kills its PID 1: the machine is gone
+	// with every process on it (its apiserver and etcd member too).
+	Crash = "crash"
+	// TakeoverCrash and TakeoverPartition crash or isolate the holder of
+	// the scheduler or controller-manager role (not the VIP's) and measure
+	// the work a user waits for: a new Pod bound, a scaled Deployment's new
+	// pod created. masterd systems only: the kube components' takeover does
+	// not depend on who holds the VIP.
+	TakeoverCrash     = "takeover-crash"
+	TakeoverPartition = "takeover-partition"
 )
 
 // AllScenarios lists the scenarios in run order.
-func AllScenarios() []string { return []string{LinkCut, SIGKILL, SIGTERM, Partition, Stress} }
+func AllScenarios() []string {
+	return []string{LinkCut, SIGKILL, SIGTERM, Partition, Stress, Crash, TakeoverCrash, TakeoverPartition}
+}
+
+// apiScenario reports whether the API probes run in scenario sc: the
+// faults that take the holder's path to the apiserver away.
+func apiScenario(sc string) bool {
+	return sc == LinkCut || sc == SIGKILL || sc == Partition || sc == Crash
+}
+
+// takeoverScenario reports whether sc measures the kube components'
+// takeover rather than the VIP's.
+func takeoverScenario(sc string) bool { return sc == TakeoverCrash || sc == TakeoverPartition }
 
 // ScenarioDescriptions says what each scenario does, for the note.
 func ScenarioDescriptions() map[string]string {
 	return map[string]string{
-		LinkCut:   "The holder's bridge port goes down (a pulled cable; its namespace keeps the VIP but is off the wire). Outage: longest gap between ping replies at the client (10 ms pings) from the fault until the client is served again.",
-		SIGKILL:   "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. kube-vip: `systemctl kill -s SIGKILL bench-kube-vip` (restarted after 2 s). The host's kernel stays up with its link: a dead keepalived or kube-vip leaves the VIP on eth0, answering.",
-		SIGTERM:   "Graceful stop: `systemctl stop masterd` / `bench-keepalived` / `bench-kube-vip` (SIGTERM). Outage as for linkcut.",
-		Partition: "nftables in the holder's namespace drop every packet from and to the other masters (and VRRP multicast) for a hold time, then the partition heals. Outage: the longer of the longest ping gap and the longest time the client's neighbour entry for the VIP pointed at no right holder (the isolated master is never right while isolated) — measured until the client reaches the right holder again after the heal. Post-heal: the same measure from the heal on.",
-		Stress:    "stress-ng --cpu 4 on the holder (bounded), as its own transient unit in the holder's host (`systemd-run --wait --unit bench-stress`): its own session and scheduler autogroup, like a neighbour service, so it competes with the VIP daemon rather than with the benchmark's probes. Any move of the VIP away from it is a false failover.",
+		LinkCut:           "The holder's bridge port goes down (a pulled cable; its namespace keeps the VIP but is off the wire). Outage: longest gap between ping replies at the client (10 ms pings) from the fault until the client is served again.",
+		SIGKILL:           "The VIP daemon dies. masterd: `systemctl kill -s SIGKILL masterd` (systemd restarts it after 2 s). keepalived: SIGSTOP the parent, SIGKILL the VRRP child, SIGKILL the parent. kube-vip: `systemctl kill -s SIGKILL bench-kube-vip` (restarted after 2 s). The host's kernel stays up with its link: a dead keepalived or kube-vip leaves the VIP on eth0, answering.",
+		SIGTERM:           "Graceful stop: `systemctl stop masterd` / `bench-keepalived` / `bench-kube-vip` (SIGTERM). Outage as for linkcut.",
+		Partition:         "nftables in the holder's namespace drop every packet from and to the other masters (and VRRP multicast) for a hold time, then the partition heals. Outage: the longer of the longest ping gap and the longest time the client's neighbour entry for the VIP pointed at no right holder (the isolated master is never right while isolated) — measured until the client reaches the right holder again after the heal. Post-heal: the same measure from the heal on.",
+		Crash:             "The holder crashes: its bridge port goes down, then its PID 1 is SIGKILLed (every process of the host dies: VIP daemon, etcd member, kube-apiserver, haproxy). Afterwards the host boots again with its disk and rejoins before the next trial.",
+		TakeoverCrash:     "The holder of the scheduler role (odd trials) or of the controller-manager role (even trials) crashes as in crash. Right after the fault the client creates a Pod and scales a Deployment up by one through the VIP (retrying until the API takes them); figures: the time from the fault until the Pod is bound to a node, and until the Deployment's new pod exists.",
+		TakeoverPartition: "As takeover-crash, but the role holder is isolated from the other masters (as in partition) for 30 s, then healed.",
+		Stress:            "stress-ng --cpu 4 on the holder (bounded), as its own transient unit in the holder's host (`systemd-run --wait --unit bench-stress`): its own session and scheduler autogroup, like a neighbour service, so it competes with the VIP daemon rather than with the benchmark's probes. Any move of the VIP away from it is a false failover.",
 	}
 }
 

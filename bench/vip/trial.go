@@ -20,6 +20,10 @@ type bench struct {
 	macs     []string // by master index
 	vip      net.IP
 	progress func(format string, args ...any)
+	// api makes the API probes' requests (nil without kube binaries).
+	api *apiClient
+	// takeoverReady is set once the takeover workload exists.
+	takeoverReady bool
 }
 
 // Sampling intervals (the issues' 10 ms; ARP every 20 ms with 10 ms for the
@@ -33,6 +37,9 @@ const (
 	// servedGap for servedSpan.
 	servedSpan = time.Second
 	servedGap  = 200 * time.Millisecond
+	// apiWait is how long a trial waits for the API probes after the
+	// VIP's observation ended.
+	apiWait = 20 * time.Second
 )
 
 func (b *bench) macIndex(mac string) int {
@@ -90,7 +97,7 @@ const healWindow = 15 * time.Second
 // trial runs one fault of scenario sc against the current holder, measures
 // it, undoes it and waits for the lab to be stable again.
 func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Trial {
-	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1}
+	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1}
 	vi, err := b.holder()
 	if err != nil {
 		t.Err = "before the fault: " + err.Error()
@@ -119,13 +126,16 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 	}
 	time.Sleep(500 * time.Millisecond)
 
-	var apiDone chan time.Duration
 	t0 := time.Now()
 	apiCtx, apiCancel := context.WithCancel(ctx)
 	defer apiCancel()
-	if b.l.KubeEnabled() && (sc == LinkCut || sc == SIGKILL) {
-		apiDone = make(chan time.Duration, 1)
-		go func() { apiDone <- b.waitAPI(apiCtx, t0) }()
+	var readyzDone, writeDone chan time.Duration
+	if b.api != nil && apiScenario(sc) {
+		readyzDone, writeDone = make(chan time.Duration, 1), make(chan time.Duration, 1)
+		go func() {
+			readyzDone <- b.firstSuccess(apiCtx, t0, "readyz", func(ctx context.Context) error { return b.api.readyz(ctx, "") })
+		}()
+		go func() { writeDone <- b.firstSuccess(apiCtx, t0, "write", b.api.writeConfigMap) }()
 	}
 	var healAt time.Time
 	ferr := b.fault(ctx, s, sc, victim)
@@ -163,13 +173,20 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 	rounds, dualARP, _, aerr := arp.Stop()
 	replies := png.halt()
 	samples, serr := smp.halt()
-	if apiDone != nil {
-		select {
-		case d := <-apiDone:
-			t.API = d
-		case <-time.After(20 * time.Second):
-			apiCancel()
-			t.API = <-apiDone
+	if readyzDone != nil {
+		// The API may come back after the VIP: wait up to apiWait more.
+		wait := time.After(apiWait)
+		for _, p := range []struct {
+			ch  chan time.Duration
+			dst *time.Duration
+		}{{readyzDone, &t.API}, {writeDone, &t.APIWrite}} {
+			select {
+			case d := <-p.ch:
+				*p.dst = d
+			case <-wait:
+				apiCancel()
+				*p.dst = <-p.ch
+			}
 		}
 	}
 
@@ -177,7 +194,7 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 	t.Outage = longestGap(replies, t0, tEnd)
 	t.Moved = movedAt(samples, t0, vbit)
 	wire := ^uint8(0)
-	if sc == LinkCut {
+	if sc == LinkCut || sc == Crash {
 		// The cut holder keeps the VIP in its namespace, off the wire.
 		wire &^= vbit
 	}
@@ -222,6 +239,8 @@ func (b *bench) fault(ctx context.Context, s System, sc string, victim *lab.Mast
 	switch sc {
 	case LinkCut:
 		return b.l.CutLink(ctx, victim)
+	case Crash:
+		return b.l.Crash(ctx, victim)
 	case SIGKILL:
 		switch {
 		case s.Keepalived:
@@ -279,11 +298,38 @@ func (b *bench) undo(ctx context.Context, s System, sc string, victim *lab.Maste
 		}
 	case Partition:
 		err = heal(ctx, victim)
+	case Crash:
+		err = b.reboot(ctx, s, victim)
 	}
 	if err != nil {
 		return false, err
 	}
-	return b.waitStable(ctx, s, 3*time.Minute)
+	stale, err := b.waitStable(ctx, s, 3*time.Minute)
+	if err == nil && b.api != nil {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		err = b.waitAPIServers(actx)
+		cancel()
+	}
+	return stale, err
+}
+
+// reboot brings a crashed master back with its disk (lab.Reboot) and, for
+// the keepalived systems, starts haproxy and keepalived in it again (the
+// benchmark runs them as transient units, gone with the host).
+func (b *bench) reboot(ctx context.Context, s System, m *lab.Master) error {
+	if err := b.l.Reboot(ctx, m); err != nil {
+		return err
+	}
+	if s.masterdVIP() {
+		return nil
+	}
+	// masterd with vip.enabled false arms no fence; one left by an earlier
+	// system's run is gone with the host, but removing it is harmless.
+	removeFence(ctx, m)
+	if err := startHAProxyOn(ctx, b.l, m); err != nil {
+		return err
+	}
+	return b.startDaemon(ctx, s, b.index(m))
 }
 
 func (b *bench) index(m *lab.Master) int {
@@ -435,45 +481,6 @@ func falseFailovers(samples []sample, t0 time.Time, vbit uint8) int {
 	}
 	return n
 }
-
-// waitAPI retries `kubectl get --raw /readyz` through the VIP from the client
-// until it answers ok and returns the time from t0 (-1 when ctx ends first).
-// The apiserver's certificate is checked for the name "kubernetes", which
-// every master's certificate carries: with vip.enabled false (the keepalived
-// and kube-vip systems) masterd issues it without the VIP, as a classic
-// stack would until its admin adds the VIP to the SANs. A wait over
-// slowAPI is explained in the progress output: each attempt's start, length
-// and error, so a slow cell can be told apart (a connection caught by the
-// fault, an apiserver waiting for etcd, the balancer, TCP back-off).
-func (b *bench) waitAPI(ctx context.Context, t0 time.Time) time.Duration {
-	var attempts []string
-	for ctx.Err() == nil {
-		start := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		out, err := b.l.Kubectl(cctx, "--tls-server-name=kubernetes", "get", "--raw", "/readyz")
-		cancel()
-		if err == nil && strings.TrimSpace(string(out)) == "ok" {
-			d := time.Since(t0)
-			if d > slowAPI && b.progress != nil {
-				b.progress("slow API (%v): %s; ok at +%v", d.Round(time.Millisecond), strings.Join(attempts, "; "), start.Sub(t0).Round(time.Millisecond))
-			}
-			return d
-		}
-		why := "not ok: " + strings.TrimSpace(string(out))
-		if err != nil {
-			why = err.Error()
-		}
-		if len(why) > 160 {
-			why = strings.ToValidUTF8(why[:160], "") + "…" // never half a rune
-		}
-		attempts = append(attempts, fmt.Sprintf("+%v for %v: %s", start.Sub(t0).Round(time.Millisecond), time.Since(start).Round(time.Millisecond), why))
-		sleepCtx(ctx, 20*time.Millisecond)
-	}
-	return -1
-}
-
-// slowAPI is the issue's target for the API through the VIP after a crash.
-const slowAPI = 2 * time.Second
 
 func sleepCtx(ctx context.Context, d time.Duration) {
 	select {

@@ -337,6 +337,10 @@ func (l *Lab) ensureAdminConf() (string, error) {
 	return "", fmt.Errorf("lab: no master has admin.conf yet: %w", errors.Join(errs...))
 }
 
+// AdminKubeconfig returns the path of the lab's admin kubeconfig, whose
+// server is the VIP (written once from a master's admin.conf).
+func (l *Lab) AdminKubeconfig() (string, error) { return l.ensureAdminConf() }
+
 var serverRE = regexp.MustCompile(`(?m)^(\s*server:\s*)https://\S+`)
 
 // KubectlCommand returns the command line that runs kubectl from the client

@@ -71,7 +71,7 @@ func run() error {
 	prefix := flag.String("prefix", cfg.Lab.Prefix, "lab name prefix")
 	flag.StringVar(&cfg.KubeVIPBinary, "kube-vip", cfg.KubeVIPBinary, "kube-vip binary for the kube-vip system (integration/kubevip/build.sh builds it; empty: the system is left out)")
 	render := flag.Bool("render", false, "do not run: re-render latest.md and the plots from latest.csv")
-	appendPrev := flag.Bool("append", false, "keep the trials and footprint of latest.csv and latest-footprint.csv in -out for systems this run does not measure")
+	appendPrev := flag.Bool("append", false, "keep the trials of latest.csv in -out for the cells (system and scenario) this run does not measure, and latest-footprint.csv's rows when this run measures no footprint")
 	var extraNotes []string
 	flag.Func("note", "a line for the note (repeatable)", func(v string) error { extraNotes = append(extraNotes, v); return nil })
 	plotsOnly := flag.Bool("plots", false, "with -render: re-render only the plots (latest.md keeps its footprint and notes)")
@@ -120,7 +120,7 @@ func run() error {
 	var prevFoot []report.Footprint
 	if *appendPrev {
 		var err error
-		prevTrials, prevFoot, err = readPrevious(*out, cfg.Systems)
+		prevTrials, prevFoot, err = readPrevious(*out, cfg.Systems, cfg.Scenarios)
 		if err != nil {
 			return fmt.Errorf("-append: %w", err)
 		}
@@ -132,7 +132,10 @@ func run() error {
 			meta.LoadAfter += " (partial: run in progress)"
 		}
 		meta.Notes = append(append([]string(nil), extraNotes...), notes(cfg, res)...)
-		meta.Footprint = append(append([]report.Footprint(nil), prevFoot...), res.Footprint...)
+		meta.Footprint = res.Footprint
+		if len(meta.Footprint) == 0 {
+			meta.Footprint = prevFoot
+		}
 		trials := append(append([]report.Trial(nil), prevTrials...), res.Trials...)
 		if err := writeAll(*out, meta, cfg, trials); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: write results:", err)
@@ -213,9 +216,10 @@ func writeAll(dir string, meta report.Meta, cfg vip.Config, trials []report.Tria
 	return errors.Join(errs...)
 }
 
-// readPrevious reads the trials (of systems other than skip) and the
-// footprint rows of an earlier run from dir.
-func readPrevious(dir string, skip []string) ([]report.Trial, []report.Footprint, error) {
+// readPrevious reads the trials and the footprint rows of an earlier run
+// from dir, leaving out the trials of the cells this run measures (a
+// system of systems in a scenario of scenarios).
+func readPrevious(dir string, systems, scenarios []string) ([]report.Trial, []report.Footprint, error) {
 	f, err := os.Open(filepath.Join(dir, "latest.csv"))
 	if err != nil {
 		return nil, nil, err
@@ -227,7 +231,7 @@ func readPrevious(dir string, skip []string) ([]report.Trial, []report.Footprint
 	}
 	var trials []report.Trial
 	for _, t := range all {
-		if !slices.Contains(skip, t.System) {
+		if !slices.Contains(systems, t.System) || !slices.Contains(scenarios, t.Scenario) {
 			trials = append(trials, t)
 		}
 	}
@@ -261,6 +265,9 @@ func writePlots(dir string, trials []report.Trial) (map[string]string, error) {
 	plots := map[string]string{}
 	cells := report.Cells(trials, vip.AllSystems(), vip.AllScenarios())
 	for _, sc := range vip.AllScenarios() {
+		if report.TakeoverScenario(sc) {
+			continue // no VIP outage to plot
+		}
 		var series []report.Series
 		found := false
 		for _, sys := range vip.AllSystems() {

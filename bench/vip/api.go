@@ -1,0 +1,303 @@
+package vip
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"go.yaml.in/yaml/v3"
+)
+
+// apiClient makes Kubernetes API requests from the client namespace as the
+// lab's admin, each on a new TCP connection (no keep-alive): a request
+// started after a fault says whether a new client is served, not whether
+// an old connection survived.
+type apiClient struct {
+	http   *http.Client
+	server string // https://VIP:6443
+	seq    atomic.Int64
+}
+
+// apiAttemptEvery is how often a new API attempt starts while the probe
+// waits; apiAttemptTimeout bounds each attempt (connect, TLS, request).
+const (
+	apiAttemptEvery   = 100 * time.Millisecond
+	apiAttemptTimeout = 3 * time.Second
+)
+
+// newAPIClient reads the admin kubeconfig (server, CA and client
+// certificate embedded, as masterd writes admin.conf). The apiserver's
+// certificate is checked for the name "kubernetes", which every master's
+// certificate carries: with vip.enabled false (the keepalived systems)
+// masterd issues it without the VIP, as a classic stack would until its
+// admin adds the VIP to the SANs.
+func newAPIClient(kubeconfig, clientNS string) (*apiClient, error) {
+	b, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("vip bench: api client: %w", err)
+	}
+	var kc struct {
+		Clusters []struct {
+			Cluster struct {
+				Server string `yaml:"server"`
+				CA     string `yaml:"certificate-authority-data"`
+			} `yaml:"cluster"`
+		} `yaml:"clusters"`
+		Users []struct {
+			User struct {
+				Cert string `yaml:"client-certificate-data"`
+				Key  string `yaml:"client-key-data"`
+			} `yaml:"user"`
+		} `yaml:"users"`
+	}
+	if err := yaml.Unmarshal(b, &kc); err != nil {
+		return nil, fmt.Errorf("vip bench: api client: %s: %w", kubeconfig, err)
+	}
+	if len(kc.Clusters) != 1 || len(kc.Users) != 1 {
+		return nil, fmt.Errorf("vip bench: api client: %s: want one cluster and one user with embedded data, got %d and %d", kubeconfig, len(kc.Clusters), len(kc.Users))
+	}
+	dec := func(name, v string) []byte {
+		d, derr := base64.StdEncoding.DecodeString(v)
+		if derr != nil || len(d) == 0 {
+			err = errors.Join(err, fmt.Errorf("%s: not base64 PEM data", name))
+		}
+		return d
+	}
+	caPEM := dec("certificate-authority-data", kc.Clusters[0].Cluster.CA)
+	certPEM := dec("client-certificate-data", kc.Users[0].User.Cert)
+	keyPEM := dec("client-key-data", kc.Users[0].User.Key)
+	if err != nil {
+		return nil, fmt.Errorf("vip bench: api client: %s: %w", kubeconfig, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("vip bench: api client: %s: no CA certificate", kubeconfig)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("vip bench: api client: %s: %w", kubeconfig, err)
+	}
+	ns, err := netns.GetFromName(clientNS)
+	if err != nil {
+		return nil, fmt.Errorf("vip bench: api client: netns %s: %w", clientNS, err)
+	}
+	tr := &http.Transport{
+		DialContext:       dialIn(ns),
+		TLSClientConfig:   &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "kubernetes"},
+		DisableKeepAlives: true,
+		ForceAttemptHTTP2: false,
+	}
+	return &apiClient{http: &http.Client{Transport: tr}, server: kc.Clusters[0].Cluster.Server}, nil
+}
+
+// dialIn dials from inside the network namespace ns: the socket is created
+// on a thread switched into ns (a socket stays in the namespace it was
+// created in), the thread is switched back before it is released.
+func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type res struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan res, 1)
+		go func() {
+			runtime.LockOSThread()
+			orig, err := netns.Get()
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- res{nil, err}
+				return
+			}
+			defer orig.Close()
+			if err := netns.Set(ns); err != nil {
+				runtime.UnlockOSThread()
+				ch <- res{nil, err}
+				return
+			}
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			// Leave the thread locked (the runtime then ends it) unless it is
+			// back in the original namespace.
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+			ch <- res{c, err}
+		}()
+		r := <-ch
+		return r.c, r.err
+	}
+}
+
+// do makes one request to server (the VIP's URL when server is "") and
+// returns the status and up to 4 KiB of the body.
+func (c *apiClient) do(ctx context.Context, server, method, path, contentType string, body []byte) (int, []byte, error) {
+	if server == "" {
+		server = c.server
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiAttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, server+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, b, nil
+}
+
+// readyz is one GET /readyz; ok only for 200 "ok".
+func (c *apiClient) readyz(ctx context.Context, server string) error {
+	code, body, err := c.do(ctx, server, http.MethodGet, "/readyz", "", nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK || string(bytes.TrimSpace(body)) != "ok" {
+		return fmt.Errorf("readyz: %d %s", code, short(body))
+	}
+	return nil
+}
+
+// writeConfigMap is the probe's write: a merge patch of one key of the
+// ConfigMap apiWriteName (a write that goes through etcd's quorum).
+func (c *apiClient) writeConfigMap(ctx context.Context) error {
+	n := c.seq.Add(1)
+	patch := []byte(`{"data":{"n":"` + strconv.FormatInt(n, 10) + `"}}`)
+	code, body, err := c.do(ctx, "", http.MethodPatch, "/api/v1/namespaces/default/configmaps/"+apiWriteName, "application/merge-patch+json", patch)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("write: %d %s", code, short(body))
+	}
+	return nil
+}
+
+// apiWriteName is the ConfigMap the write probe patches.
+const apiWriteName = "masterd-bench-write"
+
+// ensureWriteTarget creates the ConfigMap the write probe patches.
+func (c *apiClient) ensureWriteTarget(ctx context.Context) error {
+	body := []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"` + apiWriteName + `"},"data":{"n":"0"}}`)
+	code, out, err := c.do(ctx, "", http.MethodPost, "/api/v1/namespaces/default/configmaps", "application/json", body)
+	if err != nil {
+		return fmt.Errorf("vip bench: create configmap %s: %w", apiWriteName, err)
+	}
+	if code != http.StatusCreated && code != http.StatusConflict {
+		return fmt.Errorf("vip bench: create configmap %s: %d %s", apiWriteName, code, short(out))
+	}
+	return nil
+}
+
+func short(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) > 160 {
+		return string(bytes.ToValidUTF8(b[:160], nil)) + "…"
+	}
+	return string(b)
+}
+
+// firstSuccess starts attempt every apiAttemptEvery from now until one
+// succeeds or ctx ends, several in flight at once, and returns the time
+// from t0 to the end of the first successful attempt (-1 when none
+// succeeded). A wait longer than slowAPI is explained through progress:
+// the failed attempts' start, length and error.
+func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, attempt func(context.Context) error) time.Duration {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		start, end time.Time
+		err        error
+	}
+	results := make(chan result, 64)
+	inflight := 0
+	tick := time.NewTicker(apiAttemptEvery)
+	defer tick.Stop()
+	var failed []string
+	launch := func() {
+		inflight++
+		go func() {
+			start := time.Now()
+			err := attempt(ctx)
+			results <- result{start, time.Now(), err}
+		}()
+	}
+	launch()
+	for {
+		select {
+		case r := <-results:
+			inflight--
+			if r.err == nil {
+				d := r.end.Sub(t0)
+				if d > slowAPI && b.progress != nil {
+					b.progress("slow %s (%v): ok for the attempt started at +%v; failed: %v", what, d.Round(time.Millisecond), r.start.Sub(t0).Round(time.Millisecond), failed)
+				}
+				return d
+			}
+			if ctx.Err() == nil && len(failed) < 12 {
+				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), shortErr(r.err)))
+			}
+		case <-tick.C:
+			if inflight < 64 {
+				launch()
+			}
+		case <-ctx.Done():
+			for ; inflight > 0; inflight-- {
+				<-results
+			}
+			return -1
+		}
+	}
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 120 {
+		s = string(bytes.ToValidUTF8([]byte(s[:120]), nil)) + "…"
+	}
+	return s
+}
+
+// slowAPI is the issue's target for the API through the VIP after a fault.
+const slowAPI = 2 * time.Second
+
+// waitAPIServers waits until every master's own apiserver answers /readyz
+// (a rebooted master's apiserver must be back before the next fault: two
+// of three down would cost etcd its quorum).
+func (b *bench) waitAPIServers(ctx context.Context) error {
+	var last error
+	for {
+		last = nil
+		for _, m := range b.l.Masters() {
+			if err := b.api.readyz(ctx, "https://"+net.JoinHostPort(m.Addr.String(), "6443")); err != nil {
+				last = errors.Join(last, fmt.Errorf("%s: %w", m.Name, err))
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("apiservers not ready: %v: %w", last, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

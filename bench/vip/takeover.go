@@ -1,0 +1,236 @@
+package vip
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/masterd/masterd/bench/report"
+	"github.com/masterd/masterd/election"
+)
+
+// Takeover workload: a Node object with no kubelet (a pod bound to it stays
+// Pending, which is all of the scheduler's work) and a Deployment whose pods
+// tolerate every taint (the node goes NotReady 40 s after its one status
+// write and is tainted).
+const (
+	takeoverNode       = "bench-takeover-node"
+	takeoverDeployment = "bench-takeover"
+	// takeoverWindow bounds the wait for both figures after the fault.
+	takeoverWindow = 60 * time.Second
+	// takeoverPartitionHold is how long a takeover-partition isolates the
+	// role holder: beyond the window a user would wait, short of the
+	// etcd member's removal.
+	takeoverPartitionHold = 30 * time.Second
+	// pollEvery is how often the trial reads the Pod and the pods.
+	pollEvery = 100 * time.Millisecond
+)
+
+// setUpTakeover creates the Node and the Deployment (once per run).
+func (b *bench) setUpTakeover(ctx context.Context) error {
+	if b.takeoverReady {
+		return nil
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	res := `{"cpu": "64", "memory": "256Gi", "pods": "1000"}`
+	node := `{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "` + takeoverNode + `", "labels": {"kubernetes.io/hostname": "` + takeoverNode + `"}}}`
+	status := `{"status": {"capacity": ` + res + `, "allocatable": ` + res + `, "conditions": [{"type": "Ready", "status": "True", "reason": "NoKubelet", "message": "a Node object for the takeover benchmark", "lastHeartbeatTime": "` + now + `", "lastTransitionTime": "` + now + `"}]}}`
+	dep := `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "` + takeoverDeployment + `", "namespace": "default"},
+ "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "` + takeoverDeployment + `"}},
+  "template": {"metadata": {"labels": {"app": "` + takeoverDeployment + `"}},
+   "spec": {"tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "registry.invalid/pause"}]}}}}`
+	steps := []struct{ method, path, ctype, body string }{
+		{http.MethodPost, "/api/v1/nodes", "application/json", node},
+		{http.MethodPatch, "/api/v1/nodes/" + takeoverNode + "/status", "application/merge-patch+json", status},
+		{http.MethodPost, "/apis/apps/v1/namespaces/default/deployments", "application/json", dep},
+	}
+	for _, st := range steps {
+		code, out, err := b.api.do(ctx, "", st.method, st.path, st.ctype, []byte(st.body))
+		if err != nil {
+			return fmt.Errorf("vip bench: takeover workload: %s %s: %w", st.method, st.path, err)
+		}
+		if code >= 300 && code != http.StatusConflict {
+			return fmt.Errorf("vip bench: takeover workload: %s %s: %d %s", st.method, st.path, code, short(out))
+		}
+	}
+	b.takeoverReady = true
+	return nil
+}
+
+// takeoverTrial crashes or isolates the holder of the scheduler role (odd
+// n) or of the controller-manager role (even n), asks through the VIP for
+// a new Pod and one more replica right after the fault, and measures when
+// each was done.
+func (b *bench) takeoverTrial(ctx context.Context, s System, sc string, n int) report.Trial {
+	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1}
+	if b.api == nil {
+		t.Err = "before the fault: no kube binaries in this lab"
+		return t
+	}
+	if err := b.setUpTakeover(ctx); err != nil {
+		t.Err = "before the fault: " + err.Error()
+		return t
+	}
+	role := election.RoleScheduler
+	if n%2 == 0 {
+		role = election.RoleControllerManager
+	}
+	hs := b.l.Holders(ctx, role)
+	if len(hs) != 1 {
+		t.Err = fmt.Sprintf("before the fault: %s role held by %v, want one master", role, hs)
+		return t
+	}
+	victim := b.l.Master(hs[0])
+	t.Victim = victim.Name
+	var roles []string
+	for _, r := range []string{election.RoleScheduler, election.RoleControllerManager} {
+		if slices.Contains(b.l.Holders(ctx, r), victim.Name) {
+			roles = append(roles, r)
+		}
+	}
+	t.VictimRoles = strings.Join(roles, ",")
+	replicas, err := b.deploymentReplicas(ctx)
+	if err != nil {
+		t.Err = "before the fault: " + err.Error()
+		return t
+	}
+	pod := fmt.Sprintf("bench-takeover-%s-%d-%d", sc, n, time.Now().Unix())
+
+	t0 := time.Now()
+	var ferr error
+	if sc == TakeoverCrash {
+		ferr = b.l.Crash(ctx, victim)
+	} else {
+		ferr = partition(ctx, b.l, victim)
+	}
+	wctx, cancel := context.WithTimeout(ctx, takeoverWindow)
+	bound, created := make(chan time.Duration, 1), make(chan time.Duration, 1)
+	go func() { bound <- b.podBound(wctx, t0, pod) }()
+	go func() { created <- b.replicaCreated(wctx, t0, replicas+1) }()
+	t.PodBound, t.PodsCreated = <-bound, <-created
+	cancel()
+	if sc == TakeoverPartition {
+		sleepCtx(ctx, time.Until(t0.Add(takeoverPartitionHold)))
+	}
+	if ferr != nil {
+		t.Err = ferr.Error()
+	}
+	var uerr error
+	if sc == TakeoverCrash {
+		uerr = b.reboot(ctx, s, victim)
+	} else {
+		uerr = heal(ctx, victim)
+	}
+	if uerr == nil {
+		_, uerr = b.waitStable(ctx, s, 3*time.Minute)
+	}
+	if uerr == nil {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		uerr = b.waitAPIServers(actx)
+		cancel()
+	}
+	if uerr != nil {
+		if t.Err != "" {
+			t.Err += "; "
+		}
+		t.Err += "undo: " + uerr.Error()
+	}
+	return t
+}
+
+// deploymentReplicas reads the takeover Deployment's spec.replicas.
+func (b *bench) deploymentReplicas(ctx context.Context) (int, error) {
+	code, out, err := b.api.do(ctx, "", http.MethodGet, "/apis/apps/v1/namespaces/default/deployments/"+takeoverDeployment, "", nil)
+	if err != nil {
+		return 0, fmt.Errorf("read deployment %s: %w", takeoverDeployment, err)
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("read deployment %s: %d %s", takeoverDeployment, code, short(out))
+	}
+	var d struct {
+		Spec struct {
+			Replicas int `json:"replicas"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(out, &d); err != nil {
+		return 0, fmt.Errorf("read deployment %s: %w", takeoverDeployment, err)
+	}
+	return d.Spec.Replicas, nil
+}
+
+// podBound creates Pod name (retrying until the API takes it) and returns
+// the time from t0 until it is bound to a node (-1 when not within ctx).
+func (b *bench) podBound(ctx context.Context, t0 time.Time, name string) time.Duration {
+	body := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "` + name + `", "namespace": "default"},
+ "spec": {"tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "registry.invalid/pause"}]}}`
+	if b.firstSuccess(ctx, t0, "pod create", func(ctx context.Context) error {
+		code, out, err := b.api.do(ctx, "", http.MethodPost, "/api/v1/namespaces/default/pods", "application/json", []byte(body))
+		if err == nil && code != http.StatusCreated && code != http.StatusConflict {
+			err = fmt.Errorf("%d %s", code, short(out))
+		}
+		return err
+	}) < 0 {
+		return -1
+	}
+	return b.pollUntil(ctx, t0, "/api/v1/namespaces/default/pods/"+name, func(out []byte) bool {
+		var p struct {
+			Spec struct {
+				NodeName string `json:"nodeName"`
+			} `json:"spec"`
+		}
+		return json.Unmarshal(out, &p) == nil && p.Spec.NodeName != ""
+	})
+}
+
+// replicaCreated scales the Deployment to want (retrying until the API
+// takes it) and returns the time from t0 until it has want pods that are
+// not being deleted (-1 when not within ctx).
+func (b *bench) replicaCreated(ctx context.Context, t0 time.Time, want int) time.Duration {
+	patch := fmt.Sprintf(`{"spec": {"replicas": %d}}`, want)
+	if b.firstSuccess(ctx, t0, "scale", func(ctx context.Context) error {
+		code, out, err := b.api.do(ctx, "", http.MethodPatch, "/apis/apps/v1/namespaces/default/deployments/"+takeoverDeployment, "application/merge-patch+json", []byte(patch))
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("%d %s", code, short(out))
+		}
+		return err
+	}) < 0 {
+		return -1
+	}
+	return b.pollUntil(ctx, t0, "/api/v1/namespaces/default/pods?labelSelector=app%3D"+takeoverDeployment, func(out []byte) bool {
+		var l struct {
+			Items []struct {
+				Metadata struct {
+					DeletionTimestamp *string `json:"deletionTimestamp"`
+				} `json:"metadata"`
+			} `json:"items"`
+		}
+		if json.Unmarshal(out, &l) != nil {
+			return false
+		}
+		live := 0
+		for _, p := range l.Items {
+			if p.Metadata.DeletionTimestamp == nil {
+				live++
+			}
+		}
+		return live >= want
+	})
+}
+
+// pollUntil GETs path through the VIP every pollEvery until done accepts
+// the body, and returns the time from t0 to that answer (-1 when ctx ends
+// first).
+func (b *bench) pollUntil(ctx context.Context, t0 time.Time, path string, done func([]byte) bool) time.Duration {
+	for ctx.Err() == nil {
+		code, out, err := b.api.do(ctx, "", http.MethodGet, path, "", nil)
+		if err == nil && code == http.StatusOK && done(out) {
+			return time.Since(t0)
+		}
+		sleepCtx(ctx, pollEvery)
+	}
+	return -1
+}
