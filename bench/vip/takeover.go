@@ -125,8 +125,12 @@ func (b *bench) takeoverTrial(ctx context.Context, s System, sc string, n int) r
 	} else {
 		uerr = heal(ctx, victim)
 	}
+	restarted := time.Now()
 	if uerr == nil {
 		_, uerr = b.waitStable(ctx, s, 3*time.Minute)
+	}
+	if uerr == nil && sc == TakeoverCrash {
+		b.waitQuietOver(ctx, restarted)
 	}
 	if uerr == nil {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Minute)
