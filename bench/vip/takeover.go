@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/masterd/masterd/bench/report"
 	"github.com/masterd/masterd/election"
+	"github.com/masterd/masterd/integration/lab"
 )
 
 // Takeover workload: a Node object with no kubelet (a pod bound to it stays
@@ -113,6 +116,9 @@ func (b *bench) takeoverTrial(ctx context.Context, s System, sc string, n int) r
 	go func() { created <- b.replicaCreated(wctx, t0, replicas+1) }()
 	t.PodBound, t.PodsCreated = <-bound, <-created
 	cancel()
+	if slow := 5 * time.Second; t.PodBound < 0 || t.PodBound > slow || t.PodsCreated < 0 || t.PodsCreated > slow {
+		b.progress("%s %d: slower than %v; timeline from the survivors' journals:\n%s", sc, n, slow, b.takeoverTimeline(ctx, t0, victim))
+	}
 	if sc == TakeoverPartition {
 		sleepCtx(ctx, time.Until(t0.Add(takeoverPartitionHold)))
 	}
@@ -237,4 +243,37 @@ func (b *bench) pollUntil(ctx context.Context, t0 time.Time, path string, done f
 		sleepCtx(ctx, pollEvery)
 	}
 	return -1
+}
+
+// timelineRE picks the journal lines that say where a takeover's time went:
+// masterd's role and leader-unit steps and the components' own lease.
+var timelineRE = regexp.MustCompile(`role acquired|role lost|leader unit|kube lease|successfully acquired lease|attempting to acquire|Started kube-`)
+
+// takeoverTimeline returns the survivors' journal lines matching
+// timelineRE since t0, each prefixed with its master and its time from t0.
+func (b *bench) takeoverTimeline(ctx context.Context, t0 time.Time, victim *lab.Master) string {
+	var out strings.Builder
+	for _, m := range b.l.Masters() {
+		if m == victim {
+			continue
+		}
+		j, _ := m.Exec(ctx, "journalctl", "--no-pager", "-o", "short-unix", "--since", "@"+strconv.FormatInt(t0.Unix()-1, 10),
+			"-u", "masterd", "-u", "kube-scheduler", "-u", "kube-controller-manager")
+		for _, line := range strings.Split(string(j), "\n") {
+			ts, rest, ok := strings.Cut(line, " ")
+			if !ok || !timelineRE.MatchString(strings.ToLower(rest)) && !timelineRE.MatchString(rest) {
+				continue
+			}
+			sec, err := strconv.ParseFloat(ts, 64)
+			if err != nil {
+				continue
+			}
+			at := time.Unix(0, int64(sec*1e9)).Sub(t0)
+			if len(rest) > 200 {
+				rest = rest[:200]
+			}
+			fmt.Fprintf(&out, "  %s +%.2fs %s\n", m.Name, at.Seconds(), rest)
+		}
+	}
+	return out.String()
 }
