@@ -69,8 +69,14 @@
 //
 // # Footprint
 //
-// RSS and idle CPU of the masterd unit (etcd embedded) against a standalone
-// three-member etcd of the same version (bench/etcd/etcdserver), keepalived
-// and haproxy (the keepalived systems' balancer, health checks every
-// second), each a unit in every host, summed over the unit's processes.
+// RSS and idle CPU per master of masterd (etcd embedded, VIP and balancer)
+// against the classic stack: a standalone three-member etcd of the same
+// version (bench/etcd/etcdserver) with masterd's etcd settings and
+// certificates, keepalived and haproxy, each a unit in every host, summed
+// over the unit's processes. With the kube binaries both stacks serve the
+// same idle control plane: masterd its own; for the classic stack masterd is
+// stopped and the same kube-apiserver command line (read from the running
+// process) runs on every master pointed at the standalone etcd, with one
+// kube-scheduler and one kube-controller-manager. The kube components are
+// measured for a note but not counted. RunFootprint measures only this.
 package vip

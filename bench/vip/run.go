@@ -32,6 +32,11 @@ type Result struct {
 // the result so far (to write partial results). The error is about the lab
 // itself; trials that failed are in the result with Err set.
 func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, error) {
+	return run(ctx, cfg, checkpoint, false)
+}
+
+// run is Run; footprintOnly skips the trials (RunFootprint).
+func run(ctx context.Context, cfg Config, checkpoint func(*Result), footprintOnly bool) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("vip bench: config: %w", err)
 	}
@@ -139,26 +144,14 @@ func Run(ctx context.Context, cfg Config, checkpoint func(*Result)) (*Result, er
 		}
 		if cfg.Footprint && s.masterdVIP() && !measuredMasterd {
 			measuredMasterd = true
-			progress("footprint: masterd, %v idle", cfg.FootprintWindow)
-			res.Footprint = append(res.Footprint, measure(ctx, l, []unitRef{{stackMasterd, "masterd (etcd embedded)", "masterd"}}, cfg.FootprintWindow)...)
+			b.footprintMasterd(ctx, res)
 		}
 		if cfg.Footprint && s.Keepalived && !measuredClassic {
 			measuredClassic = true
-			if p := <-etcdBin; p != "" {
-				progress("footprint: etcd + keepalived + haproxy, %v idle", cfg.FootprintWindow)
-				if err := startClassic(ctx, l, p); err != nil {
-					res.Notes = append(res.Notes, "footprint of etcd+haproxy not measured: "+err.Error())
-				} else {
-					sleepCtx(ctx, 5*time.Second) // etcd forms its cluster, haproxy's checks rise
-					res.Footprint = append(res.Footprint, measure(ctx, l, []unitRef{
-						{stackClassic, "etcd (standalone, v3.7.3)", etcdUnit},
-						{stackClassic, "keepalived", keepalivedUnit},
-						{stackClassic, "haproxy", haproxyUnit}}, cfg.FootprintWindow)...)
-				}
-				stopClassic(ctx, l)
-			} else {
-				res.Notes = append(res.Notes, "footprint of the classic stack not measured: no etcd binary")
-			}
+			b.footprintClassic(ctx, s, <-etcdBin, res)
+		}
+		if footprintOnly {
+			trials = 0
 		}
 		cut := false
 	trials:
