@@ -44,7 +44,7 @@ func TestValidConfigLoadsWithDefaults(t *testing.T) {
 	if !cfg.VIP.Fence {
 		t.Error("the kernel fence is on by default")
 	}
-	if cfg.Etcd.ClientPort != 2379 || cfg.Gossip.Port != 7946 || cfg.Roles.Scheduler.LeaseDuration.String() != "15s" {
+	if cfg.Etcd.ClientPort != 2379 || cfg.Gossip.Port != 7946 || cfg.Roles.Scheduler.LeaseDuration.String() != "3.5s" || cfg.Roles.ControllerManager.RenewDeadline.String() != "1.5s" || cfg.Roles.ControllerManager.RetryPeriod.String() != "300ms" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	if n := len(cfg.RoleTimings()); n != 3 {
@@ -120,8 +120,8 @@ func TestConfigErrorsNameKeyAndReason(t *testing.T) {
 		{name: "an empty file is rejected", yaml: "\n", want: []string{"config is empty"}},
 		{name: "malformed YAML is rejected", yaml: "peers: [\n", want: []string{"yaml:"}},
 		{name: "three mistakes are all reported at once",
-			yaml: strings.Replace(validYAML, "10.0.0.3}", "10.0.0.300}", 1) + "bogus: 1\nroles: {scheduler: {leaseDuration: 11s}}\n",
-			want: []string{"peers[2].address", "bogus: unknown key", "roles.scheduler.leaseDuration: 11s is too short"}},
+			yaml: strings.Replace(validYAML, "10.0.0.3}", "10.0.0.300}", 1) + "bogus: 1\nroles: {scheduler: {leaseDuration: 3s}}\n",
+			want: []string{"peers[2].address", "bogus: unknown key", "roles.scheduler.leaseDuration: 3s is too short"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

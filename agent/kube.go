@@ -99,8 +99,12 @@ func kubeConfig(n *node) units.KubeConfig {
 		k.AuditLogPath = a.Path
 		k.AuditLogMaxAge, k.AuditLogMaxBackups, k.AuditLogMaxSize = a.MaxAgeDays, a.MaxBackups, a.MaxSizeMB
 	}
-	k.SchedulerLease = leaseTimings(cfg.Roles.Scheduler)
-	k.ControllerManagerLease = leaseTimings(cfg.Roles.ControllerManager)
+	// The components' own --leader-elect timing stays at kube's 15s/10s/2s
+	// (units.DefaultKubeConfig), whatever the role's: the successor hands
+	// their Lease over (kubelease.go), so its length does not delay a
+	// takeover, and a renew deadline as short as the role's made
+	// kube-controller-manager exit on a loaded apiserver. extraArgs may
+	// still set them.
 	// The aggregation layer's front proxy; the config's extra args come after
 	// these and win.
 	k.APIServerExtraArgs = append([]string{
@@ -117,10 +121,6 @@ func kubeConfig(n *node) units.KubeConfig {
 	return k
 }
 
-func leaseTimings(t Timings) units.LeaseTimings {
-	return units.LeaseTimings{LeaseDuration: t.LeaseDuration.D(), RenewDeadline: t.RenewDeadline.D(), RetryPeriod: t.RetryPeriod.D()}
-}
-
 // extraArgs turns the config's flag map into "--flag=value" in a stable order.
 func extraArgs(m map[string]string) []string {
 	out := make([]string, 0, len(m))
@@ -132,24 +132,27 @@ func extraArgs(m map[string]string) []string {
 }
 
 // Leader-only units' stop budget inside their role's release slack
-// (election.DefaultUnitTiming().ReleaseSlack, 4 s): the units package's
-// defaults (grace 1 s + kill wait 3 s) filled it exactly and left nothing
-// for the D-Bus round trips around them (StopUnit, the state polls,
-// KillUnit, ResetFailed) nor for the release's read-back of the unit's
-// cgroup. Here: grace 1.5 s + kill wait 1.5 s = 3 s, leaving 1 s of
-// headroom. 1.5 s after SIGTERM is enough for scheduler and
-// controller-manager to give up their kube lease; 1.5 s after SIGKILL is
-// far more than a process outside uninterruptible sleep needs to die
-// (KillWait applies to kube-apiserver's stop too, after its own 20 s grace).
+// (election.UnitSlack.Release, 1 s). A leader-only unit is killed at once
+// (units.Supervisor.Stop: stop job, SIGKILL to its control group through
+// cgroup.kill, no SIGTERM grace), and leaderKillWait bounds the wait from
+// the kill until its group is empty and systemd reports it inactive: a
+// process outside uninterruptible sleep dies within milliseconds of
+// SIGKILL (20-40 ms for the whole stop in the units and agent lab tests).
+// The other 0.5 s of the slack is for the D-Bus round trips around the
+// wait (ControlGroup read, stop job, reset-failed) and the release's
+// read-back of the group (unitDead), on a loaded host.
+//
+// unitKillWait bounds the wait after the SIGKILL that ends kube-apiserver's
+// 20 s grace, and an escalated release's wait for the group to be empty.
 const (
-	leaderStopGrace = 1500 * time.Millisecond
-	unitKillWait    = 1500 * time.Millisecond
+	leaderKillWait = 500 * time.Millisecond
+	unitKillWait   = 1500 * time.Millisecond
 )
 
 // unitsConfig is units.DefaultConfig with the stop budget above.
 func unitsConfig() units.Config {
 	c := units.DefaultConfig()
-	c.LeaderStopGrace = leaderStopGrace
+	c.LeaderKillWait = leaderKillWait
 	c.KillWait = unitKillWait
 	return c
 }
@@ -387,6 +390,9 @@ func (l *leaderUnit) release(ctx context.Context, term uint64) error {
 		// after the stop below.
 		<-starting
 	}
+	// Stop kills a leader-only unit at once (no SIGTERM grace: the
+	// successor hands the component's Lease over) and waits for its group
+	// to be empty; unitDead reads the group again, on its own.
 	t := time.Now()
 	err := l.c.sup.Stop(ctx, name)
 	if err == nil {
@@ -396,10 +402,10 @@ func (l *leaderUnit) release(ctx context.Context, term uint64) error {
 		l.c.n.log.Info("leader unit stopped", "component", "kube", "unit", name, "term", term, "seconds", time.Since(t).Seconds())
 		return nil
 	}
-	// Escalate: SIGKILL the whole control group and verify it is empty,
-	// under a deadline of its own (ctx may be over: the lease is then left
-	// to expire, but the unit must still die).
-	l.c.n.log.Error("leader unit release failed, killing its cgroup", "component", "kube", "unit", name, "term", term, "err", err)
+	// Escalate: SIGKILL the whole control group again and verify it is
+	// empty, under a deadline of its own (ctx may be over: the lease is
+	// then left to expire, but the unit must still die).
+	l.c.n.log.Error("leader unit release failed, killing its cgroup again", "component", "kube", "unit", name, "term", term, "err", err)
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), escalateUnitTimeout)
 	defer cancel()
 	kerr := l.c.sup.Kill(ectx, name)

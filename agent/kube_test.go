@@ -16,14 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The leader-only unit stop must fit the role's release slack with
+// The leader-only unit's kill must fit the role's release slack with
 // headroom for the D-Bus round trips around it.
-func TestLeaderUnitStopFitsTheReleaseSlackWithHeadroom(t *testing.T) {
+func TestLeaderUnitKillFitsTheReleaseSlackWithHeadroom(t *testing.T) {
 	slack := election.DefaultUnitTiming().ReleaseSlack
-	stop := unitsConfig().LeaderStopTimeout()
-	if headroom := slack - stop; headroom < 500*time.Millisecond {
-		t.Fatalf("leader stop %s (grace %s + kill wait %s) leaves %s of the %s slack, want >= 500 ms",
-			stop, unitsConfig().LeaderStopGrace, unitsConfig().KillWait, headroom, slack)
+	if slack != election.UnitSlack.Release {
+		t.Fatalf("default unit timing's release slack %s, want UnitSlack's %s", slack, election.UnitSlack.Release)
+	}
+	kill := unitsConfig().LeaderKillWait
+	if headroom := slack - kill; headroom < 500*time.Millisecond {
+		t.Fatalf("leader kill wait %s leaves %s of the %s slack, want >= 500 ms", kill, headroom, slack)
 	}
 	if err := unitsConfig().Validate(); err != nil {
 		t.Fatal(err)
@@ -70,17 +72,31 @@ func leaderUnitInLab(t *testing.T, ctx context.Context, suffix, name, unitText s
 	return &leaderUnit{c: kc, unit: func() string { return name }}, h
 }
 
-// acquireAndWait takes the role and waits until the unit's two sleeps run
-// (after the shell set its SIGTERM trap).
-func acquireAndWait(t *testing.T, ctx context.Context, l *leaderUnit, h *labhost.Host) {
+// acquireAndWait takes the role for term 1 and waits until the unit's start
+// ended and its two sleeps run (after the shell set its SIGTERM trap). It
+// returns the term's cancel, which the election calls before release.
+func acquireAndWait(t *testing.T, ctx context.Context, l *leaderUnit, h *labhost.Host) context.CancelFunc {
 	t.Helper()
-	l.acquire(ctx, 1)
+	return acquireAndWaitTerm(t, ctx, l, h, 1)
+}
+
+func acquireAndWaitTerm(t *testing.T, ctx context.Context, l *leaderUnit, h *labhost.Host, term uint64) context.CancelFunc {
+	t.Helper()
+	tctx, cancel := context.WithCancel(ctx)
+	l.acquire(tctx, term)
+	l.mu.Lock()
+	started := l.starting
+	l.mu.Unlock()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatalf("the unit's start did not end: %v", ctx.Err())
+	}
 	for {
 		pids, err := l.c.sup.Processes(ctx, l.unit())
 		out, _ := h.Exec(ctx, "pgrep", "-c", "-x", "sleep")
 		if err == nil && len(pids) >= 2 && strings.TrimSpace(string(out)) == "2" {
-			time.Sleep(100 * time.Millisecond) // the traps are set before the sleeps exec
-			return
+			return cancel
 		}
 		select {
 		case <-ctx.Done():
@@ -100,68 +116,74 @@ func assertDead(t *testing.T, ctx context.Context, l *leaderUnit, h *labhost.Hos
 	}
 }
 
-// A leader-only unit whose processes ignore SIGTERM (and whose own stop
-// timeout is systemd's 90 s): release kills its cgroup after the grace,
-// verifies it empty and returns nil, inside the role's 4 s slack.
-func TestLeaderUnitIgnoringSIGTERMIsDeadWhenReleaseReturnsWithinTheSlack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+// A leader-only unit with Restart=always whose processes, a child too,
+// ignore SIGTERM (and whose own stop timeout is systemd's 90 s): release
+// kills its cgroup at once, verifies it empty and returns nil inside the
+// role's release slack; systemd does not restart it; and the next term
+// starts it again (twice over).
+func TestLeaderUnitIgnoringSIGTERMIsKilledWithinTheSlackAndStartsAgain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	l, h := leaderUnitInLab(t, ctx, "term", "agkt-stubborn.service",
-		"[Service]\nTimeoutStopSec=90s\nExecStart=/bin/sh -c 'trap \"\" TERM; sleep infinity & sleep infinity'\n")
-	acquireAndWait(t, ctx, l, h)
+		"[Service]\nRestart=always\nRestartSec=100ms\nTimeoutStopSec=90s\nExecStart=/bin/sh -c 'trap \"\" TERM; sleep infinity & sleep infinity'\n")
 	slack := election.DefaultUnitTiming().ReleaseSlack
-	rctx, rcancel := context.WithTimeout(ctx, slack)
-	defer rcancel()
-	t0 := time.Now()
-	err := l.release(rctx, 1)
-	took := time.Since(t0)
-	t.Logf("release of a SIGTERM-ignoring unit took %s (grace %s, kill wait %s, slack %s)", took, leaderStopGrace, unitKillWait, slack)
-	if err != nil {
-		t.Fatalf("release: %v", err)
+	for term := uint64(1); term <= 2; term++ {
+		lost := acquireAndWaitTerm(t, ctx, l, h, term)
+		lost()
+		rctx, rcancel := context.WithTimeout(ctx, slack)
+		t0 := time.Now()
+		err := l.release(rctx, term)
+		took := time.Since(t0)
+		rcancel()
+		t.Logf("term %d: release of a SIGTERM-ignoring unit took %s (kill wait %s, slack %s)", term, took, leaderKillWait, slack)
+		if err != nil {
+			t.Fatalf("term %d: release: %v", term, err)
+		}
+		if took > slack {
+			t.Errorf("term %d: release took %s, over the %s slack", term, took, slack)
+		}
+		assertDead(t, ctx, l, h)
+		time.Sleep(500 * time.Millisecond) // RestartSec is 100 ms
+		assertDead(t, ctx, l, h)
+		if out, _ := h.Systemctl(ctx, "is-active", l.unit()); strings.TrimSpace(string(out)) != "inactive" {
+			t.Errorf("term %d: unit is %q 500 ms after release, want inactive", term, strings.TrimSpace(string(out)))
+		}
 	}
-	if took < leaderStopGrace {
-		t.Errorf("release took %s, less than the grace: SIGTERM was not ignored", took)
-	}
-	if took > slack {
-		t.Errorf("release took %s, over the %s slack", took, slack)
-	}
-	assertDead(t, ctx, l, h)
 }
 
-// An installed unit with KillMode=process: the stop leaves a child that
-// ignores SIGTERM in the cgroup while systemd calls the unit inactive. The
-// release's read-back finds it, escalates (SIGKILL to the cgroup) and
-// returns an error (no Release is sent), with nothing left alive.
-func TestLeaderUnitReleaseThatLeavesAProcessEscalatesAndFails(t *testing.T) {
+// An installed unit with KillMode=process: systemd's own stop would leave
+// a child that ignores SIGTERM in the cgroup, but the release kills the
+// group through cgroup.kill, whatever KillMode says, and returns nil with
+// nothing left alive.
+func TestLeaderUnitWithKillModeProcessLeavesNoProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l, h := leaderUnitInLab(t, ctx, "leak", "agkt-leaky.service",
 		"[Service]\nKillMode=process\nExecStart=/bin/sh -c '(trap \"\" TERM; exec sleep infinity) & exec sleep infinity'\n")
-	acquireAndWait(t, ctx, l, h)
+	acquireAndWait(t, ctx, l, h)()
 	rctx, rcancel := context.WithTimeout(ctx, election.DefaultUnitTiming().ReleaseSlack)
 	defer rcancel()
-	err := l.release(rctx, 1)
-	t.Logf("release error: %v", err)
-	if err == nil || !strings.Contains(err.Error(), "processes left") || !strings.Contains(err.Error(), "verified empty") {
-		t.Fatalf("release: %v, want an error naming the process left and a verified escalation", err)
+	if err := l.release(rctx, 1); err != nil {
+		t.Fatalf("release: %v", err)
 	}
 	assertDead(t, ctx, l, h)
 }
 
-// A release whose deadline ends before the grace does (a loss handled
-// late): Stop gives up with the context, and the escalation, on a
-// deadline of its own, still kills the unit.
+// A release whose deadline has passed before it begins (a loss handled
+// late): Stop fails with the context, and the escalation, on a deadline of
+// its own, still kills the unit, verifies its group empty and returns an
+// error saying so (the driver then sends no Release).
 func TestLeaderUnitReleasePastItsDeadlineStillKillsTheUnit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l, h := leaderUnitInLab(t, ctx, "late", "agkt-late.service",
 		"[Service]\nTimeoutStopSec=90s\nExecStart=/bin/sh -c 'trap \"\" TERM; sleep infinity & sleep infinity'\n")
-	acquireAndWait(t, ctx, l, h)
-	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	acquireAndWait(t, ctx, l, h)()
+	rctx, rcancel := context.WithDeadline(ctx, time.Now().Add(-time.Millisecond))
 	defer rcancel()
 	t0 := time.Now()
 	err := l.release(rctx, 1)
-	t.Logf("release with a 300 ms deadline took %s: %v", time.Since(t0), err)
+	t.Logf("release past its deadline took %s: %v", time.Since(t0), err)
 	if err == nil || !strings.Contains(err.Error(), "verified empty") {
 		t.Fatalf("release: %v, want an error with a verified escalation", err)
 	}

@@ -61,9 +61,20 @@ var (
 	// FencedVIPSlack: with the nftables fence armed the kernel silences the
 	// VIP at the lease deadline minus a margin, whatever the daemon does.
 	FencedVIPSlack = Slack{Detect: 40 * time.Millisecond, Release: 40 * time.Millisecond}
-	// UnitSlack: a leader-only component is stopped by killing its control
-	// group: SIGTERM, SIGKILL after a short grace, and the wait for it to go.
-	UnitSlack = Slack{Detect: 500 * time.Millisecond, Release: 4 * time.Second}
+	// UnitSlack: a leader-only component lost by its holder is killed at
+	// once, without a SIGTERM grace: a stop job (so systemd does not
+	// restart it), SIGKILL to its whole control group through cgroup.kill,
+	// and the wait for the group to be empty (units.Supervisor.Stop). The
+	// successor hands the component's coordination.k8s.io Lease over, so
+	// the component's own graceful exit would buy nothing. Detect 0.5 s: a
+	// late deadline timer or a short stall of masterd (five times the
+	// VIP's allowance). Release 1 s: the agent's kill wait, 0.5 s from the
+	// SIGKILL until the group is empty and systemd reports the unit
+	// inactive (agent/kube.go), plus 0.5 s for the four D-Bus round trips
+	// around it (ControlGroup read, stop job, reset-failed, the release's
+	// read-back of the group) on a loaded host. Unloaded, the whole release
+	// takes 17-100 ms (units and agent lab tests): ten times that fits.
+	UnitSlack = Slack{Detect: 500 * time.Millisecond, Release: 1 * time.Second}
 )
 
 // RoleSlack is the slack budget of role: the vip role's depends on whether
@@ -133,33 +144,24 @@ func FastVIPTiming() Timing {
 	}.WithSlack(FencedVIPSlack)
 }
 
-// DefaultUnitTiming is the scheduler and controller-manager profile, the same
-// 15s/10s/2s as kube's own --leader-elect defaults: a leader-only unit
-// restarting is expensive, so these roles favour stability over fast failover.
-// Its slack is UnitSlack (4 s to kill the unit's control group).
+// DefaultUnitTiming is the scheduler and controller-manager profile,
+// 3.5s/1.5s/0.3s: a takeover after a crash takes the lease plus the
+// component's start-up (about 5 s), instead of kube's own 15 s plus it.
+// Its slack is UnitSlack (0.5 s to detect, 1 s to kill the unit's control
+// group). The lease is the shortest whole half second the safety
+// inequality allows with a 1.5 s renew deadline: 1.5 s·(1+ε)/(1−ε) +
+// (1+ε)·1.5 s = 3.005 s at 1000 ppm, which leaves 0.495 s of margin beyond
+// the slack. The renew deadline is five retry periods: a holder keeps a
+// running component through three heartbeats (every 0.3 s) lost in a row,
+// and lets it go (which costs its restart elsewhere) after 1.5 s without
+// a quorum's acknowledgement. The components' own --leader-elect timing
+// does not follow this one: it stays at kube's 15s/10s/2s
+// (units.DefaultKubeConfig), since the successor hands their Lease over.
 func DefaultUnitTiming() Timing {
 	return Timing{
-		LeaseDuration: 15 * time.Second,
-		RenewDeadline: 10 * time.Second,
-		RetryPeriod:   2 * time.Second,
-	}.WithSlack(UnitSlack)
-}
-
-// FastUnitTiming is the short scheduler and controller-manager profile
-// (7.5s/2.5s/0.5s), for a takeover in about 8 s plus the component's start
-// instead of 15 s plus it. It keeps UnitSlack: the lease is the shortest
-// whole half second the safety inequality allows with a 2.5 s renew
-// deadline, 2.5·(1+ε)/(1−ε) + (1+ε)·4.5 s = 7.01 s at 1000 ppm, which
-// leaves 0.49 s of margin beyond the slack. The renew deadline stays at
-// 2.5 s: five heartbeats (every 0.5 s) may be lost in a row before the
-// holder lets a running component go, which costs its restart elsewhere.
-// A shorter lease needs a smaller UnitSlack, that is a faster kill of the
-// unit on a loss (see docs/design.md, "Leader-only components").
-func FastUnitTiming() Timing {
-	return Timing{
-		LeaseDuration: 7500 * time.Millisecond,
-		RenewDeadline: 2500 * time.Millisecond,
-		RetryPeriod:   500 * time.Millisecond,
+		LeaseDuration: 3500 * time.Millisecond,
+		RenewDeadline: 1500 * time.Millisecond,
+		RetryPeriod:   300 * time.Millisecond,
 	}.WithSlack(UnitSlack)
 }
 

@@ -23,11 +23,22 @@ func (s *Supervisor) Processes(ctx context.Context, name string) ([]int, error) 
 	if err != nil {
 		return nil, fmt.Errorf("units: processes of %s: %w", name, err)
 	}
+	pids, err := groupProcesses(dir)
+	if err != nil {
+		return nil, fmt.Errorf("units: processes of %s: %w", name, err)
+	}
+	return pids, nil
+}
+
+// groupProcesses returns the PIDs listed in the cgroup.procs of the
+// control group at dir and of its sub-groups; none when dir is "" or the
+// group does not exist (any more).
+func groupProcesses(dir string) ([]int, error) {
 	if dir == "" {
 		return nil, nil
 	}
 	var pids []int
-	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil // removed while walking: empty
@@ -52,7 +63,7 @@ func (s *Supervisor) Processes(ctx context.Context, name string) ([]int, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("units: processes of %s: %w", name, err)
+		return nil, fmt.Errorf("read %s: %w", dir, err)
 	}
 	return pids, nil
 }

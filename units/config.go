@@ -31,12 +31,16 @@ type Config struct {
 	// after SIGTERM before its cgroup is SIGKILLed; covers the apiserver's
 	// graceful shutdown of in-flight requests.
 	StopGrace time.Duration
-	// LeaderStopGrace is the same for leader-only units (scheduler,
-	// controller-manager). It is short: the stop must end inside the lease's
-	// slack (leaseDuration - renewDeadline), and --leader-elect=true fences a
-	// slow exit anyway.
-	LeaderStopGrace time.Duration
-	// KillWait bounds the wait for the unit to be inactive after SIGKILL.
+	// LeaderKillWait bounds the stop of a leader-only unit (scheduler,
+	// controller-manager), which gets no grace: from the SIGKILL of its
+	// control group until the group is empty and systemd reports the unit
+	// inactive. The stop must end inside the role's release slack, and the
+	// successor hands the component's Lease over, so its graceful exit buys
+	// nothing.
+	LeaderKillWait time.Duration
+	// KillWait bounds the wait after the SIGKILL that ends a normal unit's
+	// grace (for it to be inactive), and Kill's wait for the control group
+	// to be empty.
 	KillWait time.Duration
 	// ProbeInterval is the pause between health probes while starting.
 	ProbeInterval time.Duration
@@ -63,7 +67,7 @@ func DefaultConfig() Config {
 		RuntimeDir:       "/run/masterd/units",
 		StartTimeout:     2 * time.Minute,
 		StopGrace:        20 * time.Second,
-		LeaderStopGrace:  1 * time.Second,
+		LeaderKillWait:   500 * time.Millisecond,
 		KillWait:         3 * time.Second,
 		ProbeInterval:    100 * time.Millisecond,
 		Settle:           time.Second,
@@ -73,11 +77,6 @@ func DefaultConfig() Config {
 		JournalLines:     10,
 	}
 }
-
-// LeaderStopTimeout is the longest Stop of a leader-only unit can take
-// (grace, then SIGKILL and the wait for inactive). The election's slack for
-// the scheduler and controller-manager roles must cover it.
-func (c Config) LeaderStopTimeout() time.Duration { return c.LeaderStopGrace + c.KillWait }
 
 // Validate reports every problem at once and changes nothing.
 func (c Config) Validate() error {
@@ -91,16 +90,13 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"start_timeout", c.StartTimeout}, {"stop_grace", c.StopGrace}, {"leader_stop_grace", c.LeaderStopGrace},
+		{"start_timeout", c.StartTimeout}, {"stop_grace", c.StopGrace}, {"leader_kill_wait", c.LeaderKillWait},
 		{"kill_wait", c.KillWait}, {"probe_interval", c.ProbeInterval}, {"settle", c.Settle}, {"probe_timeout", c.ProbeTimeout},
 		{"resync_interval", c.ResyncInterval}, {"reconnect_backoff", c.ReconnectBackoff},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("units: %s %s: must be positive", d.name, d.v))
 		}
-	}
-	if c.LeaderStopGrace > 0 && c.StopGrace > 0 && c.LeaderStopGrace > c.StopGrace {
-		errs = append(errs, fmt.Errorf("units: leader_stop_grace %s: must not exceed stop_grace %s", c.LeaderStopGrace, c.StopGrace))
 	}
 	if c.JournalLines < 0 || c.JournalLines > 1000 {
 		errs = append(errs, fmt.Errorf("units: journal_lines %d: must be in [0, 1000]", c.JournalLines))

@@ -16,23 +16,16 @@ func TestConfigValidateReportsEveryProblemNamingTheField(t *testing.T) {
 	c := DefaultConfig()
 	c.Socket = "relative"
 	c.StartTimeout = 0
-	c.LeaderStopGrace = time.Minute
+	c.LeaderKillWait = 0
 	c.JournalLines = -1
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"socket", "start_timeout", "leader_stop_grace", "journal_lines"} {
+	for _, want := range []string{"socket", "start_timeout", "leader_kill_wait", "journal_lines"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
-	}
-}
-
-func TestLeaderStopTimeoutIsGracePlusKillWait(t *testing.T) {
-	c := DefaultConfig()
-	if got, want := c.LeaderStopTimeout(), c.LeaderStopGrace+c.KillWait; got != want {
-		t.Errorf("LeaderStopTimeout = %s, want %s", got, want)
 	}
 }
 

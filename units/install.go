@@ -33,11 +33,14 @@ func (s *Supervisor) envFile(name string) string {
 	return filepath.Join(s.cfg.RuntimeDir, strings.TrimSuffix(name, ".service")+".env")
 }
 
-// render is the unit file text of a managed unit.
+// render is the unit file text of a managed unit. Its TimeoutStopSec=
+// bounds a stop that systemd runs alone (`systemctl stop` by hand): the
+// apiserver's grace, and for a leader-only unit LeaderKillWait (masterd's
+// own stop of it kills at once).
 func (s *Supervisor) render(u Unit) (string, error) {
 	grace := s.cfg.StopGrace
 	if u.LeaderOnly {
-		grace = s.cfg.LeaderStopGrace
+		grace = s.cfg.LeaderKillWait
 	}
 	text, err := u.Definition.render(s.envFile(u.Name), grace)
 	if err != nil {

@@ -17,9 +17,11 @@ const (
 	ControllerManagerUnit = "kube-controller-manager.service"
 )
 
-// LeaseTimings are a leader-elected component's own lease settings, taken
-// from masterd's role timings for the same role (--leader-elect stays on as
-// a second fence behind masterd's election).
+// LeaseTimings are a leader-elected component's own lease settings
+// (--leader-elect stays on as a second fence behind masterd's election).
+// They do not follow masterd's role timing: the agent hands the Lease over
+// at a takeover, so its length delays nothing, and kube's 15s/10s/2s keep
+// a component on a slow apiserver from giving up its Lease.
 type LeaseTimings struct {
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
@@ -90,7 +92,7 @@ type KubeConfig struct {
 	MaxRequestsInflight, MaxMutatingRequestsInflight int
 
 	// SchedulerLease and ControllerManagerLease are the components' own
-	// leader-election timings (masterd's role timings).
+	// leader-election timings (kube's defaults unless changed).
 	SchedulerLease, ControllerManagerLease LeaseTimings
 
 	// Extra args per component, "--flag=value" or "--flag"; a flag given

@@ -93,7 +93,7 @@ func TestKubeControlPlaneComesUpAsManagedUnits(t *testing.T) {
 		}
 	}
 
-	s, reg := newSup(t, h, func(c *Config) { c.StartTimeout = 4 * time.Minute; c.LeaderStopGrace = time.Second })
+	s, reg := newSup(t, h, func(c *Config) { c.StartTimeout = 4 * time.Minute })
 	_ = reg
 	probe := func(url, ca string) Probe {
 		p, err := NewHTTPProbe(HTTPProbe{URL: url, CAFile: ca, DialContext: h.DialContext})

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/masterd/masterd/election"
 	"github.com/masterd/masterd/integration/lab"
 )
 
@@ -39,8 +38,10 @@ var components = []component{
 // another master's apiserver) goes from the old instance to the new one
 // and never back, and the new instance logs "successfully acquired lease"
 // only after the old instance's unit was dead (systemd's journal on the
-// old master; the lab's hosts share one clock). The roles run with
-// election.FastUnitTiming (7.5s/2.5s/0.5s), the short profile under test.
+// old master; the lab's hosts share one clock). The roles run with their
+// default timing (election.DefaultUnitTiming, 3.5s/1.5s/0.3s: a lapsed
+// holder kills its unit's control group at once), the components' own
+// --leader-elect with kube's 15s/10s/2s (checked on the holders' units).
 // It reports the takeover times: fault → the new instance acquired, →
 // a new Pod bound (scheduler), → a scaled Deployment's new pod created
 // (controller-manager). Run alone with:
@@ -64,10 +65,10 @@ func TestTakeoverOfLeaderOnlyComponents(t *testing.T) {
 		}
 		trials = n
 	}
-	o.ExtraYAML += componentLeaseYAML + unitRolesYAML(election.FastUnitTiming())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(25*trials)*time.Minute)
 	defer cancel()
 	s := upLab(t, ctx, o, 8*time.Minute)
+	s.checkComponentLeaseFlags(t, ctx)
 	w := s.setUpWorkload(t, ctx)
 
 	crash := func(ctx context.Context, m *lab.Master) error { return s.Crash(ctx, m) }
@@ -99,26 +100,25 @@ func TestTakeoverOfLeaderOnlyComponents(t *testing.T) {
 	}
 }
 
-// unitRolesYAML is the roles section giving the scheduler and
-// controller-manager roles timing t.
-func unitRolesYAML(t election.Timing) string {
-	r := fmt.Sprintf("{leaseDuration: %s, renewDeadline: %s, retryPeriod: %s}", t.LeaseDuration, t.RenewDeadline, t.RetryPeriod)
-	return "roles:\n  scheduler: " + r + "\n  controllerManager: " + r + "\n"
+// checkComponentLeaseFlags checks that each leader-only unit, on its
+// role's holder, runs with kube's own --leader-elect timing (15s/10s/2s),
+// not the role's: the role's renew deadline (1.5 s) inside kube-scheduler
+// on a loaded apiserver made it give up its Lease and exit.
+func (s *scenarioLab) checkComponentLeaseFlags(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for _, c := range components {
+		m := s.Master(s.waitOneHolder(t, ctx, c.role))
+		out, err := m.Exec(ctx, "systemctl", "cat", c.unit)
+		if err != nil {
+			t.Fatalf("%s: systemctl cat %s: %v: %s", m.Name, c.unit, err, out)
+		}
+		for _, f := range []string{"--leader-elect=true", "--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s", "--leader-elect-retry-period=2s"} {
+			if !strings.Contains(string(out), f) {
+				t.Errorf("%s: %s lacks %s:\n%s", m.Name, c.unit, f, out)
+			}
+		}
+	}
 }
-
-// componentLeaseYAML keeps the components' own --leader-elect at kube's
-// 15s/10s/2s while the roles run the short profile (their flags follow the
-// role's timing otherwise; with a 2.5 s renew deadline kube-controller-manager
-// lost its Lease and restarted at a load average of 44 here). With the
-// hand-over, the Lease's length does not delay a takeover. It continues the
-// kubernetes: section the lab writes last before ExtraYAML (indented keys):
-// if the lab ever writes another key last, masterd refuses the file and the
-// lab does not come up.
-const componentLeaseYAML = `  scheduler:
-    extraArgs: {leader-elect-lease-duration: 15s, leader-elect-renew-deadline: 10s, leader-elect-retry-period: 2s}
-  controllerManager:
-    extraArgs: {leader-elect-lease-duration: 15s, leader-elect-renew-deadline: 10s, leader-elect-retry-period: 2s}
-`
 
 func stopMasterd(ctx context.Context, m *lab.Master) error { return m.StopMasterd(ctx) }
 func killMasterd(ctx context.Context, m *lab.Master) error { return m.KillMasterd(ctx) }
