@@ -111,10 +111,17 @@
 // DefaultVIPTiming 800ms/500ms/100ms (about 1 s failover), FastVIPTiming
 // 250ms/150ms/30ms (its small slack is only honest with the kernel nftables
 // fence, which the agent must check is installed), and DefaultUnitTiming
-// 15s/10s/2s for scheduler and controller-manager (the unit's control group
-// must be killed within ReleaseSlack). The slack budgets: VIPSlack 100+150
-// ms, FencedVIPSlack 40+40 ms (the vip role with the fence, whatever the
-// profile; RoleSlack picks), UnitSlack 0.5+4 s.
+// 3.5s/1.5s/0.3s for scheduler and controller-manager (the unit's control
+// group is SIGKILLed at once, no SIGTERM grace, and must be verified empty
+// within ReleaseSlack). The slack budgets: VIPSlack 100+150 ms,
+// FencedVIPSlack 40+40 ms (the vip role with the fence, whatever the
+// profile; RoleSlack picks), UnitSlack 0.5+1 s. Each assumes what its
+// numbers say: the holder's masterd runs its deadline check within
+// T_detect, and the release (address deleted, or the unit's processes
+// dead) completes within T_release; a holder stalled longer, or a unit
+// process stuck in uninterruptible sleep, is outside the bound (the VIP's
+// kernel fence covers the stalled daemon for the vip role; nothing does for
+// a unit but the component's own --leader-elect).
 //
 // # Safety argument
 //

@@ -24,35 +24,43 @@
 // (a role lost while its unit starts): the Start returns an error at once.
 // Healthy runs one check (active + probe) for the agent's eligibility.
 //
-// Stop sends the stop job (SIGTERM to the unit's cgroup), waits the grace
-// (Config.LeaderStopGrace for leader-only units, Config.StopGrace for the
-// apiserver), then SIGKILLs every process of the unit's cgroup
-// (KillUnit who=all) and waits Config.KillWait for systemd to report it
-// inactive. It never waits systemd's default 90 s, whatever the unit file
-// says, so the election can bound a role move: Config.LeaderStopTimeout is
-// the most a leader-only Stop takes, and the role's
-// leaseDuration - renewDeadline slack must cover it.
+// Stop of kube-apiserver (a unit that is not leader-only) sends the stop
+// job (SIGTERM to the unit's cgroup), waits Config.StopGrace, then
+// SIGKILLs every process of the unit's cgroup (KillUnit who=all) and waits
+// Config.KillWait for systemd to report it inactive. Stop of a leader-only
+// unit gives no grace: it submits the stop job (with a stop job queued
+// systemd does not act on Restart= when the main process dies) and at once
+// writes "1" to the unit's cgroup.kill, which SIGKILLs every process of
+// the group and its sub-groups in one step, whatever the unit's KillMode
+// (systemd's KillUnit where the hierarchy has no cgroup.kill: cgroup v1,
+// kernels before 5.14); then it waits up to Config.LeaderKillWait for the
+// group to be empty (reading cgroup.procs, no D-Bus call) and for systemd
+// to report the unit inactive. Either way Stop ends with reset-failed, so
+// the unit shows inactive and its next start owes nothing to the kill. It
+// never waits systemd's default 90 s, whatever the unit file says, so the
+// election can bound a role move.
 //
-// Kill is the escalation of a Stop that failed or ran out of time: a stop
-// job (so Restart= does not bring the unit back) and at once SIGKILL to every
-// process of its cgroup (KillUnit who=all; when systemd cannot be reached,
-// cgroup.kill written directly), then up to Config.KillWait, or until its
-// context ends, for the cgroup to be empty. It does not wait for a Stop in
-// progress on the same unit, which may be stuck on a systemd that does not
-// answer. Processes lists the PIDs in a unit's cgroup and its sub-groups
-// from cgroup.procs: unlike the unit's state it also sees processes that an
+// Kill is the escalation of a Stop that failed or ran out of time: the
+// same kill as a leader-only Stop, but it waits up to Config.KillWait, or
+// until its context ends, only for the cgroup to be empty, and it does not
+// wait for a Stop in progress on the same unit, which may be stuck on a
+// systemd that does not answer; when systemd cannot be reached it kills
+// the group at systemd's usual path for the unit (system.slice/<name>).
+// Processes lists the PIDs in a unit's cgroup and its sub-groups from
+// cgroup.procs: unlike the unit's state it also sees processes that an
 // installed unit with KillMode=process or none leaves behind, so a caller can
 // verify that a stopped unit is really gone.
 //
 // # Stop budget
 //
-// The defaults (LeaderStopGrace 1 s, KillWait 3 s) fill a role's 4 s release
-// slack (election.DefaultUnitTiming().ReleaseSlack) exactly. The agent
-// (agent/kube.go) sets grace 1.5 s + kill wait 1.5 s = 3 s, leaving 1 s of
-// the 4 s for the D-Bus round trips around them and the release's read-back
-// of the cgroup with Processes. When that release fails it calls Kill under
-// a deadline of its own (kill wait + 1 s) and verifies the cgroup is empty
-// again, even after the lease is left to expire.
+// A leader-only Stop must fit its role's 1 s release slack
+// (election.UnitSlack.Release). The agent (agent/kube.go) sets a kill wait
+// of 0.5 s (the package default too), leaving 0.5 s for the D-Bus round
+// trips around it (ControlGroup read, stop job, reset-failed) and the
+// release's read-back of the cgroup with Processes. When that release
+// fails it calls Kill under a deadline of its own (kill wait + 1 s) and
+// verifies the cgroup is empty again, even after the lease is left to
+// expire.
 //
 // # Managed and existing units
 //

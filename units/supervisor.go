@@ -19,7 +19,8 @@ type Unit struct {
 	// Name is the unit name, e.g. "kube-apiserver.service".
 	Name string
 	// LeaderOnly marks units that run only while this node leads their role
-	// (scheduler, controller-manager): Stop uses Config.LeaderStopGrace.
+	// (scheduler, controller-manager): Stop kills their control group at
+	// once, without a SIGTERM grace (Config.LeaderKillWait).
 	LeaderOnly bool
 	// Health is checked after the unit is active; nil means active is enough.
 	Health Probe
