@@ -367,14 +367,26 @@ func (n *Node) Step(now time.Duration, m Message) error {
 // request goes unanswered, as if lost; a live one retries within a retry
 // period, a dead one never answers.
 func (n *Node) verified(now time.Duration, r *role, m Message) bool {
-	if inc, ok := n.live[m.From]; ok && inc == m.Incarnation || n.rules.noLiveCheck {
+	if n.proven(m) {
 		return true
 	}
-	if at, ok := n.askedAt[m.From]; !ok || now-at >= r.t.RetryPeriod {
-		n.askedAt[m.From] = now
-		n.send(r, Message{Type: MsgTermQuery, To: m.From, Seq: n.nonce})
-	}
+	n.askProof(now, r, m.From)
 	return false
+}
+
+// proven reports whether m's sender incarnation answered this run's nonce.
+func (n *Node) proven(m Message) bool {
+	inc, ok := n.live[m.From]
+	return ok && inc == m.Incarnation || n.rules.noLiveCheck
+}
+
+// askProof sends peer a TermQuery with this run's nonce, at most once a
+// retry period.
+func (n *Node) askProof(now time.Duration, r *role, peer string) {
+	if at, ok := n.askedAt[peer]; !ok || now-at >= r.t.RetryPeriod {
+		n.askedAt[peer] = now
+		n.send(r, Message{Type: MsgTermQuery, To: peer, Seq: n.nonce})
+	}
 }
 
 // HasReady reports whether Ready has anything.

@@ -339,20 +339,33 @@ func (r *role) tickCandidate(now time.Duration) {
 		return
 	}
 	if now >= r.resendAt {
-		// Resend to voters that have not answered; Grants still count from
-		// the first send time.
+		// Resend to voters that have not answered this round; Grants still
+		// count from the first send time. Only the current round's answers
+		// count: a candidate resends its Vote to a voter that said yes to
+		// its PreVote (preOK is the previous round's bookkeeping). A Vote
+		// the voter's replay check dropped while it asked this new
+		// incarnation for proof (verified) is answered only when resent.
 		r.resendAt = now + r.t.RetryPeriod
 		typ, term := MsgPreVote, r.preTerm
 		if r.state == stateCandidate {
 			typ, term = MsgVote, r.term
 		}
 		for _, v := range r.n.mem.all() {
-			if v == r.n.cfg.ID || r.acked[v] != 0 && r.state == stateCandidate || r.nacks[v] || r.preOK[v] || r.preNo[v] {
+			if v == r.n.cfg.ID || r.answered(v) {
 				continue
 			}
 			r.n.send(r, Message{Type: typ, To: v, Term: term, Seq: r.roundSeq})
 		}
 	}
+}
+
+// answered reports whether voter v answered the current round: a Grant or
+// Nack to the Vote (candidate), a PreVoteResp (precandidate).
+func (r *role) answered(v string) bool {
+	if r.state == stateCandidate {
+		return r.acked[v] != 0 || r.nacks[v]
+	}
+	return r.preOK[v] || r.preNo[v]
 }
 
 // giveUp abandons a campaign: Release to every voter (it never acts on the
@@ -540,6 +553,15 @@ func (r *role) step(now time.Duration, m Message) {
 			r.maybeLearned(now)
 		}
 	case MsgPreVote:
+		if !r.n.proven(m) {
+			// A PreVote comes a round trip before the sender's Vote: ask
+			// an unproven incarnation (one that restarted, or any peer
+			// after this node restarted) for its proof now, before the
+			// answer, so its TermReply precedes the Vote and the Vote is
+			// not dropped by verified, which would cost the candidate a
+			// retry period. Asking binds nothing.
+			r.n.askProof(now, r, m.From)
+		}
 		if r.quiet(now) || r.bound(now, m.From) || r.successorBlocks(now, m.From) {
 			// Not yet, rather than no: this voter would say yes once its
 			// promise (or quiet period, or handover window) runs out, which
