@@ -163,8 +163,10 @@ func (c *electionComponent) holds(role string) bool {
 	return ok
 }
 
-// evaluateHealth feeds each role's eligibility to the driver.
+// evaluateHealth feeds each role's eligibility to the driver, in one health
+// round (healthround.go: the check the roles share runs once).
 func (c *electionComponent) evaluateHealth(ctx context.Context) {
+	ctx = withHealthRound(ctx)
 	for role := range c.n.cfg.RoleTimings() {
 		ok := true
 		if h, found := c.health[role]; found {

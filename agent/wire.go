@@ -78,6 +78,8 @@ func Build(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Node, error
 		el.handlers[RoleScheduler] = &leaderUnit{c: kube, unit: func() string { return kube.scheduler }}
 		el.handlers[RoleControllerManager] = &leaderUnit{c: kube, unit: func() string { return kube.controllerManager }}
 	}
+	// Every role's eligibility starts with fit: once per health round.
+	fit = onePerRound(fit)
 	for role := range cfg.RoleTimings() {
 		el.health[role] = roleFit(fit, vc, role)
 	}
