@@ -426,7 +426,17 @@ func startClassic(ctx context.Context, l *lab.Lab, etcdBin string, progress func
 	}
 	var plane *classicPlane
 	if l.KubeEnabled() {
-		if plane, err = readPlane(ctx, l); err != nil {
+		// masterd restarted for the switch: its roles' holders start
+		// their units once the roles are theirs.
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			plane, err = readPlane(ctx, l)
+			if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			sleepCtx(ctx, 2*time.Second)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("vip bench: masterd's control plane: %w", err)
 		}
 	}
