@@ -137,7 +137,8 @@ func extraArgs(m map[string]string) []string {
 // cgroup.kill, no SIGTERM grace), and leaderKillWait bounds the wait from
 // the kill until its group is empty and systemd reports it inactive: a
 // process outside uninterruptible sleep dies within milliseconds of
-// SIGKILL (20-40 ms for the whole stop in the units and agent lab tests).
+// SIGKILL (the whole stop takes 17-100 ms in the units and agent lab tests
+// on a quiet machine, up to 0.36 s at a load average of 6-17).
 // The other 0.5 s of the slack is for the D-Bus round trips around the
 // wait (ControlGroup read, stop job, reset-failed) and the release's
 // read-back of the group (unitDead), on a loaded host.

@@ -72,8 +72,9 @@ var (
 	// SIGKILL until the group is empty and systemd reports the unit
 	// inactive (agent/kube.go), plus 0.5 s for the four D-Bus round trips
 	// around it (ControlGroup read, stop job, reset-failed, the release's
-	// read-back of the group) on a loaded host. Unloaded, the whole release
-	// takes 17-100 ms (units and agent lab tests): ten times that fits.
+	// read-back of the group) on a loaded host. The whole release takes
+	// 17-100 ms on a quiet machine and up to 0.36 s at a load average of
+	// 6-17 (units and agent lab tests).
 	UnitSlack = Slack{Detect: 500 * time.Millisecond, Release: 1 * time.Second}
 )
 

@@ -137,12 +137,14 @@ func (s *Supervisor) Kill(ctx context.Context, name string) error {
 // from the kill or until ctx ends, for its control group (sub-groups
 // included) to be empty; it returns when that wait ends (the deadline).
 //
-//  1. It reads the unit's control group (ControlGroup).
-//  2. It submits a stop job, first: with a stop job queued systemd does
+//  1. It submits a stop job, first: with a stop job queued systemd does
 //     not act on Restart= when the main process dies, so the kill below
-//     cannot be undone by a restart. The job sends the unit's KillSignal
-//     (SIGTERM) by itself; SIGKILL follows within a millisecond, so the
-//     component gets no grace to speak of.
+//     cannot be undone by a restart, and a start job still running (a
+//     role lost while its unit starts) is cancelled, so no process is
+//     forked after the read below. The job sends the unit's KillSignal
+//     (SIGTERM) by itself; SIGKILL follows within a D-Bus round trip, so
+//     the component gets no grace to speak of.
+//  2. It reads the unit's control group (ControlGroup).
 //  3. It writes "1" to the group's cgroup.kill (cgroup v2, kernel 5.14+):
 //     the kernel SIGKILLs every process of the group and its sub-groups
 //     in one step, forks in flight included, whatever the unit's
@@ -158,19 +160,19 @@ func (s *Supervisor) Kill(ctx context.Context, name string) error {
 // The error joins every step's that failed, and the wait's.
 func (s *Supervisor) killGroup(ctx context.Context, name string, wait time.Duration) (time.Time, error) {
 	var errs []error
+	err := s.do(ctx, func(c *sdbus.Conn) error {
+		_, err := c.StopUnitContext(ctx, name, "replace", nil)
+		return err
+	})
+	if err != nil && !isNoSuchUnit(err) {
+		errs = append(errs, fmt.Errorf("stop job: %w", err))
+	}
 	dir, err := s.cgroupDir(ctx, name)
 	if err != nil {
 		errs = append(errs, err)
 		if mnt, merr := s.cgroupMount(); merr == nil {
 			dir = filepath.Join(mnt, "system.slice", name)
 		}
-	}
-	err = s.do(ctx, func(c *sdbus.Conn) error {
-		_, err := c.StopUnitContext(ctx, name, "replace", nil)
-		return err
-	})
-	if err != nil && !isNoSuchUnit(err) {
-		errs = append(errs, fmt.Errorf("stop job: %w", err))
 	}
 	killed, err := killCgroup(dir)
 	if err != nil {
