@@ -58,9 +58,13 @@ func kubeRefs(stack, apiserver, scheduler, controllerManager string) []unitRef {
 }
 
 // unitSnapshot lists pid, VmRSS (kB) and utime+stime (ticks) of every process
-// of the unit named by $1, inside a lab host.
+// of the unit named by $1, inside a lab host, after the host's uptime ("t
+// <seconds>") read right before the processes: the CPU window is measured
+// between the two reads, not around the two execs (which took up to 5 s
+// on a loaded machine).
 const unitSnapshot = `cg=$(systemctl show -p ControlGroup --value "$1")
 [ -n "$cg" ] || { echo "unit $1 has no cgroup"; exit 1; }
+read up _ < /proc/uptime; echo "t $up"
 for p in $(cat "/sys/fs/cgroup$cg/cgroup.procs"); do
   r=$(awk '/^VmRSS:/{print $2}' /proc/$p/status 2>/dev/null)
   c=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | awk '{print $12+$13}')
@@ -69,23 +73,37 @@ done`
 
 type procUse struct{ rssKB, ticks int64 }
 
-func snapshot(ctx context.Context, m *lab.Master, unit string) (map[string]procUse, error) {
+// unitUse is one snapshot of a unit's processes, at host uptime at (0:
+// unknown).
+type unitUse struct {
+	procs map[string]procUse
+	at    time.Duration
+}
+
+func snapshot(ctx context.Context, m *lab.Master, unit string) (unitUse, error) {
 	out, err := m.Exec(ctx, "sh", "-c", unitSnapshot, "sh", unit)
 	if err != nil {
-		return nil, err
+		return unitUse{}, err
 	}
 	res := parseSnapshot(string(out))
-	if len(res) == 0 {
-		return nil, fmt.Errorf("unit %s has no processes", unit)
+	if len(res.procs) == 0 {
+		return unitUse{}, fmt.Errorf("unit %s has no processes", unit)
 	}
 	return res, nil
 }
 
-// parseSnapshot reads unitSnapshot's lines "pid rss_kB ticks".
-func parseSnapshot(out string) map[string]procUse {
-	res := map[string]procUse{}
+// parseSnapshot reads unitSnapshot's lines: "t <uptime seconds>", then
+// "pid rss_kB ticks".
+func parseSnapshot(out string) unitUse {
+	res := unitUse{procs: map[string]procUse{}}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "t" {
+			if sec, err := strconv.ParseFloat(f[1], 64); err == nil && sec > 0 {
+				res.at = time.Duration(sec * float64(time.Second))
+			}
+			continue
+		}
 		if len(f) != 3 {
 			continue
 		}
@@ -94,9 +112,18 @@ func parseSnapshot(out string) map[string]procUse {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		res[f[0]] = procUse{r, c}
+		res.procs[f[0]] = procUse{r, c}
 	}
 	return res
+}
+
+// elapsed is the time between snapshots a and b: by the host's uptime when
+// both have it, else wall, the time around them.
+func elapsed(a, b unitUse, wall time.Duration) time.Duration {
+	if a.at > 0 && b.at > a.at {
+		return b.at - a.at
+	}
+	return wall
 }
 
 // usage is the RSS of b and the CPU per second of wall time el between
@@ -134,16 +161,16 @@ func measure(ctx context.Context, l *lab.Lab, refs []unitRef, window time.Durati
 			go func() {
 				defer wg.Done()
 				f := report.Footprint{Stack: u.stack, Component: u.component, Host: m.Name, Window: window}
-				a, err := snapshot(ctx, m, u.unit)
 				start := time.Now()
+				a, err := snapshot(ctx, m, u.unit)
 				if err == nil {
 					sleepCtx(ctx, window)
-					var b map[string]procUse
+					var b unitUse
 					b, err = snapshot(ctx, m, u.unit)
-					el := time.Since(start)
-					f.Window = el.Round(100 * time.Millisecond)
 					if err == nil {
-						f.RSS, f.CPU = usage(a, b, el)
+						el := elapsed(a, b, time.Since(start))
+						f.Window = el.Round(100 * time.Millisecond)
+						f.RSS, f.CPU = usage(a.procs, b.procs, el)
 					}
 				}
 				if err != nil {

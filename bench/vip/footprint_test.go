@@ -11,7 +11,11 @@ import (
 )
 
 func TestParseSnapshotKeepsWellFormedLinesOnly(t *testing.T) {
-	got := parseSnapshot("101 2048 350\n102 0 0\nunit x has no cgroup\n103 abc 5\n\n")
+	snap := parseSnapshot("t 1234.56\n101 2048 350\n102 0 0\nunit x has no cgroup\n103 abc 5\n\n")
+	if snap.at != 1234560*time.Millisecond {
+		t.Errorf("uptime %v, want 1234.56s", snap.at)
+	}
+	got := snap.procs
 	want := map[string]procUse{"101": {2048, 350}, "102": {0, 0}}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -20,6 +24,16 @@ func TestParseSnapshotKeepsWellFormedLinesOnly(t *testing.T) {
 		if got[pid] != u {
 			t.Errorf("pid %s: got %+v, want %+v", pid, got[pid], u)
 		}
+	}
+}
+
+func TestElapsedIsTheHostsUptimeDifferenceWhenBothSnapshotsHaveIt(t *testing.T) {
+	a, b := unitUse{at: 100 * time.Second}, unitUse{at: 130*time.Second + 200*time.Millisecond}
+	if got := elapsed(a, b, 34*time.Second); got != 30200*time.Millisecond {
+		t.Errorf("elapsed %v, want 30.2s (uptime), not the 34s around the execs", got)
+	}
+	if got := elapsed(unitUse{}, b, 34*time.Second); got != 34*time.Second {
+		t.Errorf("without an uptime: %v, want the wall time 34s", got)
 	}
 }
 
