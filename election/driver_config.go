@@ -65,7 +65,7 @@ func DefaultDriverConfig() DriverConfig {
 		// memberlist's well-known port, so firewall rules copied from other
 		// memberlist users apply.
 		BindPort: DefaultGossipPort,
-		// Default timings: vip about 1 s failover, units kube's 15s/10s/2s.
+		// Default timings: vip about 1 s failover, units 3.5s/1.5s/0.3s.
 		Roles: DefaultRoles(),
 		// 1000 ppm: twice what NTP may slew.
 		Drift: DefaultDrift,
