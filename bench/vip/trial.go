@@ -41,6 +41,8 @@ const (
 	// apiWait is how long a trial waits for the API probes after the
 	// VIP's observation ended.
 	apiWait = 20 * time.Second
+	// slowFault: a fault injection that took longer is reported.
+	slowFault = 200 * time.Millisecond
 )
 
 func (b *bench) macIndex(mac string) int {
@@ -132,6 +134,12 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 	defer apiCancel()
 	var healAt time.Time
 	ferr := b.fault(ctx, s, sc, victim)
+	if took := time.Since(t0); took > slowFault && b.progress != nil {
+		// Every figure counts from t0, before the fault: a slow injection
+		// (a loaded host's nft or ip) makes the fault's instant uncertain
+		// within this span.
+		b.progress("%s %s %d: injecting the fault took %v", s.Name, sc, n, took.Round(time.Millisecond))
+	}
 	// The probes start once the fault is on the wire: a request sent
 	// before it may still be served by the victim and would say nothing.
 	var readyzDone, writeDone chan time.Duration
