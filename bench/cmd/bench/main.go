@@ -4,6 +4,7 @@
 //
 //	go run ./bench/cmd/bench             # VIP failover + footprint (make bench)
 //	go run ./bench/cmd/bench -only vip   # VIP failover only (make bench-vip)
+//	go run ./bench/cmd/bench -only footprint -append   # both stacks' footprint only
 //	go run ./bench/cmd/bench -render     # re-render the note from latest.csv
 //
 // The note also copies bench/results/etcd.md and lb.md (make bench-etcd,
@@ -46,7 +47,7 @@ func main() {
 
 func run() error {
 	cfg := vip.DefaultConfig()
-	only := flag.String("only", "", "run only this benchmark: vip (failover, no footprint)")
+	only := flag.String("only", "", "run only this benchmark: vip (failover, no footprint) or footprint (both stacks' footprint, no trials)")
 	flag.IntVar(&cfg.Trials, "trials", cfg.Trials, "trials per system and scenario (the issues ask 20-30)")
 	flag.Func("trials-for", "system=N: trials per scenario for one system instead of -trials (repeatable)", func(v string) error {
 		name, num, ok := strings.Cut(v, "=")
@@ -79,12 +80,15 @@ func run() error {
 	cfg.Systems = split(*systems)
 	cfg.Scenarios = split(*scenarios)
 	cfg.Lab.Deb, cfg.Lab.KubeBinDir, cfg.Lab.Prefix = *deb, *kube, *prefix
+	runBench := vip.Run
 	switch *only {
 	case "":
 	case "vip":
 		cfg.Footprint = false
+	case "footprint":
+		runBench = vip.RunFootprint
 	default:
-		return fmt.Errorf("-only %q: want vip", *only)
+		return fmt.Errorf("-only %q: want vip or footprint", *only)
 	}
 	command := "go run ./bench/cmd/bench " + strings.Join(os.Args[1:], " ")
 	if *render {
@@ -120,7 +124,11 @@ func run() error {
 	var prevFoot []report.Footprint
 	if *appendPrev {
 		var err error
-		prevTrials, prevFoot, err = readPrevious(*out, cfg.Systems, cfg.Scenarios)
+		measured, scs := cfg.Systems, cfg.Scenarios
+		if *only == "footprint" {
+			measured, scs = nil, nil // no trials: every earlier cell stays
+		}
+		prevTrials, prevFoot, err = readPrevious(*out, measured, scs)
 		if err != nil {
 			return fmt.Errorf("-append: %w", err)
 		}
@@ -143,7 +151,7 @@ func run() error {
 	}
 	fmt.Printf("bench: %d trials per cell, systems %v, scenarios %v, budget %v, results in %s\n",
 		cfg.Trials, cfg.Systems, cfg.Scenarios, cfg.Budget, *out)
-	res, err := vip.Run(ctx, cfg, func(r *vip.Result) { write(r, false) })
+	res, err := runBench(ctx, cfg, func(r *vip.Result) { write(r, false) })
 	if res != nil {
 		write(res, true)
 		fmt.Printf("bench: wrote %s\n", filepath.Join(*out, "latest.md"))
