@@ -12,11 +12,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/masterd/masterd/internal/netnsdo"
 	"github.com/vishvananda/netns"
 	"go.yaml.in/yaml/v3"
 )
@@ -103,40 +103,15 @@ func newAPIClient(kubeconfig, clientNS string) (*apiClient, error) {
 	return &apiClient{http: &http.Client{Transport: tr}, server: kc.Clusters[0].Cluster.Server}, nil
 }
 
-// dialIn dials from inside the network namespace ns: the socket is created
-// on a thread switched into ns (a socket stays in the namespace it was
-// created in), the thread is switched back before it is released.
+// dialIn dials from inside the network namespace ns (a socket stays in
+// the namespace it was created in).
 func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type res struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan res, 1)
-		go func() {
-			runtime.LockOSThread()
-			orig, err := netns.Get()
-			if err != nil {
-				runtime.UnlockOSThread()
-				ch <- res{nil, err}
-				return
-			}
-			defer orig.Close()
-			if err := netns.Set(ns); err != nil {
-				runtime.UnlockOSThread()
-				ch <- res{nil, err}
-				return
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			// Leave the thread locked (the runtime then ends it) unless it is
-			// back in the original namespace.
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread()
-			}
-			ch <- res{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		derr := netnsdo.Do(ns, func() error {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return nil
+		})
+		return c, errors.Join(derr, err)
 	}
 }
 

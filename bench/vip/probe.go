@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"math/bits"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
+	"github.com/masterd/masterd/internal/netnsdo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -176,38 +176,16 @@ func icmpSocketIn(name string) (int, error) {
 		return -1, fmt.Errorf("netns %s: %w", name, err)
 	}
 	defer ns.Close()
-	type res struct {
-		fd  int
-		err error
+	fd := -1
+	err = netnsdo.Do(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("icmp socket in %s: %w", name, err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{-1, err}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{-1, err}
-			return
-		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
-		// Leave the thread locked (the runtime ends it) unless it is back in
-		// the original namespace.
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- res{fd, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return -1, fmt.Errorf("icmp socket in %s: %w", name, r.err)
-	}
-	return r.fd, nil
+	return fd, nil
 }
 
 func (p *pinger) send(dst [4]byte, interval time.Duration, recvDone chan struct{}) {

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/masterd/masterd/internal/netnsdo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -205,40 +205,18 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // socketIn opens a socket inside the network namespace ns (a socket stays in
 // the namespace it was created in) and runs setup on it there.
 func socketIn(ns netns.NsHandle, domain, typ, proto int, setup func(fd int) error) (int, error) {
-	type res struct {
-		fd  int
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{-1, err}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{-1, err}
-			return
-		}
-		fd, err := unix.Socket(domain, typ, proto)
+	fd := -1
+	err := netnsdo.Do(ns, func() error {
+		var err error
+		fd, err = unix.Socket(domain, typ, proto)
 		if err == nil && setup != nil {
 			err = setup(fd)
-		}
-		// Leave the thread locked (the runtime then ends it) unless it is
-		// back in the original namespace.
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
 		}
 		if err != nil && fd >= 0 {
 			unix.Close(fd)
 			fd = -1
 		}
-		ch <- res{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+		return err
+	})
+	return fd, err
 }
