@@ -140,12 +140,21 @@ func TestReadCSVAcceptsResultsWrittenBeforeTheAPIWriteColumns(t *testing.T) {
 	if len(got) != 1 || got[0].API != 1071*time.Millisecond || got[0].APIWrite != -1 || got[0].PodBound != -1 || got[0].PodsCreated != -1 {
 		t.Errorf("read %+v, want API 1.071s and the new columns unmeasured (-1)", got)
 	}
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, []Trial{{System: "s", Scenario: "crash", API: NotWithin, APIWrite: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadCSV(&buf)
+	if err != nil || len(back) != 1 || back[0].API != NotWithin || back[0].APIWrite != -1 {
+		t.Errorf("NotWithin and not measured after a round trip: %+v, %v", back, err)
+	}
 }
 
 func TestAPIAndTakeoverTables(t *testing.T) {
 	trials := []Trial{
-		{System: "masterd-default", Scenario: "crash", N: 1, API: 900 * time.Millisecond, APIWrite: 1200 * time.Millisecond, PodBound: -1, PodsCreated: -1},
-		{System: "masterd-default", Scenario: "crash", N: 2, API: 1100 * time.Millisecond, APIWrite: -1, PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "crash", N: 1, API: 900 * time.Millisecond, APIWrite: 1200 * time.Millisecond, APIServed: 950 * time.Millisecond, APIWriteServed: -1, PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "crash", N: 4, API: 700 * time.Millisecond, APIWrite: NotWithin, APIServed: NotWithin, APIWriteServed: NotWithin, PodBound: -1, PodsCreated: -1},
+		{System: "masterd-default", Scenario: "crash", N: 2, API: 1100 * time.Millisecond, APIWrite: -1, APIServed: -1, APIWriteServed: -1, PodBound: -1, PodsCreated: -1},
 		{System: "masterd-default", Scenario: "crash", N: 3, API: 5 * time.Second, Err: "undo: not stable"},
 		{System: "masterd-default", Scenario: "stress", N: 1, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1},
 		{System: "masterd-default", Scenario: "takeover-crash", N: 1, API: -1, APIWrite: -1, PodBound: 4 * time.Second, PodsCreated: 6 * time.Second, VictimRoles: "scheduler"},
@@ -153,9 +162,10 @@ func TestAPIAndTakeoverTables(t *testing.T) {
 	}
 	cells := Cells(trials, []string{"masterd-default"}, []string{"crash", "stress", "takeover-crash"})
 	api := apiTable(cells, []string{"masterd-default"}, []string{"crash", "stress"})
-	// The failed trial is left out; the trial whose write never succeeded
-	// is counted as never; stress has no API figure and no column.
-	for _, want := range []string{"| crash readyz | crash write |", "| masterd-default | 900 / 1100 (n=2) | 1200 / 1200 (n=1, 1 never) |"} {
+	// The failed trial is left out; a figure not within its window counts
+	// as never, one not measured (-1) not at all; stress has no API figure
+	// and no row.
+	for _, want := range []string{"| readyz first | readyz every request |", "| masterd-default | crash | 900 / 1100 (n=3) | 950 / 950 (n=1, 1 never) | 1200 / 1200 (n=1, 1 never) | never (1) |"} {
 		if !strings.Contains(api, want) {
 			t.Errorf("API table lacks %q:\n%s", want, api)
 		}

@@ -48,6 +48,13 @@ type Trial struct {
 	// APIWrite is the time from the fault to the first successful write (a
 	// ConfigMap patch) through the VIP; negative when not measured.
 	APIWrite time.Duration
+	// APIServed and APIWriteServed: the time from the fault to the end of
+	// the first attempt from which on every later attempt (a new one every
+	// 100 ms, for 6 s after the fault) succeeded: when a new client is
+	// served every time, not only when the balancer picks a live backend;
+	// negative when not measured or not within the window.
+	APIServed      time.Duration
+	APIWriteServed time.Duration
 	// PodBound and PodsCreated (takeover scenarios): the time from the
 	// fault until a Pod created after it was bound to a node (the
 	// scheduler's work) and until a Deployment scaled up after it had its
@@ -68,13 +75,26 @@ type Trial struct {
 
 var csvHeader = []string{"system", "scenario", "trial", "victim", "new_holder", "outage_ms", "moved_ms",
 	"samples", "dual_samples", "arp_rounds", "dual_arp", "post_heal_ms", "false_failovers", "api_ms",
-	"stale_neighbour", "error", "api_write_ms", "pod_bound_ms", "pods_created_ms", "victim_roles"}
+	"stale_neighbour", "error", "api_write_ms", "pod_bound_ms", "pods_created_ms", "victim_roles",
+	"api_served_ms", "api_write_served_ms"}
 
 // csvHeaderV1 is the header of results written before the API write and
-// takeover columns (read with those unmeasured).
-var csvHeaderV1 = csvHeader[:16]
+// takeover columns, csvHeaderV2 before the served-from columns (read with
+// those unmeasured).
+var (
+	csvHeaderV1 = csvHeader[:16]
+	csvHeaderV2 = csvHeader[:20]
+)
+
+// NotWithin marks a figure that was measured but did not happen within
+// its window (the API never served every request, the Pod never bound);
+// other negative figures were not measured. In the CSV: -2 and -1.
+const NotWithin time.Duration = -2
 
 func csvMS(d time.Duration) string {
+	if d == NotWithin {
+		return "-2"
+	}
 	if d < 0 {
 		return "-1"
 	}
@@ -92,7 +112,8 @@ func WriteCSV(w io.Writer, trials []Trial) error {
 		rec := []string{t.System, t.Scenario, strconv.Itoa(t.N), t.Victim, t.NewHolder, csvMS(t.Outage), csvMS(t.Moved),
 			strconv.Itoa(t.Samples), strconv.Itoa(t.DualSamples), strconv.Itoa(t.ARPRounds), strconv.Itoa(t.DualARP),
 			csvMS(t.PostHeal), strconv.Itoa(t.FalseFailovers), csvMS(t.API), strconv.FormatBool(t.StaleNeighbour), t.Err,
-			csvMS(t.APIWrite), csvMS(t.PodBound), csvMS(t.PodsCreated), t.VictimRoles}
+			csvMS(t.APIWrite), csvMS(t.PodBound), csvMS(t.PodsCreated), t.VictimRoles,
+			csvMS(t.APIServed), csvMS(t.APIWriteServed)}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("report: write csv: %w", err)
 		}
@@ -114,8 +135,8 @@ func ReadCSV(r io.Reader) ([]Trial, error) {
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("report: read csv: empty")
 	}
-	if len(recs[0]) != len(csvHeader) && len(recs[0]) != len(csvHeaderV1) {
-		return nil, fmt.Errorf("report: read csv: header has %d columns, want %d (or %d, before the API write column)", len(recs[0]), len(csvHeader), len(csvHeaderV1))
+	if n := len(recs[0]); n != len(csvHeader) && n != len(csvHeaderV2) && n != len(csvHeaderV1) {
+		return nil, fmt.Errorf("report: read csv: header has %d columns, want %d (or %d or %d, written by earlier versions)", n, len(csvHeader), len(csvHeaderV2), len(csvHeaderV1))
 	}
 	var out []Trial
 	for i, rec := range recs[1:] {
@@ -133,7 +154,10 @@ func ReadCSV(r io.Reader) ([]Trial, error) {
 			if err != nil {
 				errs = append(errs, err)
 			}
-			if f < 0 {
+			switch {
+			case f == -2:
+				return NotWithin
+			case f < 0:
 				return -1
 			}
 			return time.Duration(f * float64(time.Millisecond))
@@ -148,8 +172,11 @@ func ReadCSV(r io.Reader) ([]Trial, error) {
 		t.API = dur(rec[13])
 		t.StaleNeighbour = rec[14] == "true"
 		t.Err = rec[15]
-		t.APIWrite, t.PodBound, t.PodsCreated = -1, -1, -1
+		t.APIWrite, t.PodBound, t.PodsCreated, t.APIServed, t.APIWriteServed = -1, -1, -1, -1, -1
 		if len(rec) == len(csvHeader) {
+			t.APIServed, t.APIWriteServed = dur(rec[20]), dur(rec[21])
+		}
+		if len(rec) >= len(csvHeaderV2) {
 			t.APIWrite, t.PodBound, t.PodsCreated = dur(rec[16]), dur(rec[17]), dur(rec[18])
 			t.VictimRoles = rec[19]
 		}

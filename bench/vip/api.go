@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/masterd/masterd/bench/report"
 	"github.com/masterd/masterd/internal/netnsdo"
 	"github.com/vishvananda/netns"
 	"go.yaml.in/yaml/v3"
@@ -241,6 +243,85 @@ func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, att
 			return -1
 		}
 	}
+}
+
+// apiProbeWindow is how long after the fault serveProbe keeps starting
+// attempts: past a classic balancer's fall (3 failed checks 1 s apart) and
+// its connect timeout, so a backend still thought up shows.
+const apiProbeWindow = 6 * time.Second
+
+// attemptResult is one API attempt of serveProbe.
+type attemptResult struct {
+	start, end time.Time
+	err        error
+}
+
+// serveProbe starts an attempt every apiAttemptEvery from now until
+// t0+apiProbeWindow (each on a new connection, several in flight), waits
+// for them and returns
+//   - first: from t0 to the end of the first successful attempt;
+//   - servedFrom: from t0 to the end of the first attempt from which on
+//     every attempt started later succeeded — when a new client is served
+//     every time, not only by luck of the balancer's pick;
+//
+// each report.NotWithin when not seen within the window.
+func (b *bench) serveProbe(ctx context.Context, t0 time.Time, what string, attempt func(context.Context) error) (first, servedFrom time.Duration) {
+	results := make(chan attemptResult, 128)
+	n := 0
+	tick := time.NewTicker(apiAttemptEvery)
+	defer tick.Stop()
+	launch := func() {
+		n++
+		go func() {
+			start := time.Now()
+			err := attempt(ctx)
+			results <- attemptResult{start, time.Now(), err}
+		}()
+	}
+	launch()
+	for end := t0.Add(apiProbeWindow); time.Now().Before(end) && ctx.Err() == nil; {
+		select {
+		case <-tick.C:
+			launch()
+		case <-ctx.Done():
+		}
+	}
+	var all []attemptResult
+	for ; n > 0; n-- {
+		all = append(all, <-results)
+	}
+	first, servedFrom = served(all, t0)
+	if (first < 0 || servedFrom > slowAPI || servedFrom < 0) && b.progress != nil {
+		var failed []string
+		for _, r := range all {
+			if r.err != nil && len(failed) < 12 {
+				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), shortErr(r.err)))
+			}
+		}
+		b.progress("slow %s: first ok %v, served from %v; failed attempts: %v", what, first, servedFrom, failed)
+	}
+	return first, servedFrom
+}
+
+// served computes serveProbe's two figures from its attempts.
+func served(all []attemptResult, t0 time.Time) (first, servedFrom time.Duration) {
+	slices.SortFunc(all, func(a, b attemptResult) int { return a.start.Compare(b.start) })
+	first, servedFrom = report.NotWithin, report.NotWithin
+	for _, r := range all {
+		if r.err == nil && (first == report.NotWithin || r.end.Sub(t0) < first) {
+			first = r.end.Sub(t0)
+		}
+	}
+	lastFail := -1
+	for i, r := range all {
+		if r.err != nil {
+			lastFail = i
+		}
+	}
+	if lastFail+1 < len(all) {
+		servedFrom = all[lastFail+1].end.Sub(t0)
+	}
+	return first, servedFrom
 }
 
 func shortErr(err error) string {

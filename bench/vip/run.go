@@ -223,11 +223,17 @@ func describe(t report.Trial) string {
 	if t.Scenario == Stress {
 		s += fmt.Sprintf(", false failovers %d", t.FalseFailovers)
 	}
-	if t.API >= 0 {
-		s += fmt.Sprintf(", readyz %.3fs", t.API.Seconds())
+	fig := func(d time.Duration) string {
+		if d == report.NotWithin {
+			return "never"
+		}
+		return fmt.Sprintf("%.3fs", d.Seconds())
 	}
-	if t.APIWrite >= 0 {
-		s += fmt.Sprintf(", write %.3fs", t.APIWrite.Seconds())
+	if t.API >= 0 || t.API == report.NotWithin {
+		s += fmt.Sprintf(", readyz %s (every request %s)", fig(t.API), fig(t.APIServed))
+	}
+	if t.APIWrite >= 0 || t.APIWrite == report.NotWithin {
+		s += fmt.Sprintf(", write %s (every request %s)", fig(t.APIWrite), fig(t.APIWriteServed))
 	}
 	if t.VictimRoles != "" {
 		s += ", victim held " + t.VictimRoles

@@ -69,7 +69,7 @@ func (b *bench) setUpTakeover(ctx context.Context) error {
 // a new Pod and one more replica right after the fault, and measures when
 // each was done.
 func (b *bench) takeoverTrial(ctx context.Context, s System, sc string, n int) report.Trial {
-	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1}
+	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1, APIWrite: -1, APIServed: -1, APIWriteServed: -1, PodBound: -1, PodsCreated: -1}
 	if b.api == nil {
 		t.Err = "before the fault: no kube binaries in this lab"
 		return t
@@ -184,7 +184,7 @@ func (b *bench) podBound(ctx context.Context, t0 time.Time, name string) time.Du
 		}
 		return err
 	}) < 0 {
-		return -1
+		return report.NotWithin
 	}
 	return b.pollUntil(ctx, t0, "/api/v1/namespaces/default/pods/"+name, func(out []byte) bool {
 		var p struct {
@@ -208,7 +208,7 @@ func (b *bench) replicaCreated(ctx context.Context, t0 time.Time, want int) time
 		}
 		return err
 	}) < 0 {
-		return -1
+		return report.NotWithin
 	}
 	return b.pollUntil(ctx, t0, "/api/v1/namespaces/default/pods?labelSelector=app%3D"+takeoverDeployment, func(out []byte) bool {
 		var l struct {
@@ -233,7 +233,7 @@ func (b *bench) replicaCreated(ctx context.Context, t0 time.Time, want int) time
 
 // pollUntil GETs path through the VIP every pollEvery until done accepts
 // the body, and returns the time from t0 to that answer (-1 when ctx ends
-// first).
+// first: report.NotWithin).
 func (b *bench) pollUntil(ctx context.Context, t0 time.Time, path string, done func([]byte) bool) time.Duration {
 	for ctx.Err() == nil {
 		code, out, err := b.api.do(ctx, "", http.MethodGet, path, "", nil)
@@ -242,7 +242,7 @@ func (b *bench) pollUntil(ctx context.Context, t0 time.Time, path string, done f
 		}
 		sleepCtx(ctx, pollEvery)
 	}
-	return -1
+	return report.NotWithin
 }
 
 // timelineRE picks the journal lines that say where a takeover's time went:

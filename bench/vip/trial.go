@@ -100,7 +100,7 @@ const healWindow = 15 * time.Second
 // trial runs one fault of scenario sc against the current holder, measures
 // it, undoes it and waits for the lab to be stable again.
 func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Trial {
-	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1, APIWrite: -1, PodBound: -1, PodsCreated: -1}
+	t := report.Trial{System: s.Name, Scenario: sc, N: n, Moved: -1, API: -1, APIWrite: -1, APIServed: -1, APIWriteServed: -1, PodBound: -1, PodsCreated: -1}
 	vi, err := b.holder()
 	if err != nil {
 		t.Err = "before the fault: " + err.Error()
@@ -142,13 +142,18 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 	}
 	// The probes start once the fault is on the wire: a request sent
 	// before it may still be served by the victim and would say nothing.
-	var readyzDone, writeDone chan time.Duration
+	type probed struct{ first, servedFrom time.Duration }
+	var readyzDone, writeDone chan probed
 	if b.api != nil && apiScenario(sc) {
-		readyzDone, writeDone = make(chan time.Duration, 1), make(chan time.Duration, 1)
+		readyzDone, writeDone = make(chan probed, 1), make(chan probed, 1)
 		go func() {
-			readyzDone <- b.firstSuccess(apiCtx, t0, "readyz", func(ctx context.Context) error { return b.api.readyz(ctx, "") })
+			f, s := b.serveProbe(apiCtx, t0, "readyz", func(ctx context.Context) error { return b.api.readyz(ctx, "") })
+			readyzDone <- probed{f, s}
 		}()
-		go func() { writeDone <- b.firstSuccess(apiCtx, t0, "write", b.api.writeConfigMap) }()
+		go func() {
+			f, s := b.serveProbe(apiCtx, t0, "write", b.api.writeConfigMap)
+			writeDone <- probed{f, s}
+		}()
 	}
 	if sc == Crash && ferr == nil {
 		ferr = b.l.KillPID1(victim) // the link is cut: now the machine dies
@@ -188,19 +193,21 @@ func (b *bench) trial(ctx context.Context, s System, sc string, n int) report.Tr
 	replies := png.halt()
 	samples, serr := smp.halt()
 	if readyzDone != nil {
-		// The API may come back after the VIP: wait up to apiWait more.
+		// The probes run for apiProbeWindow after t0 and wait for their
+		// last attempts; apiWait bounds that (a hung attempt is cancelled).
 		wait := time.After(apiWait)
 		for _, p := range []struct {
-			ch  chan time.Duration
-			dst *time.Duration
-		}{{readyzDone, &t.API}, {writeDone, &t.APIWrite}} {
+			ch                chan probed
+			first, servedFrom *time.Duration
+		}{{readyzDone, &t.API, &t.APIServed}, {writeDone, &t.APIWrite, &t.APIWriteServed}} {
+			var r probed
 			select {
-			case d := <-p.ch:
-				*p.dst = d
+			case r = <-p.ch:
 			case <-wait:
 				apiCancel()
-				*p.dst = <-p.ch
+				r = <-p.ch
 			}
+			*p.first, *p.servedFrom = r.first, r.servedFrom
 		}
 	}
 
