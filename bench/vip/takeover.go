@@ -28,7 +28,7 @@ const (
 	// takeoverPartitionHold is how long a takeover-partition isolates the
 	// role holder: beyond the window a user would wait, short of the
 	// etcd member's removal.
-	takeoverPartitionHold = 30 * time.Second
+	takeoverPartitionHold = 15 * time.Second
 	// pollEvery is how often the trial reads the Pod and the pods.
 	pollEvery = 100 * time.Millisecond
 )
