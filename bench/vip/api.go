@@ -118,7 +118,8 @@ func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (
 }
 
 // do makes one request to server (the VIP's URL when server is "") and
-// returns the status and up to 4 KiB of the body.
+// returns the status and up to 4 MiB of the body (a list of pods is
+// tens of KiB; a cut body would not decode).
 func (c *apiClient) do(ctx context.Context, server, method, path, contentType string, body []byte) (int, []byte, error) {
 	if server == "" {
 		server = c.server
@@ -137,7 +138,7 @@ func (c *apiClient) do(ctx context.Context, server, method, path, contentType st
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, b, nil
 }
 
