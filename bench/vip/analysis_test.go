@@ -1,11 +1,14 @@
 package vip
 
 import (
+	"errors"
 	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masterd/masterd/bench/report"
 )
 
 var t0 = time.Unix(1000, 0)
@@ -172,5 +175,33 @@ func TestValidateWantsKubeVIPsBinaryAndAnAPIServer(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
+	}
+}
+
+// served: the first success is the earliest end; "every request" starts
+// after the last attempt that failed or took longer than promptLatency (a
+// SYN lost before the VIP moved and retransmitted 1 s later).
+func TestServedCountsSlowAttemptsAgainstEveryRequest(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(startMS, endMS int, err error) attemptResult {
+		return attemptResult{start: t0.Add(time.Duration(startMS) * time.Millisecond), end: t0.Add(time.Duration(endMS) * time.Millisecond), err: err}
+	}
+	all := []attemptResult{
+		at(0, 1030, nil),                     // SYN retransmitted: slow
+		at(700, 1710, nil),                   // slow too
+		at(800, 830, nil),                    // first success
+		at(900, 3900, errors.New("timeout")), // a dead backend picked
+		at(1000, 1040, nil),                  // from here on all prompt
+		at(1100, 1120, nil),
+	}
+	first, from := served(all, t0)
+	if first != 830*time.Millisecond || from != 1040*time.Millisecond {
+		t.Errorf("served = %v, %v; want 830ms, 1.04s", first, from)
+	}
+	if f, s := served(nil, t0); f != report.NotWithin || s != report.NotWithin {
+		t.Errorf("no attempts: %v, %v; want NotWithin twice", f, s)
+	}
+	if _, s := served([]attemptResult{at(0, 50, nil), at(100, 3100, errors.New("x"))}, t0); s != report.NotWithin {
+		t.Errorf("last attempt failed: served from %v, want NotWithin", s)
 	}
 }

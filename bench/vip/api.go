@@ -231,7 +231,11 @@ func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, att
 				return d
 			}
 			if ctx.Err() == nil && len(failed) < 12 {
-				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), shortErr(r.err)))
+				why := "ok, slow"
+				if r.err != nil {
+					why = shortErr(r.err)
+				}
+				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), why))
 			}
 		case <-tick.C:
 			if inflight < 64 {
@@ -251,6 +255,12 @@ func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, att
 // its connect timeout, so a backend still thought up shows.
 const apiProbeWindow = 6 * time.Second
 
+// promptLatency: an attempt that took longer counts against servedFrom
+// like a failed one (a lost SYN costs Linux's 1 s initial retransmission
+// timeout; a classic balancer's dial of a dead backend its connect
+// timeout).
+const promptLatency = time.Second
+
 // attemptResult is one API attempt of serveProbe.
 type attemptResult struct {
 	start, end time.Time
@@ -262,8 +272,9 @@ type attemptResult struct {
 // for them and returns
 //   - first: from t0 to the end of the first successful attempt;
 //   - servedFrom: from t0 to the end of the first attempt from which on
-//     every attempt started later succeeded — when a new client is served
-//     every time, not only by luck of the balancer's pick;
+//     every attempt started later succeeded within promptLatency — when
+//     every new client is served promptly, not only when the balancer picks
+//     a live backend or a SYN's retransmission gets through;
 //
 // each report.NotWithin when not seen within the window.
 func (b *bench) serveProbe(ctx context.Context, t0 time.Time, what string, attempt func(context.Context) error) (first, servedFrom time.Duration) {
@@ -295,11 +306,11 @@ func (b *bench) serveProbe(ctx context.Context, t0 time.Time, what string, attem
 	if (first < 0 || servedFrom > slowAPI || servedFrom < 0) && b.progress != nil {
 		var failed []string
 		for _, r := range all {
-			if r.err != nil && len(failed) < 12 {
+			if (r.err != nil || r.end.Sub(r.start) > promptLatency) && len(failed) < 12 {
 				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), shortErr(r.err)))
 			}
 		}
-		b.progress("slow %s: first ok %v, served from %v; failed attempts: %v", what, first, servedFrom, failed)
+		b.progress("slow %s: first ok %v, served from %v; failed or slow attempts: %v", what, first, servedFrom, failed)
 	}
 	return first, servedFrom
 }
@@ -315,7 +326,7 @@ func served(all []attemptResult, t0 time.Time) (first, servedFrom time.Duration)
 	}
 	lastFail := -1
 	for i, r := range all {
-		if r.err != nil {
+		if r.err != nil || r.end.Sub(r.start) > promptLatency {
 			lastFail = i
 		}
 	}
