@@ -307,7 +307,11 @@ func (b *bench) serveProbe(ctx context.Context, t0 time.Time, what string, attem
 		var failed []string
 		for _, r := range all {
 			if (r.err != nil || r.end.Sub(r.start) > promptLatency) && len(failed) < 12 {
-				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), shortErr(r.err)))
+				why := "ok, slow"
+				if r.err != nil {
+					why = shortErr(r.err)
+				}
+				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), why))
 			}
 		}
 		b.progress("slow %s: first ok %v, served from %v; failed or slow attempts: %v", what, first, servedFrom, failed)
@@ -337,6 +341,9 @@ func served(all []attemptResult, t0 time.Time) (first, servedFrom time.Duration)
 }
 
 func shortErr(err error) string {
+	if err == nil {
+		return "ok"
+	}
 	s := err.Error()
 	if len(s) > 120 {
 		s = string(bytes.ToValidUTF8([]byte(s[:120]), nil)) + "…"
