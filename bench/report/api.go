@@ -50,14 +50,26 @@ func apiTable(cells []Cell, systems, scenarios []string) string {
 	for _, sys := range systems {
 		for _, sc := range scs {
 			c := cell(sys, sc)
-			if c == nil {
-				continue
+			if c == nil || !probed(c) {
+				continue // not run, or measured by an earlier run's kubectl probe
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", sys, sc, figure(c, readyz), figure(c, served), figure(c, write), figure(c, writeServed))
 		}
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// probed reports whether a cell's trials ran the in-process probes (they
+// measure the write; earlier runs' kubectl probe measured readyz only, and
+// its figures stay in the per-scenario tables' API column).
+func probed(c *Cell) bool {
+	for _, t := range c.Valid() {
+		if t.APIWrite >= 0 || t.APIWrite == NotWithin {
+			return true
+		}
+	}
+	return false
 }
 
 // figure renders "p50 / max (n=N[, M never])" of get over c's valid
