@@ -78,7 +78,7 @@ func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 		counts = append(counts, fmt.Sprint(n))
 	}
 	fmt.Fprintf(&b, "Trials: %d per cell asked (-trials); cells ran %s (see each table's n). ", meta.TrialsAsked, strings.Join(sortStrings(counts), ", "))
-	b.WriteString("Every system ran in this one run, on the same lab (three masters with real systemd in network namespaces on one bridge) and the same client namespace.\n\n")
+	b.WriteString("The systems this run measured ran on one lab (three masters with real systemd in network namespaces on one bridge) and one client namespace; cells kept from earlier runs (-append) are named in the notes below.\n\n")
 	notes, footNotes := splitFootprintNotes(meta.Notes)
 	if len(meta.Footprint) == 0 {
 		notes = meta.Notes
