@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -185,12 +186,14 @@ func (c *apiClient) ensureWriteTarget(ctx context.Context) error {
 	return nil
 }
 
-func short(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > 160 {
-		return string(bytes.ToValidUTF8(b[:160], nil)) + "…"
+func short(b []byte) string { return truncate(string(bytes.TrimSpace(b)), 160) }
+
+// truncate cuts s to n bytes, never inside a rune, and marks the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return string(b)
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // firstSuccess starts attempt every apiAttemptEvery from now until one
@@ -201,11 +204,7 @@ func short(b []byte) string {
 func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, attempt func(context.Context) error) time.Duration {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		start, end time.Time
-		err        error
-	}
-	results := make(chan result, 64)
+	results := make(chan attemptResult, 64)
 	inflight := 0
 	tick := time.NewTicker(apiAttemptEvery)
 	defer tick.Stop()
@@ -215,7 +214,7 @@ func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, att
 		go func() {
 			start := time.Now()
 			err := attempt(ctx)
-			results <- result{start, time.Now(), err}
+			results <- attemptResult{start, time.Now(), err}
 		}()
 	}
 	launch()
@@ -231,11 +230,7 @@ func (b *bench) firstSuccess(ctx context.Context, t0 time.Time, what string, att
 				return d
 			}
 			if ctx.Err() == nil && len(failed) < 12 {
-				why := "ok, slow"
-				if r.err != nil {
-					why = shortErr(r.err)
-				}
-				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), why))
+				failed = append(failed, r.describe(t0))
 			}
 		case <-tick.C:
 			if inflight < 64 {
@@ -261,10 +256,20 @@ const apiProbeWindow = 6 * time.Second
 // timeout).
 const promptLatency = time.Second
 
-// attemptResult is one API attempt of serveProbe.
+// attemptResult is one API attempt of firstSuccess or serveProbe.
 type attemptResult struct {
 	start, end time.Time
 	err        error
+}
+
+// describe says when the attempt started (from t0), how long it took and
+// how it ended, for the progress line of a slow probe.
+func (r attemptResult) describe(t0 time.Time) string {
+	how := "ok, slow"
+	if r.err != nil {
+		how = truncate(r.err.Error(), 120)
+	}
+	return fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), how)
 }
 
 // serveProbe starts an attempt every apiAttemptEvery from now until
@@ -307,11 +312,7 @@ func (b *bench) serveProbe(ctx context.Context, t0 time.Time, what string, attem
 		var failed []string
 		for _, r := range all {
 			if (r.err != nil || r.end.Sub(r.start) > promptLatency) && len(failed) < 12 {
-				why := "ok, slow"
-				if r.err != nil {
-					why = shortErr(r.err)
-				}
-				failed = append(failed, fmt.Sprintf("+%v for %v: %s", r.start.Sub(t0).Round(time.Millisecond), r.end.Sub(r.start).Round(time.Millisecond), why))
+				failed = append(failed, r.describe(t0))
 			}
 		}
 		b.progress("slow %s: first ok %v, served from %v; failed or slow attempts: %v", what, first, servedFrom, failed)
@@ -338,17 +339,6 @@ func served(all []attemptResult, t0 time.Time) (first, servedFrom time.Duration)
 		servedFrom = all[lastFail+1].end.Sub(t0)
 	}
 	return first, servedFrom
-}
-
-func shortErr(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	s := err.Error()
-	if len(s) > 120 {
-		s = string(bytes.ToValidUTF8([]byte(s[:120]), nil)) + "…"
-	}
-	return s
 }
 
 // slowAPI is the target for the API through the VIP after a fault.
