@@ -16,14 +16,7 @@ func TakeoverScenario(sc string) bool { return strings.HasPrefix(sc, "takeover-"
 // VIP, p50 / max over the valid trials that measured them. Scenarios
 // without any API figure are left out; "" when none has one.
 func apiTable(cells []Cell, systems, scenarios []string) string {
-	cell := func(sys, sc string) *Cell {
-		for i := range cells {
-			if cells[i].System == sys && cells[i].Scenario == sc {
-				return &cells[i]
-			}
-		}
-		return nil
-	}
+	cell := func(sys, sc string) *Cell { return findCell(cells, sys, sc) }
 	readyz := func(t Trial) time.Duration { return t.API }
 	write := func(t Trial) time.Duration { return t.APIWrite }
 	measured := func(get func(Trial) time.Duration) func(Trial) bool {

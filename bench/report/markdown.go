@@ -54,14 +54,7 @@ func Markdown(w io.Writer, meta Meta, trials []Trial) error {
 			scNames = append(scNames, sc)
 		}
 	}
-	cell := func(sys, sc string) *Cell {
-		for i := range cells {
-			if cells[i].System == sys && cells[i].Scenario == sc {
-				return &cells[i]
-			}
-		}
-		return nil
-	}
+	cell := func(sys, sc string) *Cell { return findCell(cells, sys, sc) }
 	fmt.Fprintf(&b, "# %s\n\n", meta.Title)
 	fmt.Fprintf(&b, "`%s`, %s – %s UTC (%s).\n\n", meta.Command, meta.Start.UTC().Format("2006-01-02 15:04"),
 		meta.End.UTC().Format("15:04"), meta.End.Sub(meta.Start).Round(time.Second))

@@ -97,3 +97,13 @@ func Cells(trials []Trial, systems, scenarios []string) []Cell {
 	}
 	return cells
 }
+
+// findCell returns the cell of system sys in scenario sc, or nil.
+func findCell(cells []Cell, sys, sc string) *Cell {
+	for i := range cells {
+		if cells[i].System == sys && cells[i].Scenario == sc {
+			return &cells[i]
+		}
+	}
+	return nil
+}

@@ -247,7 +247,7 @@ func (b *bench) pollUntil(ctx context.Context, t0 time.Time, path string, done f
 
 // timelineRE picks the journal lines that say where a takeover's time went:
 // masterd's role and leader-unit steps and the components' own lease.
-var timelineRE = regexp.MustCompile(`role acquired|role lost|leader unit|kube lease|successfully acquired lease|attempting to acquire|Started kube-`)
+var timelineRE = regexp.MustCompile(`(?i)role acquired|role lost|leader unit|kube lease|successfully acquired lease|attempting to acquire|started kube-`)
 
 // takeoverTimeline returns the survivors' journal lines matching
 // timelineRE since t0, each prefixed with its master and its time from t0.
@@ -261,7 +261,7 @@ func (b *bench) takeoverTimeline(ctx context.Context, t0 time.Time, victim *lab.
 			"-u", "masterd", "-u", "kube-scheduler", "-u", "kube-controller-manager")
 		for _, line := range strings.Split(string(j), "\n") {
 			ts, rest, ok := strings.Cut(line, " ")
-			if !ok || !timelineRE.MatchString(strings.ToLower(rest)) && !timelineRE.MatchString(rest) {
+			if !ok || !timelineRE.MatchString(rest) {
 				continue
 			}
 			sec, err := strconv.ParseFloat(ts, 64)
