@@ -5,13 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,9 +17,9 @@ import (
 	"time"
 
 	"github.com/masterd/masterd/bench/report"
+	"github.com/masterd/masterd/bootstrap"
 	"github.com/masterd/masterd/internal/netnsdo"
 	"github.com/vishvananda/netns"
-	"go.yaml.in/yaml/v3"
 )
 
 // apiClient makes Kubernetes API requests from the client namespace as the
@@ -48,50 +46,13 @@ const (
 // masterd issues it without the VIP, as a classic stack would until its
 // admin adds the VIP to the SANs.
 func newAPIClient(kubeconfig, clientNS string) (*apiClient, error) {
-	b, err := os.ReadFile(kubeconfig)
+	cr, err := bootstrap.LoadKubeconfig(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("vip bench: api client: %w", err)
 	}
-	var kc struct {
-		Clusters []struct {
-			Cluster struct {
-				Server string `yaml:"server"`
-				CA     string `yaml:"certificate-authority-data"`
-			} `yaml:"cluster"`
-		} `yaml:"clusters"`
-		Users []struct {
-			User struct {
-				Cert string `yaml:"client-certificate-data"`
-				Key  string `yaml:"client-key-data"`
-			} `yaml:"user"`
-		} `yaml:"users"`
-	}
-	if err := yaml.Unmarshal(b, &kc); err != nil {
-		return nil, fmt.Errorf("vip bench: api client: %s: %w", kubeconfig, err)
-	}
-	if len(kc.Clusters) != 1 || len(kc.Users) != 1 {
-		return nil, fmt.Errorf("vip bench: api client: %s: want one cluster and one user with embedded data, got %d and %d", kubeconfig, len(kc.Clusters), len(kc.Users))
-	}
-	dec := func(name, v string) []byte {
-		d, derr := base64.StdEncoding.DecodeString(v)
-		if derr != nil || len(d) == 0 {
-			err = errors.Join(err, fmt.Errorf("%s: not base64 PEM data", name))
-		}
-		return d
-	}
-	caPEM := dec("certificate-authority-data", kc.Clusters[0].Cluster.CA)
-	certPEM := dec("client-certificate-data", kc.Users[0].User.Cert)
-	keyPEM := dec("client-key-data", kc.Users[0].User.Key)
-	if err != nil {
-		return nil, fmt.Errorf("vip bench: api client: %s: %w", kubeconfig, err)
-	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
+	if !pool.AppendCertsFromPEM(cr.CAPEM) {
 		return nil, fmt.Errorf("vip bench: api client: %s: no CA certificate", kubeconfig)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("vip bench: api client: %s: %w", kubeconfig, err)
 	}
 	ns, err := netns.GetFromName(clientNS)
 	if err != nil {
@@ -99,11 +60,11 @@ func newAPIClient(kubeconfig, clientNS string) (*apiClient, error) {
 	}
 	tr := &http.Transport{
 		DialContext:       dialIn(ns),
-		TLSClientConfig:   &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: "kubernetes"},
+		TLSClientConfig:   &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cr.Cert}, ServerName: "kubernetes"},
 		DisableKeepAlives: true,
 		ForceAttemptHTTP2: false,
 	}
-	return &apiClient{http: &http.Client{Transport: tr}, server: kc.Clusters[0].Cluster.Server}, nil
+	return &apiClient{http: &http.Client{Transport: tr}, server: cr.Server}, nil
 }
 
 // dialIn dials from inside the network namespace ns (a socket stays in

@@ -38,18 +38,11 @@ func (b *bench) setUpTakeover(ctx context.Context) error {
 	if b.takeoverReady {
 		return nil
 	}
-	now := time.Now().UTC().Format(time.RFC3339)
-	res := `{"cpu": "64", "memory": "256Gi", "pods": "1000"}`
-	node := `{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "` + takeoverNode + `", "labels": {"kubernetes.io/hostname": "` + takeoverNode + `"}}}`
-	status := `{"status": {"capacity": ` + res + `, "allocatable": ` + res + `, "conditions": [{"type": "Ready", "status": "True", "reason": "NoKubelet", "message": "a Node object for the takeover benchmark", "lastHeartbeatTime": "` + now + `", "lastTransitionTime": "` + now + `"}]}}`
-	dep := `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "` + takeoverDeployment + `", "namespace": "default"},
- "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "` + takeoverDeployment + `"}},
-  "template": {"metadata": {"labels": {"app": "` + takeoverDeployment + `"}},
-   "spec": {"tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "registry.invalid/pause"}]}}}}`
+	w := lab.NewSchedulingWorkload(takeoverNode, takeoverDeployment, "a Node object for the takeover benchmark", time.Now())
 	steps := []struct{ method, path, ctype, body string }{
-		{http.MethodPost, "/api/v1/nodes", "application/json", node},
-		{http.MethodPatch, "/api/v1/nodes/" + takeoverNode + "/status", "application/merge-patch+json", status},
-		{http.MethodPost, "/apis/apps/v1/namespaces/default/deployments", "application/json", dep},
+		{http.MethodPost, "/api/v1/nodes", "application/json", w.Node},
+		{http.MethodPatch, "/api/v1/nodes/" + takeoverNode + "/status", "application/merge-patch+json", w.NodeStatus},
+		{http.MethodPost, "/apis/apps/v1/namespaces/default/deployments", "application/json", w.Deployment},
 	}
 	for _, st := range steps {
 		code, out, err := b.api.do(ctx, "", st.method, st.path, st.ctype, []byte(st.body))

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/masterd/masterd/bootstrap"
 	"github.com/masterd/masterd/integration/lab"
-	"go.yaml.in/yaml/v3"
 )
 
 // TestRotationUnderTraffic (issue 24): certificates with a short validity
@@ -380,43 +380,16 @@ type vipClient struct {
 
 func startVIPClient(t *testing.T, s *scenarioLab) *vipClient {
 	t.Helper()
-	raw, err := os.ReadFile(s.Masters()[0].Host().Path("/var/lib/masterd/pki/admin.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kc struct {
-		Clusters []struct {
-			Cluster struct {
-				CA string `yaml:"certificate-authority-data"`
-			} `yaml:"cluster"`
-		} `yaml:"clusters"`
-		Users []struct {
-			User struct {
-				Cert string `yaml:"client-certificate-data"`
-				Key  string `yaml:"client-key-data"`
-			} `yaml:"user"`
-		} `yaml:"users"`
-	}
-	if err := yaml.Unmarshal(raw, &kc); err != nil || len(kc.Clusters) == 0 || len(kc.Users) == 0 {
-		t.Fatalf("admin.conf: %v", err)
-	}
-	dec := func(s string) []byte {
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	pair, err := tls.X509KeyPair(dec(kc.Users[0].User.Cert), dec(kc.Users[0].User.Key))
+	cr, err := bootstrap.LoadKubeconfig(s.Masters()[0].Host().Path("/var/lib/masterd/pki/admin.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(dec(kc.Clusters[0].Cluster.CA))
+	roots.AppendCertsFromPEM(cr.CAPEM)
 	dial := dialIn(s.ClientNS())
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext:     func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) },
-		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}},
+		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cr.Cert}},
 	}}
 	base := "https://" + net.JoinHostPort(s.VIP().String(), "6443") + "/api/v1/namespaces/default/configmaps"
 	c := &vipClient{stop: make(chan struct{}), done: make(chan struct{})}

@@ -123,9 +123,9 @@ func (s *scenarioLab) checkComponentLeaseFlags(t *testing.T, ctx context.Context
 func stopMasterd(ctx context.Context, m *lab.Master) error { return m.StopMasterd(ctx) }
 func killMasterd(ctx context.Context, m *lab.Master) error { return m.KillMasterd(ctx) }
 
-// workload is what the trials ask of the components: a Node object with
-// no kubelet (pods bound to it stay Pending, which is all the scheduler's
-// work) and a Deployment whose pods tolerate every taint.
+// workload is what the trials ask of the components
+// (lab.SchedulingWorkload): new pods for the kubelet-less Node and more
+// replicas of the Deployment.
 type workload struct {
 	dir  string
 	pods int // pods created so far (their names)
@@ -137,15 +137,8 @@ const takeoverDeployment = "takeover-probe"
 func (s *scenarioLab) setUpWorkload(t *testing.T, ctx context.Context) *workload {
 	t.Helper()
 	w := &workload{dir: t.TempDir()}
-	now := time.Now().UTC().Format(time.RFC3339)
-	res := `{"cpu": "64", "memory": "256Gi", "pods": "1000"}`
-	node := `{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "takeover-node", "labels": {"kubernetes.io/hostname": "takeover-node"}}}`
-	status := `{"status": {"capacity": ` + res + `, "allocatable": ` + res + `, "conditions": [{"type": "Ready", "status": "True", "reason": "NoKubelet", "message": "a Node object for the takeover test", "lastHeartbeatTime": "` + now + `", "lastTransitionTime": "` + now + `"}]}}`
-	dep := `{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "` + takeoverDeployment + `", "namespace": "default"},
- "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "` + takeoverDeployment + `"}},
-  "template": {"metadata": {"labels": {"app": "` + takeoverDeployment + `"}},
-   "spec": {"tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "registry.invalid/pause"}]}}}}`
-	for name, body := range map[string]string{"node.json": node, "deployment.json": dep} {
+	wl := lab.NewSchedulingWorkload("takeover-node", takeoverDeployment, "a Node object for the takeover test", time.Now())
+	for name, body := range map[string]string{"node.json": wl.Node, "deployment.json": wl.Deployment} {
 		p := filepath.Join(w.dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -154,7 +147,7 @@ func (s *scenarioLab) setUpWorkload(t *testing.T, ctx context.Context) *workload
 			t.Fatalf("create %s: %v: %s", name, err, out)
 		}
 	}
-	if out, err := s.Kubectl(ctx, "patch", "node", "takeover-node", "--subresource=status", "--type=merge", "-p", status); err != nil {
+	if out, err := s.Kubectl(ctx, "patch", "node", "takeover-node", "--subresource=status", "--type=merge", "-p", wl.NodeStatus); err != nil {
 		t.Fatalf("node status: %v: %s", err, out)
 	}
 	return w
