@@ -246,12 +246,17 @@ var timelineRE = regexp.MustCompile(`(?i)role acquired|role lost|leader unit|kub
 // timelineRE since t0, each prefixed with its master and its time from t0.
 func (b *bench) takeoverTimeline(ctx context.Context, t0 time.Time, victim *lab.Master) string {
 	var out strings.Builder
+	matched := 0
 	for _, m := range b.l.Masters() {
 		if m == victim {
 			continue
 		}
-		j, _ := m.Exec(ctx, "journalctl", "--no-pager", "-o", "short-unix", "--since", "@"+strconv.FormatInt(t0.Unix()-1, 10),
+		j, err := m.Exec(ctx, "journalctl", "--no-pager", "-o", "short-unix", "--since", "@"+strconv.FormatInt(t0.Unix()-1, 10),
 			"-u", "masterd", "-u", "kube-scheduler", "-u", "kube-controller-manager")
+		if err != nil {
+			// One takeover-partition timeline came out empty: say why.
+			fmt.Fprintf(&out, "  %s: journalctl: %v\n", m.Name, err)
+		}
 		for _, line := range strings.Split(string(j), "\n") {
 			ts, rest, ok := strings.Cut(line, " ")
 			if !ok || !timelineRE.MatchString(rest) {
@@ -266,7 +271,11 @@ func (b *bench) takeoverTimeline(ctx context.Context, t0 time.Time, victim *lab.
 				rest = rest[:200]
 			}
 			fmt.Fprintf(&out, "  %s +%.2fs %s\n", m.Name, at.Seconds(), rest)
+			matched++
 		}
+	}
+	if matched == 0 {
+		fmt.Fprintf(&out, "  no journal line since %s matched %s\n", t0.Format(time.RFC3339Nano), timelineRE)
 	}
 	return out.String()
 }
