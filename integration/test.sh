@@ -52,6 +52,15 @@ late_test_pkgs=(./integration/scenarios/... ./cmd/masterd/...)
 # make test is over its hour.
 integration_only='^(TestMembershipReplaceOnRealHosts)$'
 
+# Every lab host has a /tmp and /run of its own: binaries cached there are
+# not found inside the labs (each lab test would fail after the builds).
+case "$(realpath -m "$CACHE")/" in
+/tmp/* | /run/*)
+	echo "test: CACHE=$CACHE is under /tmp or /run, which every lab host has of its own: keep the cache elsewhere" >&2
+	exit 2
+	;;
+esac
+
 mkdir -p "$CACHE"
 log="$CACHE/build.log"
 state="$(mktemp -d)"
