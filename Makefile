@@ -32,7 +32,7 @@ DEB_PACKAGES := iproute2 nftables iputils-ping arping tcpdump openssl \
 	keepalived haproxy stress-ng prometheus lintian rpm dpkg-dev systemd dbus util-linux procps \
 	runc containernetworking-plugins conntrack iptables bash-completion
 
-.PHONY: all build test unit integration kube-prev lint package package-host demo demo-down bench bench-vip \
+.PHONY: all build test unit integration kube-control-plane kube-prev lint package package-host demo demo-down bench bench-vip \
 	bench-etcd bench-lb deps kube kube-vip containerd s3 clean fuzz mutants
 
 all: build
@@ -59,6 +59,12 @@ deps:
 # kubectl from the Go module proxy, cached by version (first run: minutes).
 kube:
 	@integration/kube/build.sh $(KUBE_VERSION) >/dev/null
+
+# kube-control-plane builds only what the labs' masters run (kube-apiserver,
+# kube-scheduler, kube-controller-manager, kubectl): make test starts the
+# tests that need no worker on them, then `make kube` adds the node binaries.
+kube-control-plane:
+	@KUBE_BINS="kube-apiserver kube-scheduler kube-controller-manager kubectl" integration/kube/build.sh $(KUBE_VERSION) >/dev/null
 
 # kube-prev builds the previous minor's kube-apiserver, kube-scheduler and
 # kube-controller-manager (the upgrade scenario's starting point), cached by

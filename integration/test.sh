@@ -6,27 +6,31 @@
 #                               packages first and exports the cache and kube
 #                               variables)
 #
-# The builds (Kubernetes, then containerd and CoreDNS, the S3 server and the
-# previous Kubernetes minor's control plane; nothing once cached) run one
-# after the other in the background at the lowest CPU priority, while
+# The builds (Kubernetes' control plane, then its node binaries, containerd
+# and CoreDNS, the S3 server and the previous Kubernetes minor's control
+# plane; nothing once cached) run one after the other in the background at
+# the lowest CPU priority, while
 #
 #   1. the packages that need none of them are tested (early: the election,
 #      etcd, VIP, fence and firewall code, mostly waiting on timers);
-#   2. once the Kubernetes binaries are there, everything that needs only
-#      them (every package not listed in stage 1, without the late tests):
-#      the lab scenarios run while containerd and the S3 server build at
+#   2. once the control plane's binaries are there (kube-apiserver,
+#      kube-scheduler, kube-controller-manager, kubectl: all a lab's masters
+#      run), everything that needs only them (every package not listed in
+#      stage 1, without the late tests): the lab scenarios run while
+#      kubelet, kube-proxy, kubeadm, containerd and the S3 server build at
 #      nice 19 in the CPU the labs leave idle;
-#   3. once containerd and the S3 server are built, what needs them (the
-#      late packages and the late tests, by name), while the previous
-#      Kubernetes minor builds;
+#   3. once the node binaries, containerd and the S3 server are built, what
+#      needs them (the late packages and the late tests, by name), while
+#      the previous Kubernetes minor builds;
 #   4. once that is built, the Kubernetes upgrade scenario.
 #
 # A test must not look for a binary before its stage: it would skip instead
-# of running. A new test that needs containerd or the S3 server goes into
-# late_tests (or its package into late), one that needs the previous
-# Kubernetes minor into prev_tests. Packages run one at a time (-p 1): several boot
-# labs of real systemd hosts with etcd and kube-apiserver, and two such labs
-# at once on a 2-core machine turn the scenarios into load tests.
+# of running. A new test that needs kubelet, kube-proxy, kubeadm, containerd
+# or the S3 server goes into late_tests (or its package into late), one
+# that needs the previous Kubernetes minor into prev_tests. Packages run one
+# at a time (-p 1): several boot labs of real systemd hosts with etcd and
+# kube-apiserver, and two such labs at once on a 2-core machine turn the
+# scenarios into load tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,7 +73,7 @@ trap 'rm -rf "$state"' EXIT
 # One build after the other; each leaves a file named after it when done,
 # "failed" when one fails (the rest are not tried).
 (
-	for b in kube containerd s3 kube-prev; do
+	for b in kube-control-plane kube containerd s3 kube-prev; do
 		if ! nice -n 19 make --no-print-directory "$b" >>"$log" 2>&1; then
 			echo "$b" >"$state/failed"
 			exit 1
@@ -79,7 +83,7 @@ trap 'rm -rf "$state"' EXIT
 ) &
 builder=$!
 : >"$log"
-echo "test: building kube, containerd, s3 and kube-prev in the background (log: $log)"
+echo "test: building kube-control-plane, kube, containerd, s3 and kube-prev in the background (log: $log)"
 
 # await waits until build $1 is done; it fails when a build failed.
 await() {
@@ -116,11 +120,12 @@ done
 rc=0
 run "packages that need no build" "${early[@]}" || rc=1
 
-await kube || exit 1
+await kube-control-plane || exit 1
 mapfile -t middle < <(comm -23 <("$GO" list ./... | sort) \
 	<("$GO" list "${early[@]}" "${late[@]}" | sort))
 run "packages that need the Kubernetes binaries" -skip "$late_tests|$prev_tests|$integration_only" "${middle[@]}" || rc=1
 
+await kube || exit 1
 await s3 || exit 1
 run "packages that need containerd or the S3 server" "${late[@]}" || rc=1
 run "tests that need containerd or the S3 server" -run "$late_tests" "${late_test_pkgs[@]}" || rc=1
