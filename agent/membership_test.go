@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,13 +108,15 @@ func TestSettledQuorumNeedsAMajorityOfBothSetsOfAJointMembership(t *testing.T) {
 // etcdMasters runs real etcd members for masters on 127.0.0.3x, configured
 // from agent Configs exactly as the daemon does (EtcdMemberConfig).
 type etcdMasters struct {
-	t       *testing.T
-	dir     string
-	secret  *pki.Secret
+	t      *testing.T
+	dir    string
+	secret *pki.Secret
+	ports  [2]int
+	peers  []Peer
+
+	mu      sync.Mutex // startAll starts the members concurrently
 	cfgs    map[string]Config
 	members map[string]*etcdembed.Member
-	ports   [2]int
-	peers   []Peer
 }
 
 func freeTCPPort(t *testing.T) int {
@@ -159,48 +162,67 @@ func (em *etcdMasters) config(name string, addr netip.Addr) Config {
 }
 
 func (em *etcdMasters) start(name string, addr netip.Addr) {
-	t := em.t
-	t.Helper()
+	em.t.Helper()
+	if err := em.tryStart(name, addr); err != nil {
+		em.t.Fatal(err)
+	}
+}
+
+// tryStart starts master name's etcd member; it may run on any goroutine
+// (t.Fatal may not).
+func (em *etcdMasters) tryStart(name string, addr netip.Addr) error {
 	cfg := em.config(name, addr)
 	p := pki.DefaultParams()
 	p.NodeName, p.NodeAddress = name, addr
 	p.Peers = []pki.Peer{{Name: name, Address: addr}}
 	files, err := pki.Ensure(filepath.Join(cfg.DataDir, "pki"), em.secret, p, time.Now())
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("pki of %s: %w", name, err)
 	}
 	ec := EtcdMemberConfig(cfg, files)
 	ec.ReadyTimeout = 90 * time.Second
 	m, err := etcdembed.New(ec)
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("etcd of %s: %w", name, err)
 	}
+	em.mu.Lock()
 	em.cfgs[name], em.members[name] = cfg, m
-	t.Cleanup(func() { em.stop(name) })
+	em.mu.Unlock()
+	em.t.Cleanup(func() { em.stop(name) })
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := m.Start(ctx); err != nil {
-		t.Fatalf("start etcd of %s: %v", name, err)
+		return fmt.Errorf("start etcd of %s: %w", name, err)
 	}
+	return nil
 }
 
+// startAll starts every seed master's member at once (each waits for a
+// quorum to be ready).
 func (em *etcdMasters) startAll() {
-	done := make(chan struct{}, len(em.peers))
+	em.t.Helper()
+	errs := make(chan error, len(em.peers))
 	for _, p := range em.peers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			em.start(p.Name, p.Address)
-		}()
+		go func() { errs <- em.tryStart(p.Name, p.Address) }()
 	}
+	var all []error
 	for range em.peers {
-		<-done
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	if err := errors.Join(all...); err != nil {
+		em.t.Fatal(err)
 	}
 }
 
 func (em *etcdMasters) stop(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = em.members[name].Stop(ctx)
+	em.mu.Lock()
+	m := em.members[name]
+	em.mu.Unlock()
+	_ = m.Stop(ctx)
 }
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
