@@ -57,20 +57,13 @@ func (b *bench) setUpTakeover(ctx context.Context) error {
 		}
 	}
 	const saPath = "/api/v1/namespaces/default/serviceaccounts/default"
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		code, out, err := b.api.do(ctx, "", http.MethodGet, saPath, "", nil)
-		if err == nil && code == http.StatusOK {
-			break
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if b.pollUntil(waitCtx, time.Now(), saPath, func([]byte) bool { return true }) == report.NotWithin {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("vip bench: takeover workload: GET %s: not there after 2m: %d %s %v", saPath, code, short(out), err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pollEvery):
-		}
+		return fmt.Errorf("vip bench: takeover workload: GET %s: not there within 2m", saPath)
 	}
 	b.takeoverReady = true
 	return nil
